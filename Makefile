@@ -1,0 +1,39 @@
+# Two commands for a newcomer:  `make demo` (train the char LM end to end)  and  `make test`.
+# Each does its own set-up first: an isolated .venv with the CPU build of torch, then the package.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is pinned and installed first so the package's torch range adds nothing (no CUDA download
+# on a CPU machine). Elsewhere, point pip at PyTorch's CPU wheel index: make TORCH_PIP_ARGS="--index-url URL"
+TORCH_SPEC     ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+EXTRAS ?= all
+STAMP  := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: setup demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import torch; print('torch', torch.__version__)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import nl_lightning, lightning; print('nl_lightning', nl_lightning.__version__, 'lightning', lightning.__version__)"
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/nl-lightning fit --config configs/char_lm.yaml
+	$(BIN)/nl-lightning generate --ckpt_path runs/char_lm/checkpoints/last.ckpt --prompt "The " --max_new_tokens 300
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+bench: setup
+	for b in benchmarks/*.py; do $(BIN)/python $$b --quick || exit 1; done
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache

@@ -1,0 +1,1 @@
+"""Subcommands of ``nl-lightning`` beyond LightningCLI's fit / validate / test / predict."""

@@ -1,0 +1,114 @@
+"""Character-level (byte) language-modelling data; the default corpus ships with Python itself.
+
+Text is encoded as UTF-8 bytes (vocabulary 256), so no tokenizer or vocabulary file is needed and
+any text round-trips. The default corpus is ``pydoc_data.topics`` (~465 KB of CPython's help text).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+VOCAB_SIZE = 256
+
+
+def encode(text: str) -> Tensor:
+    """str -> (N,) long tensor of UTF-8 bytes."""
+    return torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+
+
+def decode(ids: Tensor | list[int]) -> str:
+    """Byte ids -> str; invalid UTF-8 sequences (possible in samples) become U+FFFD."""
+    values = ids.tolist() if isinstance(ids, Tensor) else ids
+    return bytes(int(v) for v in values).decode("utf-8", errors="replace")
+
+
+def pydoc_corpus() -> str:
+    """The text of Python's own ``pydoc_data.topics``, in a fixed (sorted) order."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError as err:  # some distro Pythons strip pydoc_data
+        raise RuntimeError(
+            "This Python has no pydoc_data module, the default corpus. Pass a text file with "
+            "CharTextDataModule(path=...) / --data.init_args.path=FILE."
+        ) from err
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+class TokenChunks(Dataset):
+    """Non-overlapping windows of ``seq_len + 1`` tokens -> (input, next-token target)."""
+
+    def __init__(self, tokens: Tensor, seq_len: int) -> None:
+        if tokens.numel() < seq_len + 1:
+            raise ValueError(f"Only {tokens.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; use a shorter seq_len.")
+        self.tokens, self.seq_len = tokens, seq_len
+
+    def __len__(self) -> int:
+        return (self.tokens.numel() - 1) // self.seq_len
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        chunk = self.tokens[i * self.seq_len : (i + 1) * self.seq_len + 1]
+        return chunk[:-1], chunk[1:]
+
+
+class CharTextDataModule(L.LightningDataModule):
+    """Byte-level LM data from a text file, or from Python's own docs when ``path`` is None.
+
+    The split is deterministic: the last ``val_fraction`` of the text is validation (and test).
+    """
+
+    def __init__(
+        self, path: str | None = None, seq_len: int = 128, batch_size: int = 32,
+        val_fraction: float = 0.1, num_workers: int = 0,
+    ) -> None:
+        """
+        Args:
+            path: a UTF-8 text file; None uses ``pydoc_data.topics``.
+            seq_len: tokens per training example.
+            val_fraction: tail fraction of the text held out for validation.
+        """
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction} must be in (0, 1).")
+        if seq_len < 1 or batch_size < 1:
+            raise ValueError(f"seq_len={seq_len} and batch_size={batch_size} must be >= 1.")
+        self.save_hyperparameters()
+        self.path, self.seq_len, self.batch_size = path, seq_len, batch_size
+        self.val_fraction, self.num_workers = val_fraction, num_workers
+        self.vocab_size = VOCAB_SIZE
+
+    def load_text(self) -> str:
+        if self.path is None:
+            return pydoc_corpus()
+        path = Path(self.path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Text file not found: {path}. Pass an existing UTF-8 file or path=None for the built-in corpus.")
+        text = path.read_text(encoding="utf-8")
+        if not text:
+            raise ValueError(f"Text file {path} is empty; give a file with at least {self.seq_len + 1} bytes.")
+        return text
+
+    def setup(self, stage: str | None = None) -> None:
+        tokens = encode(self.load_text())
+        split = int(tokens.numel() * (1.0 - self.val_fraction))
+        self.train_set = TokenChunks(tokens[:split], self.seq_len)
+        self.val_set = TokenChunks(tokens[split:], self.seq_len)
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            drop_last=shuffle, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

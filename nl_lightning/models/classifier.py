@@ -1,0 +1,117 @@
+"""``TransformerClassifier``: sequence classification (accuracy, F1) or regression (MSE, MAE)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
+
+from nl_lightning.models.base import TaskModule
+from nl_lightning.models.config import TransformerConfig, as_config
+from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
+from nl_lightning.models.transformer import SequenceClassifier
+
+
+class TransformerClassifier(TaskModule):
+    """Encoder over token ids (B, T), feature sequences (B, T, F) or tabular rows (B, F).
+
+    Batches are ``(x, y)`` or ``{"x": x, "y": y, "key_padding_mask": mask}`` (mask True = padding).
+    """
+
+    def __init__(
+        self,
+        config: TransformerConfig | None = None,
+        num_classes: int = 2,
+        task: Literal["classification", "regression"] = "classification",
+        pooling: Literal["mean", "cls", "attention", "gem"] = "mean",
+        optimizer: OptimizerConfig | None = None,
+        scheduler: SchedulerConfig | None = None,
+        compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            config: architecture (default: 'tiny' preset, bidirectional).
+            num_classes: classes for classification; number of targets for regression.
+            task: 'classification' (cross-entropy) or 'regression' (MSE).
+            pooling: how the sequence becomes one vector.
+        """
+        super().__init__(optimizer, scheduler, compile)
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task={task!r} is not supported; choose 'classification' or 'regression'.")
+        if num_classes < (2 if task == "classification" else 1):
+            raise ValueError(f"num_classes={num_classes} is too small for {task}; classification needs >= 2.")
+        self.save_hyperparameters()
+        self.config = as_config(config, causal=False)
+        self.task, self.num_classes = task, num_classes
+        self.model = SequenceClassifier(self.config, num_classes, pooling)
+        for stage in ("train", "val", "test"):
+            setattr(self, f"{stage}_metrics", self._metrics(f"{stage}/"))
+
+    def _metrics(self, prefix: str) -> MetricCollection:
+        if self.task == "classification":
+            metrics = {"acc": MulticlassAccuracy(self.num_classes), "f1": MulticlassF1Score(self.num_classes)}
+        else:
+            metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
+        return MetricCollection(metrics, prefix=prefix)
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        return self.model(x, key_padding_mask)
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(out.float(), y)
+        return F.mse_loss(out.float(), y.float().view_as(out))
+
+    def _step(self, batch: Any, stage: str) -> Tensor:
+        x, y, mask = self._unpack(batch)
+        out = self(x, mask)
+        loss = self.loss(out, y)
+        metrics = getattr(self, f"{stage}_metrics")
+        if self.task == "classification":
+            metrics.update(out.float(), y)
+        else:
+            metrics.update(out.float().view(-1), y.float().reshape(-1))
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
+        self.log_dict(metrics, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Class probabilities (B, C) for classification, predictions (B, K) for regression."""
+        if isinstance(batch, dict):
+            x, mask = batch["x"], batch.get("key_padding_mask")
+        else:
+            x, mask = (batch[0] if isinstance(batch, (tuple, list)) else batch), None
+        out = self(x, mask).float()
+        return out.softmax(-1) if self.task == "classification" else out
+
+    def _unpack(self, batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+        if isinstance(batch, dict):
+            if "x" not in batch or "y" not in batch:
+                raise ValueError(f"TransformerClassifier needs batch keys 'x' and 'y', got {sorted(batch)}.")
+            x, y, mask = batch["x"], batch["y"], batch.get("key_padding_mask")
+        elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+            (x, y), mask = batch, None
+        else:
+            raise ValueError("TransformerClassifier expects batches (x, y) or {'x': ..., 'y': ...}.")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise ValueError("Batch features contain NaN or Inf; clean the data or use the data validation policy 'drop'.")
+        if self.task == "classification":
+            if y.is_floating_point() or y.dim() != 1:
+                raise ValueError(f"Classification targets must be integer class ids of shape (batch,), got {tuple(y.shape)} {y.dtype}.")
+            if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
+                raise ValueError(f"Class ids must be in [0, {self.num_classes}); got min {int(y.min())}, max {int(y.max())}. Check num_classes.")
+        return x, y, mask

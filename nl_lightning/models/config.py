@@ -1,0 +1,152 @@
+"""``TransformerConfig``: the serializable description of a model, with named presets.
+
+Only plain values live here (strings for choices), so the config round-trips through YAML,
+LightningCLI and ``save_hyperparameters``. Every field is checked in ``__post_init__`` and each
+error names the field, the value received and what to use instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from nl_lightning.nn.attention import ATTN_BACKENDS
+from nl_lightning.nn.mlp import MLPS
+from nl_lightning.nn.norm import NORMS
+from nl_lightning.nn.position import POSITIONS
+
+
+@dataclass
+class TransformerConfig:
+    """Architecture of an encoder (``causal=False``) or a causal decoder (``causal=True``)."""
+
+    vocab_size: int = 256
+    """Token vocabulary (256 = bytes). Ignored when ``input_dim`` is set."""
+    input_dim: int | None = None
+    """Feature size of continuous inputs (B, T, input_dim); None means token ids."""
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    """Key/value heads: None = n_heads (MHA), 1 = MQA, a divisor of n_heads = GQA."""
+    mlp_hidden: int | None = None
+    """MLP width; None = 4 * d_model (gelu) or 8/3 * d_model (gated), rounded to 32."""
+    max_seq_len: int = 256
+    position: Literal["rope", "alibi", "learned", "none"] = "rope"
+    rope_base: float = 10000.0
+    mlp: Literal["gelu", "swiglu", "geglu"] = "gelu"
+    norm: Literal["rmsnorm", "layernorm"] = "layernorm"
+    norm_eps: float = 1e-5
+    norm_style: Literal["pre", "post"] = "pre"
+    causal: bool = True
+    attn_backend: Literal["auto", "flash", "efficient", "math", "naive"] = "auto"
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    drop_path: float = 0.0
+    """Stochastic depth rate of the last layer; earlier layers get a linear schedule from 0."""
+    layer_scale: float | None = None
+    """Initial LayerScale gain; None disables LayerScale."""
+    bias: bool = True
+    tie_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        _choice("position", self.position, POSITIONS)
+        _choice("mlp", self.mlp, tuple(MLPS))
+        _choice("norm", self.norm, tuple(NORMS))
+        _choice("norm_style", self.norm_style, ("pre", "post"))
+        _choice("attn_backend", self.attn_backend, ATTN_BACKENDS)
+        for name in ("vocab_size", "n_layers", "d_model", "n_heads", "n_kv_heads", "max_seq_len"):
+            _positive(name, getattr(self, name))
+        if self.input_dim is not None:
+            _positive("input_dim", self.input_dim)
+        if self.mlp_hidden is not None:
+            _positive("mlp_hidden", self.mlp_hidden)
+        if self.d_model % self.n_heads:
+            divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64]
+            raise ValueError(
+                f"TransformerConfig.n_heads={self.n_heads} must divide d_model={self.d_model}; "
+                f"use one of {divisors} or change d_model."
+            )
+        if self.n_heads % self.n_kv_heads:
+            divisors = [h for h in range(1, self.n_heads + 1) if self.n_heads % h == 0]
+            raise ValueError(
+                f"TransformerConfig.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}; "
+                f"use one of {divisors} (1 = multi-query, {self.n_heads} = multi-head)."
+            )
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(
+                f"TransformerConfig.position='rope' needs an even head size, got d_model/n_heads="
+                f"{self.head_dim}; change d_model or n_heads."
+            )
+        for name in ("dropout", "attn_dropout", "drop_path"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"TransformerConfig.{name}={value} must be in [0, 1).")
+        if self.rope_base <= 0:
+            raise ValueError(f"TransformerConfig.rope_base={self.rope_base} must be > 0 (10000 is usual).")
+        if self.tie_embeddings and self.input_dim is not None:
+            raise ValueError(
+                "TransformerConfig.tie_embeddings=True needs token inputs; set input_dim=None or tie_embeddings=False."
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TransformerConfig":
+        """Build from a mapping, rejecting unknown keys with the list of valid ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown TransformerConfig key(s) {unknown}; valid keys are {sorted(known)}.")
+        return cls(**values)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TransformerConfig":
+        """A named preset (see ``PRESETS``), optionally with fields overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Small enough to train on two CPU cores in minutes.
+    "tiny": dict(n_layers=2, d_model=128, n_heads=4, max_seq_len=256),
+    # Llama-style decoder: RMSNorm, SwiGLU, RoPE, grouped-query attention, no biases.
+    "llama": dict(
+        n_layers=4, d_model=256, n_heads=8, n_kv_heads=2, max_seq_len=512, position="rope",
+        mlp="swiglu", norm="rmsnorm", norm_style="pre", bias=False, causal=True,
+    ),
+    # BERT-style encoder: learned positions, GELU MLP, post-LN, bidirectional.
+    "bert": dict(
+        n_layers=4, d_model=256, n_heads=4, max_seq_len=512, position="learned",
+        mlp="gelu", norm="layernorm", norm_style="post", causal=False, dropout=0.1,
+    ),
+}
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"TransformerConfig.{name}={value!r} is not supported; choose one of {allowed}.")
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"TransformerConfig.{name}={value!r} must be a positive integer.")
+
+
+def as_config(config: "TransformerConfig | dict[str, Any] | None", **defaults: Any) -> TransformerConfig:
+    """Accept a config, a plain dict (as stored in checkpoints) or None (the 'tiny' preset)."""
+    if config is None:
+        return TransformerConfig.from_preset("tiny", **defaults)
+    if isinstance(config, dict):
+        return TransformerConfig.from_dict(config)
+    if isinstance(config, TransformerConfig):
+        return config
+    raise TypeError(f"Expected a TransformerConfig or a dict, got {type(config).__name__}.")

@@ -1,0 +1,116 @@
+"""Optimizer and LR-scheduler factory driven by two small config dataclasses.
+
+Weight decay applies to matrices only: biases, norm weights and embeddings are excluded (the
+GPT-2 / nanoGPT convention). Schedules are torch's own ``lr_scheduler`` classes, stepped per
+optimizer step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as sched
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("cosine", "linear", "onecycle", "constant", "none")
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    momentum: float = 0.9
+    """SGD only."""
+    nesterov: bool = False
+    """SGD only."""
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"OptimizerConfig.name={self.name!r} is not supported; choose one of {OPTIMIZERS}.")
+        if self.lr <= 0:
+            raise ValueError(f"OptimizerConfig.lr={self.lr} must be > 0.")
+        if self.weight_decay < 0:
+            raise ValueError(f"OptimizerConfig.weight_decay={self.weight_decay} must be >= 0.")
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("OptimizerConfig.nesterov=True needs name='sgd' and momentum > 0.")
+        self.betas = tuple(self.betas)  # YAML gives a list
+
+
+@dataclass
+class SchedulerConfig:
+    name: Literal["cosine", "linear", "onecycle", "constant", "none"] = "cosine"
+    """cosine / linear decay after warm-up, one-cycle, constant after warm-up, or none."""
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    """Final LR as a fraction of the peak (cosine and linear)."""
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULERS:
+            raise ValueError(f"SchedulerConfig.name={self.name!r} is not supported; choose one of {SCHEDULERS}.")
+        if self.warmup_steps < 0:
+            raise ValueError(f"SchedulerConfig.warmup_steps={self.warmup_steps} must be >= 0.")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"SchedulerConfig.min_lr_ratio={self.min_lr_ratio} must be in [0, 1].")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: decayed matrices, and undecayed biases / norm weights / embeddings."""
+    no_decay_ids = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            no_decay_ids.add(id(module.weight))
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or id(param) in no_decay_ids else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    if cfg.name == "adam":
+        # Adam's weight_decay is L2 in the gradient; kept per group so exclusions still hold.
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, total_steps: int
+) -> sched.LRScheduler | None:
+    """A per-step schedule over ``total_steps`` optimizer steps (None for ``name='none'``)."""
+    if cfg.name == "none":
+        return None
+    if total_steps < 1:
+        raise ValueError(
+            f"The '{cfg.name}' schedule needs a finite number of steps, got {total_steps}; "
+            "set trainer.max_steps or trainer.max_epochs."
+        )
+    warmup = min(cfg.warmup_steps, total_steps - 1)
+    if cfg.name == "onecycle":
+        max_lrs = [g["lr"] for g in optimizer.param_groups]
+        pct = max(warmup, 1) / total_steps if total_steps > 1 else 0.5
+        return sched.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=min(pct, 0.99))
+    decay_steps = max(total_steps - warmup, 1)
+    if cfg.name == "cosine":
+        base = min(g["lr"] for g in optimizer.param_groups)
+        main = sched.CosineAnnealingLR(optimizer, T_max=decay_steps, eta_min=base * cfg.min_lr_ratio)
+    elif cfg.name == "linear":
+        main = sched.LinearLR(optimizer, start_factor=1.0, end_factor=cfg.min_lr_ratio, total_iters=decay_steps)
+    else:  # constant
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if warmup == 0:
+        return main
+    ramp = sched.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

@@ -1,0 +1,13 @@
+"""Normalization layers by name: torch's own ``nn.RMSNorm`` and ``nn.LayerNorm``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+NORMS: dict[str, type[nn.Module]] = {"rmsnorm": nn.RMSNorm, "layernorm": nn.LayerNorm}
+
+
+def build_norm(name: str, dim: int, eps: float = 1e-5) -> nn.Module:
+    if name not in NORMS:
+        raise ValueError(f"Unknown norm {name!r}; choose one of {tuple(NORMS)}.")
+    return NORMS[name](dim, eps=eps)

@@ -1,0 +1,73 @@
+"""Sequence pooling by name: (B, T, D) -> (B, D). All are padding-aware (mask True = padding)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _keep(x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+    """(B, T, 1) float weights: 1 for real tokens, 0 for padding."""
+    if key_padding_mask is None:
+        return x.new_ones(x.shape[:2] + (1,))
+    return (~key_padding_mask.bool()).unsqueeze(-1).to(x.dtype)
+
+
+class MeanPool(nn.Module):
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        keep = _keep(x, key_padding_mask)
+        return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+
+
+class ClsPool(nn.Module):
+    """The first position's state; the model prepends a learned [CLS] token when this is chosen."""
+
+    prepends_cls = True
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        return x[:, 0]
+
+
+class AttentionPool(nn.Module):
+    """One learned query attends over the sequence (single-head, masked softmax)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(dim))
+        self.key = nn.Linear(dim, dim)
+        nn.init.normal_(self.query, std=0.02)
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        scores = self.key(x) @ self.query / x.size(-1) ** 0.5  # (B, T)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask.bool(), float("-inf"))
+        weights = scores.softmax(dim=-1).unsqueeze(-1)  # (B, T, 1)
+        return (weights * x).sum(1)
+
+
+class GeMPool(nn.Module):
+    """Generalized mean (mean of x^p)^(1/p) with learnable p; inputs clamped to ``eps`` as GeM needs x > 0."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p, self.eps = nn.Parameter(torch.tensor(float(p))), eps
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        keep = _keep(x, key_padding_mask)
+        powered = x.clamp_min(self.eps).pow(self.p) * keep
+        return (powered.sum(1) / keep.sum(1).clamp_min(1.0)).pow(1.0 / self.p)
+
+
+POOLINGS: tuple[str, ...] = ("mean", "cls", "attention", "gem")
+
+
+def build_pooling(name: str, dim: int) -> nn.Module:
+    if name == "mean":
+        return MeanPool()
+    if name == "cls":
+        return ClsPool()
+    if name == "attention":
+        return AttentionPool(dim)
+    if name == "gem":
+        return GeMPool()
+    raise ValueError(f"Unknown pooling {name!r}; choose one of {POOLINGS}.")

@@ -1,0 +1,26 @@
+"""Learned absolute position embeddings, and the registry of position schemes by name."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+POSITIONS: tuple[str, ...] = ("rope", "alibi", "learned", "none")
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """A trainable vector per position (GPT-2/BERT), added to the token embeddings."""
+
+    def __init__(self, max_seq_len: int, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(max_seq_len, d_model))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        end = offset + x.size(1)
+        if end > self.weight.size(0):
+            raise ValueError(
+                f"Sequence reaches position {end} but learned positions stop at max_seq_len="
+                f"{self.weight.size(0)}; shorten the input or raise TransformerConfig.max_seq_len."
+            )
+        return x + self.weight[offset:end]

@@ -1,0 +1,43 @@
+"""Rotary position embedding (RoPE): rotate query/key pairs by position-dependent angles.
+
+Scores then depend only on the relative offset between positions (Su et al., 2021).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def rope_cache(seq_len: int, head_dim: int, base: float = 10000.0, device=None) -> tuple[Tensor, Tensor]:
+    """cos/sin tables of shape (seq_len, head_dim // 2), computed in fp32."""
+    if head_dim % 2:
+        raise ValueError(f"RoPE needs an even head_dim, got {head_dim}; pick d_model / n_heads even.")
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x`` (B, H, T, D) with tables (T, D/2) using the half-split (GPT-NeoX/llama) layout."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """Caches cos/sin tables up to ``max_seq_len``; ``forward(T, offset)`` slices them."""
+
+    def __init__(self, head_dim: int, max_seq_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        self.head_dim, self.base = head_dim, base
+        cos, sin = rope_cache(max_seq_len, head_dim, base)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def forward(self, seq_len: int, offset: int = 0) -> tuple[Tensor, Tensor]:
+        end = offset + seq_len
+        if end > self.cos.size(0):  # extend on demand (RoPE itself has no length limit)
+            cos, sin = rope_cache(end, self.head_dim, self.base, device=self.cos.device)
+            self.cos, self.sin = cos, sin
+        return self.cos[offset:end], self.sin[offset:end]

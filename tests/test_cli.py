@@ -1,0 +1,93 @@
+"""The `nl-lightning` command and every shipped YAML in configs/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nl_lightning.cli import EXTRA_COMMANDS, build_cli, main
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+FIT_CONFIGS = [c for c in CONFIGS if "model" in (yaml.safe_load(c.read_text()) or {})]
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch):
+    """LightningCLI warns when both args= and pytest's own sys.argv are present."""
+    monkeypatch.setattr("sys.argv", ["nl-lightning"])
+
+
+def test_configs_exist():
+    names = {c.stem for c in FIT_CONFIGS}
+    assert {"char_lm", "classifier", "llama", "bert"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_parses(config: Path):
+    data = yaml.safe_load(config.read_text())
+    assert isinstance(data, dict) and data, f"{config.name} is empty"
+    if config in FIT_CONFIGS:
+        cli = build_cli(["--config", str(config)], run=False)
+        assert cli.model is not None and cli.datamodule is not None
+    else:  # a subcommand's config: parsed by that subcommand's own parser
+        command = config.stem.split("_")[0]
+        assert command in EXTRA_COMMANDS, f"{config.name}: no fit `model:` and no subcommand {command!r}"
+        module = __import__(EXTRA_COMMANDS[command].split(":")[0], fromlist=["build_parser"])
+        module.build_parser().parse_args(["--config", str(config)])
+
+
+@pytest.mark.parametrize("config", FIT_CONFIGS, ids=lambda p: p.stem)
+def test_fast_dev_run_every_fit_config(config: Path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # configs write under runs/ relative to the working directory
+    main(["fit", "--config", str(config), "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"])
+
+
+def test_print_config(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(FIT_CONFIGS[0]), "--print_config"])
+    assert exc.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("nl_lightning.models.")
+
+
+def test_unknown_config_key_is_rejected(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    data = yaml.safe_load((Path(__file__).parents[1] / "configs" / "classifier.yaml").read_text())
+    data["model"]["init_args"]["config"]["n_layerz"] = 3
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(bad)])
+    assert "n_layerz" in capsys.readouterr().err
+
+
+def test_invalid_config_value_names_the_field(tmp_path, capsys):
+    # jsonargparse exits with the message on stderr (or raises it, depending on its error handler)
+    with pytest.raises((SystemExit, ValueError)) as exc:
+        main(["fit", "--config", str(FIT_CONFIGS[0]), "--model.init_args.config.n_kv_heads=3", "--trainer.fast_dev_run=true"])
+    assert "TransformerConfig.n_kv_heads=3 must divide n_heads=4" in capsys.readouterr().err + str(exc.value)
+
+
+def test_generate_command_prints_text(tmp_path, capsys):
+    import lightning as L
+
+    from nl_lightning.data import CharTextDataModule
+    from nl_lightning.models import TransformerConfig, TransformerLM
+
+    model = TransformerLM(TransformerConfig(n_layers=1, d_model=32, n_heads=2, max_seq_len=64))
+    trainer = L.Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, CharTextDataModule(seq_len=32, batch_size=4))
+    ckpt = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert main(["generate", "--ckpt_path", str(ckpt), "--prompt", "def ", "--max_new_tokens", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "--- sample 0 ---\ndef " in out
+
+
+def test_generate_command_missing_checkpoint(tmp_path):
+    from nl_lightning.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="Checkpoint not found"):
+        main(["generate", "--ckpt_path", str(tmp_path / "nope.ckpt")])
