@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torchmetrics
 
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
 
@@ -26,6 +27,12 @@ class TaskModule(L.LightningModule):
         self.optimizer_config = _as(OptimizerConfig, optimizer)
         self.scheduler_config = _as(SchedulerConfig, scheduler)
         self.compile_model = compile
+
+    def _plain_hparams(self) -> None:
+        """Call right after ``save_hyperparameters()``: configs become plain dicts, so loggers can
+        write them to YAML and checkpoints load with ``torch.load(weights_only=True)``."""
+        for key in list(self.hparams):
+            self.hparams[key] = _plain(self.hparams[key])
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self, self.optimizer_config)
@@ -49,6 +56,13 @@ class TaskModule(L.LightningModule):
         if self.compile_model and not getattr(self, "_compiled", False):
             self.model.compile()
             self._compiled = True
+
+    def on_fit_start(self) -> None:
+        """Reset metrics outside inference mode: states last reset by ``trainer.validate()`` are
+        inference tensors, which fit's validation (run under ``no_grad``) cannot update in place."""
+        for module in self.modules():
+            if isinstance(module, torchmetrics.Metric):
+                module.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep checkpoints loadable with ``torch.load(weights_only=True)``: plain dicts only."""

@@ -74,8 +74,9 @@ def load_checkpoint(
         model = cls(**hparams)
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except (TypeError, RuntimeError, ValueError) as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines()[:2])  # load_state_dict: mismatch on line 2
         raise CheckpointError(
-            f"{path} does not match {cls.__qualname__}: {str(err).splitlines()[0]}. It was probably "
+            f"{path} does not match {cls.__qualname__}: {detail.rstrip('.')}. It was probably "
             "written by another model or another version of nl_lightning."
         ) from err
     return model.eval()

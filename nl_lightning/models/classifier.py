@@ -46,6 +46,7 @@ class TransformerClassifier(TaskModule):
         if num_classes < (2 if task == "classification" else 1):
             raise ValueError(f"num_classes={num_classes} is too small for {task}; classification needs >= 2.")
         self.save_hyperparameters()
+        self._plain_hparams()
         self.config = as_config(config, causal=False)
         self.task, self.num_classes = task, num_classes
         self.model = SequenceClassifier(self.config, num_classes, pooling)
@@ -72,10 +73,11 @@ class TransformerClassifier(TaskModule):
         out = self(x, mask)
         loss = self.loss(out, y)
         metrics = getattr(self, f"{stage}_metrics")
+        # forward, not update: training logs on_step, which Lightning reads from the forward cache.
         if self.task == "classification":
-            metrics.update(out.float(), y)
+            metrics(out.float(), y)
         else:
-            metrics.update(out.float().view(-1), y.float().reshape(-1))
+            metrics(out.float().view(-1), y.float().reshape(-1))
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
         self.log_dict(metrics, prog_bar=stage != "train")
         return loss

@@ -35,6 +35,7 @@ class TransformerLM(TaskModule):
         """
         super().__init__(optimizer, scheduler, compile)
         self.save_hyperparameters()
+        self._plain_hparams()
         self.config = as_config(config)
         self.model = CausalLM(self.config)
         self.train_ppl, self.val_ppl, self.test_ppl = Perplexity(), Perplexity(), Perplexity()

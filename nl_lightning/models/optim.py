@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler as sched
 
+from nl_lightning.nn.position import LearnedPositionalEmbedding
+
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "linear", "onecycle", "constant", "none")
 
@@ -38,7 +40,10 @@ class OptimizerConfig:
         if self.weight_decay < 0:
             raise ValueError(f"OptimizerConfig.weight_decay={self.weight_decay} must be >= 0.")
         if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
-            raise ValueError("OptimizerConfig.nesterov=True needs name='sgd' and momentum > 0.")
+            raise ValueError(
+                "OptimizerConfig.nesterov=True needs name='sgd' and momentum > 0, "
+                f"got name={self.name!r}, momentum={self.momentum}."
+            )
         self.betas = tuple(self.betas)  # YAML gives a list
 
 
@@ -63,8 +68,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two groups: decayed matrices, and undecayed biases / norm weights / embeddings."""
     no_decay_ids = set()
     for module in model.modules():
-        if isinstance(module, nn.Embedding):
+        if isinstance(module, (nn.Embedding, LearnedPositionalEmbedding)):
             no_decay_ids.add(id(module.weight))
+        if isinstance(getattr(module, "cls_token", None), nn.Parameter):  # a learned [CLS] embedding
+            no_decay_ids.add(id(module.cls_token))
     decay, no_decay = [], []
     for param in model.parameters():
         if not param.requires_grad:

@@ -152,6 +152,12 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         if num_outputs < 1:
             raise ValueError(f"num_outputs={num_outputs} must be >= 1.")
+        if pooling == "cls" and config.causal:
+            # The [CLS] token sits at position 0, which under causal attention sees only itself.
+            raise ValueError(
+                "pooling='cls' needs a bidirectional encoder (causal=False): with causal=True the [CLS] "
+                "token at position 0 never sees the input. Set causal=False or use pooling='mean'."
+            )
         self.config = config
         self.transformer = Transformer(config)
         self.pool = build_pooling(pooling, config.d_model)
