@@ -1,0 +1,259 @@
+"""``ReaderDataModule``: the Lightning glue shared by the file and in-memory DataModules.
+
+Subclasses only say where each split's readers come from (:meth:`open_split`); the readers,
+validation, caching, transforms and statistics are the functional pieces in this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+from nl_lightning.data.cache import CacheKind, make_cache
+from nl_lightning.data.dataset import ArrayDataset, collate_batch
+from nl_lightning.data.readers.base import Reader
+from nl_lightning.data.sampler import ArrayBatchSampler
+from nl_lightning.data.split import split_rows
+from nl_lightning.data.stats import feature_moments
+from nl_lightning.data.transforms import Compose, Normalize, Transform
+from nl_lightning.data.validate import OnBad, scan_rows
+
+Split = Literal["train", "val", "test", "predict"]
+FeatureDType = Literal["float32", "float64", "float16", "int64", "int32", "uint8", "bool"]
+TargetDType = Literal["auto", "int64", "int32", "float32", "float64"]
+STAGE_SPLITS: dict[str | None, tuple[Split, ...]] = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("predict",),
+    None: ("train", "val", "test", "predict"),
+}
+
+
+class ReaderDataModule(L.LightningDataModule):
+    """Train / val / test / predict datasets over readers, with batch reads, validation and caching.
+
+    Batches are ``{"x": features, "y": targets}``; each DataLoader batch is one index array
+    (:class:`ArrayBatchSampler`) and one sorted read per reader. ``val`` / ``test`` come from their own source or from ``val_fraction`` /
+    ``test_fraction`` of the training rows (seeded by ``seed``, identical on every DDP rank).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        persistent_workers: bool | None = None,
+        prefetch_factor: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        val_fraction: float = 0.0,
+        test_fraction: float = 0.0,
+        seed: int = 0,
+        feature_dtype: FeatureDType = "float32",
+        target_dtype: TargetDType = "auto",
+        feature_shape: list[int] | None = None,
+        validate: bool = True,
+        on_bad: OnBad = "raise",
+        normalize: bool = False,
+        transforms: list[Transform] | None = None,
+        transform_on: Literal["sample", "batch"] = "batch",
+        cache: CacheKind = "none",
+        cache_dir: str | None = None,
+        cache_memory_bytes: int = 2**30,
+    ) -> None:
+        """
+        Args:
+            batch_size: samples per batch (one reader call each).
+            num_workers: DataLoader worker processes (0 reads in the main process).
+            pin_memory: page-locked batches for fast GPU copies; ``None`` = when CUDA is available.
+            persistent_workers: keep workers between epochs; ``None`` = when ``num_workers > 0``.
+            prefetch_factor: batches loaded ahead per worker; ``None`` = torch's default (2).
+            shuffle: shuffle the training split each epoch.
+            drop_last: drop the last incomplete training batch.
+            val_fraction: fraction of training rows held out for validation (no ``val`` source then).
+            test_fraction: fraction of training rows held out for testing.
+            seed: seeds the split and the random transforms.
+            feature_dtype: dtype features are converted to (checked: no overflow, no lost fractions).
+            target_dtype: dtype of targets; ``auto`` = int64 for integer data, float32 for floats.
+            feature_shape: declared sample shape; samples with as many elements are reshaped.
+            validate: scan each source once in ``setup`` for NaN / Inf and unconvertible values.
+            on_bad: what a bad row does: ``raise`` an error, ``drop`` it, or ``warn`` and keep it.
+            normalize: z-score features with per-feature stats of the training split (checkpointed).
+            transforms: random augmentations for training, e.g. RandomNoise, RandomScale.
+            transform_on: ``sample`` in DataLoader workers on CPU, or ``batch`` on the device.
+            cache: ``none``, ``memory`` (LRU), ``disk`` (memory-mapped) or ``hybrid`` (both).
+            cache_dir: folder of the disk cache (default ``~/.cache/nl_lightning/data``).
+            cache_memory_bytes: budget of the memory cache, per process.
+        """
+        super().__init__()
+        _check_args(batch_size, num_workers, prefetch_factor, validate, on_bad, transform_on, cache)
+        self.batch_size, self.num_workers, self.prefetch_factor = batch_size, num_workers, prefetch_factor
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = num_workers > 0 if persistent_workers is None else persistent_workers
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+        split_rows([0, 1, 2], val_fraction, test_fraction)  # validates the fractions now
+        self.feature_dtype, self.target_dtype, self.feature_shape = feature_dtype, target_dtype, feature_shape
+        self.validate, self.on_bad = validate, on_bad
+        self.normalize, self.normalizer = normalize, Normalize()
+        self.transforms, self.transform_on = list(transforms or []), transform_on
+        self.cache, self.cache_dir, self.cache_memory_bytes = cache, cache_dir, cache_memory_bytes
+        self.datasets: dict[str, ArrayDataset] = {}
+        self.bad_rows: dict[str, int] = {}
+        self._train_parts: dict[str, ArrayDataset] | None = None
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def open_split(self, split: Split) -> tuple[Reader, Reader | None] | None:
+        """``(features, targets)`` readers of ``split``'s own source, or ``None`` if it has none."""
+        raise NotImplementedError
+
+    def missing_hint(self, split: Split) -> str:
+        """How to give ``split`` a source, for error messages."""
+        return f"give the DataModule {split} data"
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in STAGE_SPLITS.get(stage, STAGE_SPLITS[None]):
+            if split not in self.datasets:
+                dataset = self._build(split)
+                if dataset is not None:
+                    self.datasets[split] = dataset
+
+    def _fraction(self, split: Split) -> float:
+        return {"val": self.val_fraction, "test": self.test_fraction}.get(split, 0.0)
+
+    def _build(self, split: Split) -> ArrayDataset | None:
+        if split == "train" or self._fraction(split) > 0:
+            return self._from_training(f"the {split} split")[split]
+        opened = self.open_split(split)
+        if opened is None:
+            return None
+        dataset = self._checked(split, self._decode(*opened))
+        return dataset.subset(dataset.rows, self._make_cache(dataset), self._sample_transform(split))
+
+    def _from_training(self, purpose: str) -> dict[str, ArrayDataset]:
+        """Train (and held-out val / test) datasets, built once from the training source."""
+        if self._train_parts is None:
+            opened = self.open_split("train")
+            if opened is None:
+                raise ValueError(f"No training data for {purpose}: {self.missing_hint('train')}.")
+            full = self._checked("train", self._decode(*opened))
+            cache = self._make_cache(full)
+            parts = split_rows(full.rows, self.val_fraction, self.test_fraction, self.seed)
+            self._train_parts = {
+                name: full.subset(rows, cache, self._sample_transform(name)) for name, rows in parts.items()
+            }
+        return self._train_parts
+
+    def _decode(self, features: Reader, targets: Reader | None) -> ArrayDataset:
+        return ArrayDataset(
+            features, targets, feature_dtype=self.feature_dtype, target_dtype=self.target_dtype,
+            feature_shape=self.feature_shape, seed=self.seed,
+        )
+
+    def _checked(self, split: str, dataset: ArrayDataset) -> ArrayDataset:
+        """``dataset`` keeping the rows that pass validation under ``on_bad``."""
+        if not self.validate:
+            return dataset
+        sources = [(dataset.features, dataset.feature_dtype)]
+        if dataset.targets is not None:
+            sources.append((dataset.targets, dataset.target_dtype))
+        result = scan_rows(sources, self.on_bad)
+        self.bad_rows[split] = len(result.bad)
+        return dataset.subset(result.rows)
+
+    def _make_cache(self, dataset: ArrayDataset) -> Any:
+        return make_cache(
+            self.cache, name=dataset.cache_name(), fingerprint=dataset.fingerprint(), length=len(dataset.features),
+            fields=dataset.fields(), directory=self.cache_dir, max_bytes=self.cache_memory_bytes,
+        )
+
+    def _stage_transform(self, split: str) -> Transform | None:
+        """Normalize (every split) then the augmentations (training only)."""
+        parts = ([self.normalizer] if self.normalize else []) + (self.transforms if split == "train" else [])
+        return None if not parts else parts[0] if len(parts) == 1 else Compose(parts)
+
+    def _sample_transform(self, split: str) -> Transform | None:
+        return self._stage_transform(split) if self.transform_on == "sample" else None
+
+    def _ensure_stats(self) -> None:
+        """Compute Normalize statistics from the training split once, unless restored already."""
+        if self.normalize and not self.normalizer.fitted:
+            train = self._from_training("normalize=True (statistics come from the training split; or restore "
+                                        "them with ckpt_path=... / load_state_dict)")["train"]
+            self.normalizer.set_stats(*feature_moments(train.iter_features()))
+
+    def _loader(self, split: Split, stage: str) -> DataLoader:
+        if split not in self.datasets:
+            self.setup(stage)
+        if split not in self.datasets:
+            raise ValueError(f"No {split} data: {self.missing_hint(split)}.")
+        self._ensure_stats()
+        workers = {}
+        if self.num_workers > 0:
+            workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
+        dataset, train = self.datasets[split], split == "train"
+        sampler = RandomSampler(dataset) if train and self.shuffle else SequentialSampler(dataset)
+        batches = ArrayBatchSampler(sampler, self.batch_size, drop_last=train and self.drop_last)
+        return DataLoader(
+            dataset, batch_sampler=batches, num_workers=self.num_workers, pin_memory=self.pin_memory,
+            collate_fn=collate_batch, **workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", "fit")
+
+    def val_dataloader(self) -> DataLoader | list:
+        if "val" not in self.datasets:
+            self.setup("validate")
+        return self._loader("val", "validate") if "val" in self.datasets else []  # [] = no validation
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", "test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", "predict")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Batch transforms on the device: Normalize always, augmentations while training."""
+        if self.transform_on != "batch" or not isinstance(batch, dict) or "x" not in batch:
+            return batch
+        training = self.trainer is not None and self.trainer.training
+        transform = self._stage_transform("train" if training else "eval")
+        if transform is None:
+            return batch
+        return {**batch, "x": transform(batch["x"], self._device_generator(batch["x"].device))}
+
+    def _device_generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._generators:
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed + rank)
+        return self._generators[device]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Normalize statistics, so validate / predict / serve use the training split's."""
+        return {"normalize": self.normalizer.state_dict()} if self.normalizer.fitted else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.normalizer.load_state_dict(state_dict.get("normalize", {}))
+
+
+def _check_args(batch_size: int, num_workers: int, prefetch_factor: int | None, validate: bool,
+                on_bad: str, transform_on: str, cache: str) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0; got {num_workers}.")
+    if prefetch_factor is not None and num_workers == 0:
+        raise ValueError(f"prefetch_factor={prefetch_factor} needs num_workers > 0; leave it null for num_workers=0.")
+    if on_bad not in ("raise", "drop", "warn"):
+        raise ValueError(f"on_bad must be 'raise', 'drop' or 'warn'; got {on_bad!r}.")
+    if on_bad != "raise" and not validate:
+        raise ValueError(f"on_bad={on_bad!r} needs validate=True (bad rows are found by the validation scan).")
+    if transform_on not in ("sample", "batch"):
+        raise ValueError(f"transform_on must be 'sample' or 'batch'; got {transform_on!r}.")
+    if cache not in ("none", "memory", "disk", "hybrid"):
+        raise ValueError(f"cache must be 'none', 'memory', 'disk' or 'hybrid'; got {cache!r}.")

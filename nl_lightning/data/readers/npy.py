@@ -1,0 +1,61 @@
+"""Reader for ``.npy`` files, memory-mapped (nothing is loaded until rows are read)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from nl_lightning.data.readers.base import LazyHandle, Reader, check_array, check_file, file_fingerprint, read_sorted
+
+
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, data_offset)`` of an ``.npy`` file without reading its data."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(f)
+        except ValueError as err:
+            raise ValueError(f"'{path}' is not a valid .npy file ({err}). Re-save it with numpy.save.") from err
+        return tuple(shape), np.dtype(dtype), fortran, f.tell()
+
+
+def open_memmap(path: str, dtype: str, shape: tuple[int, ...], offset: int, fortran: bool) -> np.ndarray:
+    """A read-only plain-ndarray view of a memory map (slices are views, fancy indexing copies)."""
+    order = "F" if fortran else "C"
+    return np.asarray(np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset, order=order))
+
+
+class NpyReader(Reader):
+    """Rows of one ``.npy`` array, memory-mapped lazily in each process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = check_file(path)
+        shape, self._dtype, fortran, offset = read_npy_header(self.path)
+        check_array(self.path, shape, self._dtype)
+        self._shape = shape
+        self.source = f"'{self.path}'"
+        opener = functools.partial(open_memmap, str(self.path), self._dtype.str, shape, offset, fortran)
+        self._array = LazyHandle(opener)
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self._shape[1:]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    def read_batch(self, rows: np.ndarray) -> np.ndarray:
+        return read_sorted(self._array.get(), rows)
+
+    def fingerprint(self) -> str:
+        return file_fingerprint(self.path, "npy")
+

@@ -1,0 +1,159 @@
+"""Readers: every format round-trips, reads batches of sorted rows, pickles, and opens lazily."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import warnings
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from nl_lightning.data.readers import ConcatReader, MemoryReader, infer_format, open_reader, open_source
+from datafiles import FORMATS, write
+
+ROWS = np.array([0, 1, 2, 7, 15, 16, 17, 30, 39])  # dense run, gaps, across parquet row groups
+
+
+def _open(fmt, spec, key="features"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # compressed NPZ warns; tested below
+        return open_reader(spec["path"], spec[key], shape=spec.get("feature_shape") if key == "features" else None)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_every_format(fmt, arrays, tmp_path):
+    x, y = arrays
+    spec = write(fmt, tmp_path, x, y)
+    features, targets = _open(fmt, spec), _open(fmt, spec, "targets")
+    assert len(features) == len(targets) == 40
+    assert features.sample_shape == (3, 4)
+    np.testing.assert_array_equal(features.read_batch(ROWS), x[ROWS])
+    np.testing.assert_array_equal(features.read_range(5, 25), x[5:25])
+    np.testing.assert_array_equal(features.read(17), x[17])
+    np.testing.assert_array_equal(targets.read_batch(ROWS), y[ROWS])
+    clone = pickle.loads(pickle.dumps(features))
+    np.testing.assert_array_equal(clone.read_batch(ROWS), x[ROWS])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_read_batch_returns_a_writable_copy(fmt, arrays, tmp_path):
+    x, _ = arrays
+    reader = _open(fmt, write(fmt, tmp_path, x, None))
+    for rows in (np.arange(4, 12), ROWS):
+        out = reader.read_batch(rows)
+        assert out.flags.writeable
+        out[:] = -1  # must not write through to the source
+    np.testing.assert_array_equal(reader.read_batch(ROWS), x[ROWS])
+
+
+@pytest.mark.parametrize("source", ["numpy", "tensor"])
+def test_memory_reader(arrays, source):
+    x, _ = arrays
+    reader = MemoryReader(x if source == "numpy" else torch.from_numpy(x))
+    np.testing.assert_array_equal(reader.read_batch(ROWS), x[ROWS])
+    assert reader.fingerprint() != MemoryReader(x + 1).fingerprint()
+
+
+def test_memory_reader_bfloat16_becomes_float32():
+    reader = MemoryReader(torch.ones(4, 2, dtype=torch.bfloat16))
+    assert reader.dtype == np.float32
+
+
+@pytest.mark.parametrize("chunks", [None, (1, 3, 4), (8, 3, 4)])
+def test_hdf5_layouts_read_sorted_rows(chunks, arrays, tmp_path):
+    x, _ = arrays
+    with h5py.File(tmp_path / "l.h5", "w") as f:
+        f.create_dataset("x", data=x, chunks=chunks)
+    reader = open_reader(tmp_path / "l.h5", "x")
+    for rows in (np.array([0, 1, 2, 30, 31, 39]), np.array([5]), np.arange(10, 30), np.array([3, 7, 11, 12])):
+        np.testing.assert_array_equal(reader.read_batch(rows), x[rows])
+
+
+def test_parquet_tabular_columns_and_scalar_column(tmp_path):
+    table = pa.table({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "label": [0, 1, 0], "name": ["p", "q", "r"]})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=2)
+    rows = open_reader(tmp_path / "t.parquet", ["a", "b"])
+    assert rows.sample_shape == (2,)
+    np.testing.assert_array_equal(rows.read_batch(np.array([0, 2])), [[1.0, 4.0], [3.0, 6.0]])
+    labels = open_reader(tmp_path / "t.parquet", "label")
+    assert labels.sample_shape == () and labels.dtype.kind == "i"
+    np.testing.assert_array_equal(labels.read_batch(np.arange(3)), [0, 1, 0])
+
+
+def test_parquet_reads_only_the_row_groups_it_needs(arrays, tmp_path):
+    x, y = arrays
+    reader = _open("parquet", write("parquet", tmp_path, x, y))
+    reader.read_batch(np.array([1, 2]))
+    groups = reader._groups.get().groups
+    assert list(groups) == [0]  # 16 rows per group: one group decoded, not the file
+    reader.read_batch(np.array([17, 33]))
+    assert len(groups) <= 2
+
+
+def test_npz_stored_is_memory_mapped_and_compressed_loads_with_warning(arrays, tmp_path):
+    x, y = arrays
+    stored = open_reader(write("npz", tmp_path, x, y)["path"], "x")
+    assert stored._loaded is None  # memory-mapped
+    path = write("npz_compressed", tmp_path, x, y, name="c")["path"]
+    with pytest.warns(UserWarning, match="compressed and cannot be memory-mapped; loading it into memory once"):
+        loaded = open_reader(path, "x")
+    np.testing.assert_array_equal(loaded.read_batch(ROWS), x[ROWS])
+    with pytest.raises(ValueError, match="is compressed .* Re-save it with numpy.savez"):
+        open_reader(path, "x", npz_compressed="error")
+
+
+def test_concat_reader_joins_files_and_locates_rows(arrays, tmp_path):
+    x, _ = arrays
+    a = write("hdf5", tmp_path, x[:25], None, name="a")
+    b = write("npz", tmp_path, x[25:], None, name="b")
+    a["path"] = [a["path"]]
+    reader = ConcatReader([open_source(a["path"], "/group/x"), open_reader(b["path"], "x")])
+    assert len(reader) == 40
+    np.testing.assert_array_equal(reader.read_batch(ROWS), x[ROWS])
+    assert reader.locate(30) == f"'{b['path']}' key 'x' row 5"
+
+
+def test_concat_rejects_different_sample_shapes():
+    with pytest.raises(ValueError, match=r"Cannot concatenate .* all files must hold the same sample shape"):
+        ConcatReader([MemoryReader(np.zeros((2, 3))), MemoryReader(np.zeros((2, 4)))])
+
+
+@pytest.mark.parametrize(
+    "name, fmt",
+    [("a.npy", "npy"), ("a.NPZ", "npz"), ("a.h5", "hdf5"), ("a.hdf5", "hdf5"), ("a.parquet", "parquet"), ("a.pt", "pt")],
+)
+def test_infer_format(name, fmt):
+    assert infer_format(name) == fmt
+
+
+def test_fingerprint_changes_with_the_file(arrays, tmp_path):
+    x, y = arrays
+    spec = write("hdf5", tmp_path, x, y)
+    before = _open("hdf5", spec).fingerprint()
+    spec = write("hdf5", tmp_path, x[:30], y[:30])
+    assert _open("hdf5", spec).fingerprint() != before
+
+
+def _read_in_child(reader, queue):
+    queue.put(reader.read_batch(ROWS))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["hdf5", "npy", "parquet"])
+def test_handle_opened_in_parent_is_reopened_after_fork(fmt, arrays, tmp_path):
+    x, y = arrays
+    reader = _open(fmt, write(fmt, tmp_path, x, y))
+    reader.read_batch(ROWS)  # opens the handle in this process
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(reader, queue))
+    child.start()
+    out = queue.get(timeout=30)
+    child.join(timeout=30)
+    np.testing.assert_array_equal(out, x[ROWS])
+    np.testing.assert_array_equal(reader.read_batch(ROWS), x[ROWS])  # the parent's handle still works
