@@ -168,6 +168,11 @@ class SequenceClassifier(nn.Module):
         if x.is_floating_point() and x.dim() == 2:
             x = x.unsqueeze(-1)  # tabular rows: one token per feature
         h = self.transformer.embed_inputs(x)  # (B, T, D)
+        if self.cls_token is not None and self.config.position == "learned" and h.size(1) >= self.config.max_seq_len:
+            raise ValueError(
+                f"pooling='cls' prepends a [CLS] token, so at most max_seq_len - 1 = {self.config.max_seq_len - 1} "
+                f"tokens fit with learned positions; got {h.size(1)}. Shorten the input or raise max_seq_len."
+            )
         if self.cls_token is not None:
             h = torch.cat([self.cls_token.expand(h.size(0), -1, -1), h], dim=1)
             if key_padding_mask is not None:

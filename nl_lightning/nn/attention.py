@@ -97,7 +97,7 @@ def scaled_dot_product(
         raise ValueError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
     if backend == "naive":
         return naive_attention(q, k, v, attn_mask, is_causal, dropout_p)
-    gqa = k.size(1) != q.size(1)
+    gqa = bool(k.size(1) != q.size(1))  # bool(): under jit.trace sizes are tensors
     ctx = sdpa_kernel(_SDPA_BACKENDS[backend]) if backend in _SDPA_BACKENDS else contextlib.nullcontext()
     with ctx:
         return F.scaled_dot_product_attention(

@@ -1,0 +1,24 @@
+"""Optional-dependency flags of ``nl_lightning.export`` (the ``export`` and ``tensorrt`` extras).
+
+Kept here, without importing the packages, so ``import nl_lightning.export`` stays cheap and a
+missing extra becomes an error that names the ``pip install`` to run.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+ONNX_AVAILABLE = find_spec("onnx") is not None and find_spec("onnxscript") is not None
+ORT_AVAILABLE = find_spec("onnxruntime") is not None
+TORCHAO_AVAILABLE = find_spec("torchao") is not None
+MATPLOTLIB_AVAILABLE = find_spec("matplotlib") is not None
+TORCH_TENSORRT_AVAILABLE = find_spec("torch_tensorrt") is not None
+
+
+def require(flag: bool, package: str, extra: str, what: str) -> None:
+    """Raise ``ModuleNotFoundError`` naming the extra that provides ``package``."""
+    if not flag:
+        raise ModuleNotFoundError(
+            f"{what} needs the `{package}` package, which is not installed. "
+            f"Install it with: pip install 'nl-lightning[{extra}]'"
+        )

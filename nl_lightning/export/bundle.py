@@ -1,0 +1,214 @@
+"""``export_formats``: write a model in several formats, check each against eager, write the manifest.
+
+The one entry point behind ``ExportCallback`` and ``nl-lightning export``. ONNX-derived formats
+(optimized, INT8 dynamic / static) are built from ``model.onnx``, which is therefore always written
+when any of them is asked for.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from nl_lightning.export.inputs import InputSpec, input_spec
+from nl_lightning.export.manifest import artifact_entry, build_manifest, write_manifest
+from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
+from nl_lightning.export.ort import OptimizationLevel
+from nl_lightning.export.parity import ParityError, Tolerance, check_parity, parity_inputs
+
+ExportFormat = Literal[
+    "onnx", "onnx_optimized", "onnx_int8_dynamic", "onnx_int8_static", "pt2", "torchscript", "tensorrt",
+]
+FILENAMES: dict[str, str] = {
+    "onnx": "model.onnx",
+    "onnx_optimized": "model.optimized.onnx",
+    "onnx_int8_dynamic": "model.int8_dynamic.onnx",
+    "onnx_int8_static": "model.int8_static.onnx",
+    "pt2": "model.pt2",
+    "torchscript": "model.torchscript.pt",
+    "tensorrt": "model.trt.ep",
+}
+QUANTIZED_FORMATS = ("onnx_int8_dynamic", "onnx_int8_static")
+
+
+@dataclass
+class ExportConfig:
+    """What to write and how strictly to check it."""
+
+    formats: list[ExportFormat] = field(default_factory=lambda: ["onnx", "onnx_optimized", "onnx_int8_dynamic"])
+    opset: int = DEFAULT_OPSET
+    external_data: bool | None = None
+    """Weights in a separate ``.data`` file: True, False, or None (only beyond 2 GB)."""
+    optimization_level: OptimizationLevel = "extended"
+    parity_batch_sizes: list[int] = field(default_factory=lambda: [1, 4])
+    parity_seq_lens: list[int] | None = None
+    """Sequence lengths to check; None = [L // 2, L] with L = min(32, max_seq_len)."""
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    quantized_atol: float = 0.15
+    """INT8 formats: max |diff| allowed as a fraction of the largest eager logit."""
+    calibration_batches: int = 8
+    per_channel: bool = True
+    """Per-channel weight scales for static INT8."""
+    strict: bool = True
+    """Raise ``ParityError`` when a format exceeds its tolerance (the manifest is written first)."""
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FILENAMES]
+        if unknown or not self.formats:
+            raise ValueError(f"ExportConfig.formats={self.formats!r}: choose one or more of {tuple(FILENAMES)}.")
+        if self.opset < 18:
+            raise ValueError(f"ExportConfig.opset={self.opset} is too old for the dynamo exporter; use 18 or newer.")
+        for name in ("parity_batch_sizes", "parity_seq_lens"):
+            values = getattr(self, name)
+            if values is not None and (not values or any(v < 1 for v in values)):
+                raise ValueError(f"ExportConfig.{name}={values!r} must be a non-empty list of positive sizes.")
+        Tolerance(self.atol, self.rtol)
+        Tolerance(self.quantized_atol, 0.0)
+        if self.calibration_batches < 1:
+            raise ValueError(f"ExportConfig.calibration_batches={self.calibration_batches} must be >= 1.")
+
+    def tolerance(self, fmt: str) -> Tolerance:
+        if fmt in QUANTIZED_FORMATS:
+            return Tolerance(self.quantized_atol, 0.0, relative=True)
+        return Tolerance(self.atol, self.rtol)
+
+
+def export_formats(
+    model: nn.Module, out_dir: str | Path, config: ExportConfig | None = None, spec: InputSpec | None = None,
+    calibration: Iterable[Any] | None = None, source: str | None = None,
+) -> dict[str, Any]:
+    """Write ``config.formats`` of ``model`` into ``out_dir`` and return the manifest (also saved).
+
+    ``calibration``: batches for static INT8 (e.g. a ``val_dataloader()``); None = random inputs.
+    """
+    config = config or ExportConfig()
+    if "tensorrt" in config.formats:
+        from nl_lightning.export.tensorrt import check_tensorrt
+
+        check_tensorrt()  # fail before spending time on the other formats
+    out_dir = Path(out_dir)
+    spec = spec or input_spec(model)
+    net = inference_copy(model)
+    inputs = parity_inputs(spec.example, config.parity_batch_sizes, _seq_lens(spec, config))
+    artifacts, failures = [], []
+    for fmt in _ordered(config.formats):
+        path = out_dir / FILENAMES[fmt]
+        runner = _WRITERS[fmt](net, path, spec, config, out_dir, calibration)
+        tol = config.tolerance(fmt)
+        records = check_parity(net, runner, inputs, tol, name=fmt, strict=False)
+        files = onnx_files(path) if fmt.startswith("onnx") else [path]
+        artifacts.append(artifact_entry(fmt, files, out_dir, asdict(tol), records))
+        if not artifacts[-1]["parity_ok"]:
+            failures.append(fmt)
+    opset = config.opset if any(f.startswith("onnx") for f in config.formats) else None
+    manifest = build_manifest(artifacts, spec.to_dict(), opset, source)
+    write_manifest(out_dir, manifest)
+    if failures:
+        message = f"Parity check failed for {failures}; measured errors are in {out_dir / 'manifest.json'}."
+        if config.strict:
+            raise ParityError(message + " Loosen atol / quantized_atol only if the loss is expected.")
+        warnings.warn(message, stacklevel=2)
+    return manifest
+
+
+def _seq_lens(spec: InputSpec, config: ExportConfig) -> list[int]:
+    if config.parity_seq_lens is not None:
+        return [spec.clamp_seq(t) for t in config.parity_seq_lens]
+    longest = spec.clamp_seq(32)
+    return sorted({max(1, longest // 2), longest})
+
+
+def _ordered(formats: list[str]) -> list[str]:
+    """Base ONNX first (the others derive from it), then the rest in the order given."""
+    wanted = list(dict.fromkeys(formats))
+    if any(f.startswith("onnx_") for f in wanted) and "onnx" not in wanted:
+        wanted.insert(0, "onnx")
+    return sorted(wanted, key=lambda f: f != "onnx")
+
+
+Runner = Callable[[Tensor], Tensor]
+Writer = Callable[[nn.Module, Path, InputSpec, ExportConfig, Path, Any], Runner]
+
+
+def _write_onnx(
+    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+) -> Runner:
+    from nl_lightning.export.ort import ort_runner, ort_session
+
+    export_onnx(net, path, spec, config.opset, config.external_data)
+    return ort_runner(ort_session(path))
+
+
+def _write_optimized(
+    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+) -> Runner:
+    from nl_lightning.export.ort import optimize_onnx, ort_runner, ort_session
+
+    optimize_onnx(out_dir / FILENAMES["onnx"], path, config.optimization_level)
+    return ort_runner(ort_session(path))
+
+
+def _write_int8_dynamic(
+    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+) -> Runner:
+    from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_dynamic
+
+    quantize_onnx_dynamic(out_dir / FILENAMES["onnx"], path)
+    return ort_runner(ort_session(path))
+
+
+def _write_int8_static(
+    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+) -> Runner:
+    from nl_lightning.export.calibration import calibration_reader
+    from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_static
+
+    reader = calibration_reader(spec, calibration, config.calibration_batches)
+    quantize_onnx_static(out_dir / FILENAMES["onnx"], path, reader, per_channel=config.per_channel)
+    return ort_runner(ort_session(path))
+
+
+def _write_pt2(
+    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+) -> Runner:
+    from nl_lightning.export.torch_export import export_pt2, pt2_runner
+
+    export_pt2(net, path, spec)
+    return pt2_runner(path)
+
+
+def _write_torchscript(
+    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+) -> Runner:
+    from nl_lightning.export.torchscript import export_torchscript, torchscript_runner
+
+    export_torchscript(net, path, spec)
+    return torchscript_runner(path)
+
+
+def _write_tensorrt(
+    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+) -> Runner:
+    from nl_lightning.export.tensorrt import export_tensorrt
+
+    export_tensorrt(net, path, spec)
+    module = torch.export.load(str(path)).module()
+    return lambda x: module(x.cuda()).float().cpu()
+
+
+_WRITERS: dict[str, Writer] = {
+    "onnx": _write_onnx,
+    "onnx_optimized": _write_optimized,
+    "onnx_int8_dynamic": _write_int8_dynamic,
+    "onnx_int8_static": _write_int8_static,
+    "pt2": _write_pt2,
+    "torchscript": _write_torchscript,
+    "tensorrt": _write_tensorrt,
+}

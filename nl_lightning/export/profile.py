@@ -1,0 +1,138 @@
+"""``profile``: latency (mean / p50 / p95 / p99), throughput and peak memory of several runners.
+
+Each runner is ``fn(x) -> output`` (eager, compiled, ORT session, quantized); each is warmed up,
+then timed call by call at every batch size. Peak memory is CUDA's allocator peak on GPU, and on
+CPU the resident-set growth above the pre-run level, sampled every millisecond (so it includes
+ONNX Runtime's arena, which torch's counters cannot see).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ProfileResult:
+    name: str
+    batch_size: int
+    seq_len: int
+    iters: int
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput: float
+    """Samples (sequences) per second at the mean latency."""
+    peak_mem_mb: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_profile(batch_sizes: Sequence[int], warmup: int, iters: int) -> None:
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise ValueError(f"profile batch_sizes={list(batch_sizes)} must be a non-empty list of positive sizes.")
+    if warmup < 0 or iters < 1:
+        raise ValueError(f"profile needs warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}.")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, ``q`` in [0, 100]."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def time_calls(fn: Callable[[Tensor], Any], x: Tensor, warmup: int = 5, iters: int = 20) -> list[float]:
+    """Wall time of each call in milliseconds, after ``warmup`` untimed calls."""
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn(x)
+        sync()
+        times = []
+        for _ in range(iters):
+            start = time.perf_counter()
+            fn(x)
+            sync()
+            times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def profile(
+    runners: Mapping[str, Callable[[Tensor], Any]], make_input: Callable[[int], Tensor], batch_sizes: Sequence[int],
+    warmup: int = 5, iters: int = 20,
+) -> list[ProfileResult]:
+    """Profile every runner at every batch size; ``make_input(batch_size)`` gives the input."""
+    validate_profile(batch_sizes, warmup, iters)
+    results = []
+    for batch_size in batch_sizes:
+        x = make_input(batch_size)
+        for name, fn in runners.items():
+            with PeakMemory(x.is_cuda) as mem:
+                times = time_calls(fn, x, warmup, iters)
+            mean = statistics.fmean(times)
+            results.append(ProfileResult(
+                name=name, batch_size=batch_size, seq_len=x.size(1), iters=iters, mean_ms=mean,
+                p50_ms=percentile(times, 50), p95_ms=percentile(times, 95), p99_ms=percentile(times, 99),
+                throughput=batch_size / (mean / 1e3), peak_mem_mb=mem.peak_mb,
+            ))
+    return results
+
+
+class PeakMemory:
+    """Context manager: peak memory (MB) used inside it, above the level at entry."""
+
+    def __init__(self, cuda: bool = False, interval_s: float = 1e-3) -> None:
+        self.cuda, self.interval_s = cuda, interval_s
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base = self._max = 0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        self._base = self._max = _rss_bytes() or 0
+        if self._base:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._max = max(self._max, _rss_bytes() or 0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
+            return
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._max = max(self._max, _rss_bytes() or 0)
+            self.peak_mb = (self._max - self._base) / 2**20
+
+
+def _rss_bytes() -> int | None:
+    """Resident set size of this process from /proc (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

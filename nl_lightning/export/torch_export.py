@@ -1,0 +1,43 @@
+"""``export_pt2``: a ``torch.export`` program (``.pt2``) with dynamic batch and sequence axes.
+
+``torch.export`` is upstream's replacement for TorchScript: a full graph, loadable without the
+model's Python code (``torch.export.load(path).module()``), and the input to AOTInductor or
+ExecuTorch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from nl_lightning.export.atomic import atomic_output
+from nl_lightning.export.inputs import InputSpec, dynamic_shapes, export_example, input_spec
+from nl_lightning.export.onnx import inference_copy
+
+
+def export_pt2(model: nn.Module, path: str | Path, spec: InputSpec | None = None) -> Path:
+    """Export and ``torch.export.save`` atomically; returns ``path``."""
+    spec = spec or input_spec(model)
+    program = torch.export.export(inference_copy(model), (export_example(spec),), dynamic_shapes=dynamic_shapes(spec))
+    with atomic_output(path) as tmp:
+        torch.export.save(program, tmp)
+    return Path(path)
+
+
+def load_pt2(path: str | Path) -> nn.Module:
+    """The exported program as a callable module ``fn(x) -> logits``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No exported program at {path}; write one with export_pt2 or formats=['pt2'].")
+    return torch.export.load(str(path)).module()
+
+
+def pt2_runner(path: str | Path):
+    module = load_pt2(path)
+
+    def run(x: Tensor) -> Tensor:
+        return module(x)
+
+    return run

@@ -1,0 +1,120 @@
+"""Build runnable variants of one model by name: eager, compiled, ORT fp32 / optimized / INT8, torchao, FP16.
+
+Every variant is a ``Variant``: a ``run(x) -> fp32 logits`` callable, plus the artifact on disk
+and its size where there is one. The profiler, ``QuantizationCallback`` and the benchmark all
+compare variants built here, so a name means the same thing everywhere. ONNX variants share one
+exported ``model.onnx`` in ``work_dir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from nl_lightning.compress.quantize import TORCH_METHODS, module_runner, quantize_model
+from nl_lightning.export.atomic import save_torch
+from nl_lightning.export.inputs import InputSpec, input_spec
+from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
+
+VariantName = Literal[
+    "eager", "compile", "ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static",
+    "torchao_int8_dynamic", "torchao_int8_weight", "fp16", "bf16",
+]
+VARIANTS: tuple[str, ...] = (
+    "eager", "compile", "ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static",
+    "torchao_int8_dynamic", "torchao_int8_weight", "fp16", "bf16",
+)
+ALIASES = {"fp32": "eager", "ort_int8": "ort_int8_dynamic", "torchao_int8": "torchao_int8_dynamic"}
+
+
+@dataclass
+class Variant:
+    name: str
+    run: Callable[[Tensor], Tensor]
+    path: Path | None = None
+    bytes: int | None = None
+
+
+def resolve_variant(name: str) -> str:
+    """Canonical name (``ort_int8`` -> ``ort_int8_dynamic``), or an error listing the valid ones."""
+    name = ALIASES.get(name, name)
+    if name not in VARIANTS:
+        raise ValueError(f"Unknown variant {name!r}; choose one of {VARIANTS} (aliases: {sorted(ALIASES)}).")
+    return name
+
+
+class VariantBuilder:
+    """Builds variants of ``model`` into ``work_dir``; ``calibration`` feeds static INT8."""
+
+    def __init__(
+        self, model: nn.Module, work_dir: str | Path, spec: InputSpec | None = None,
+        calibration: Iterable[Any] | None = None, calibration_batches: int = 8, threads: int | None = None,
+        opset: int = DEFAULT_OPSET,
+    ) -> None:
+        self.spec = spec or input_spec(model)
+        self.net = inference_copy(model)
+        self.work_dir = Path(work_dir)
+        self.calibration, self.calibration_batches = calibration, calibration_batches
+        self.threads, self.opset = threads, opset
+
+    def build(self, name: str) -> Variant:
+        name = resolve_variant(name)
+        if name == "eager":
+            return self._saved(name, self.net)
+        if name == "compile":
+            compiled = torch.compile(self.net, dynamic=True)
+            return Variant(name, module_runner(compiled))
+        if name in TORCH_METHODS:
+            return self._saved(name, quantize_model(self.net, name))
+        return self._ort(name)
+
+    def _saved(self, name: str, model: nn.Module) -> Variant:
+        path = save_torch(model.state_dict(), self.work_dir / f"model.{name}.pt")
+        return Variant(name, module_runner(model), path, path.stat().st_size)
+
+    def onnx_path(self) -> Path:
+        path = self.work_dir / "model.onnx"
+        if not path.exists():
+            export_onnx(self.net, path, self.spec, self.opset)
+        return path
+
+    def _ort(self, name: str) -> Variant:
+        from nl_lightning.export import ort
+
+        src = self.onnx_path()
+        path = self.work_dir / {"ort_fp32": "model.onnx", "ort_optimized": "model.optimized.onnx",
+                                "ort_int8_dynamic": "model.int8_dynamic.onnx",
+                                "ort_int8_static": "model.int8_static.onnx"}[name]
+        if name == "ort_optimized":
+            ort.optimize_onnx(src, path)
+        elif name == "ort_int8_dynamic":
+            ort.quantize_onnx_dynamic(src, path)
+        elif name == "ort_int8_static":
+            ort.quantize_onnx_static(src, path, self._reader())
+        size = sum(p.stat().st_size for p in onnx_files(path))
+        return Variant(name, ort.ort_runner(ort.ort_session(path, self.threads)), path, size)
+
+    def _reader(self) -> Any:
+        from nl_lightning.export.calibration import calibration_reader
+
+        return calibration_reader(self.spec, self.calibration, self.calibration_batches)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Temporarily set torch's intra-op threads (None = leave as is)."""
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

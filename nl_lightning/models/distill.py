@@ -1,0 +1,173 @@
+"""``DistillationModule``: train a small student to match a frozen teacher (and the labels).
+
+The student is any nl_lightning task module (``TransformerLM``, ``TransformerClassifier``); only
+its network is registered (as ``self.model``), so checkpoints hold exactly the student's weights
+under the same keys as the student's own checkpoints, and ``nl-lightning export`` exports the
+student. The teacher is a module or a checkpoint path (loaded safely, lazily, at ``setup``); it
+is frozen, kept out of the optimizer and out of checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nl_lightning.compress.distill import distillation_loss, validate_distillation
+from nl_lightning.models.base import TaskModule, _plain
+from nl_lightning.models.checkpoint import load_checkpoint
+from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
+
+
+class DistillationModule(TaskModule):
+    """loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * task loss; batches as the student's."""
+
+    def __init__(
+        self,
+        student: TaskModule,
+        teacher: nn.Module | str | None = None,
+        alpha: float = 0.5,
+        temperature: float = 2.0,
+        optimizer: OptimizerConfig | None = None,
+        scheduler: SchedulerConfig | None = None,
+        compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            student: the model to train (an nl_lightning task module, or its
+                ``{"class_path": ..., "init_args": ...}``).
+            teacher: a trained module, or the path of its checkpoint. None only for loading a
+                finished student (training and validation need the teacher).
+            alpha: weight of the teacher term (1 - alpha goes to the task loss).
+            temperature: softmax temperature of both distributions.
+            optimizer: default: the student's optimizer settings.
+            scheduler: default: the student's schedule.
+        """
+        student, spec = _build_student(student)
+        super().__init__(optimizer or student.optimizer_config, scheduler or student.scheduler_config, compile)
+        validate_distillation(alpha, temperature)
+        if getattr(student, "task", "classification") != "classification":
+            raise ValueError(
+                f"DistillationModule matches class distributions, but the student's task is {student.task!r}; "
+                "use a classification or language-model student."
+            )
+        if teacher is not None and not isinstance(teacher, (nn.Module, str)):
+            raise TypeError(f"teacher must be an nn.Module or a checkpoint path, got {type(teacher).__name__}.")
+        self.save_hyperparameters(ignore=["student", "teacher"])
+        self.hparams["student"] = _plain(spec)
+        self.hparams["teacher"] = teacher if isinstance(teacher, str) else None
+        self.alpha, self.temperature = alpha, temperature
+        self.model = student.model
+        self._student_type = type(student).__qualname__
+        # A list hides the teacher from nn.Module: no optimizer, no state_dict, no .train().
+        self._teacher: list[nn.Module | str | None] = [teacher]
+
+    @property
+    def teacher(self) -> nn.Module:
+        teacher = self._teacher[0]
+        if teacher is None:
+            raise RuntimeError(
+                "DistillationModule has no teacher: pass teacher=<module or checkpoint path> to train or validate. "
+                "(A loaded checkpoint has only the student; use `.model` for inference.)"
+            )
+        if isinstance(teacher, str):
+            teacher = load_checkpoint(teacher)
+        teacher = teacher.to(self.device).eval().requires_grad_(False)
+        self._teacher[0] = teacher
+        return teacher
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate", "test"):
+            self.teacher  # load and check now, not mid-epoch  # noqa: B018
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        return self.model(x) if key_padding_mask is None else self.model(x, key_padding_mask)
+
+    def _step(self, batch: Any, stage: str) -> Tensor:
+        x, y, mask = _unpack(batch)
+        student_logits = self(x, mask)
+        with torch.no_grad():
+            teacher_logits = self.teacher(x) if mask is None else self.teacher(x, mask)
+        loss, soft, hard = distillation_loss(student_logits, teacher_logits, y, self.alpha, self.temperature)
+        pred = student_logits.argmax(-1)
+        sync = stage != "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=sync)
+        self.log_dict({
+            f"{stage}/kd_loss": soft, f"{stage}/task_loss": hard,
+            f"{stage}/acc": (pred == y).float().mean(),
+            f"{stage}/agreement": (pred == teacher_logits.argmax(-1)).float().mean(),
+        }, sync_dist=sync)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+
+def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+    if isinstance(batch, dict):
+        x = batch.get("x", batch.get("idx"))
+        y = batch.get("y", batch.get("targets"))
+        if x is None or y is None:
+            raise ValueError(f"DistillationModule needs batch keys 'x'/'idx' and 'y'/'targets', got {sorted(batch)}.")
+        return x, y, batch.get("key_padding_mask")
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1], None
+    raise ValueError("DistillationModule expects batches (x, y) / (idx, targets) or a dict with 'x' and 'y'.")
+
+
+def _class_path(module: nn.Module) -> str:
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def _build_student(student: TaskModule | dict[str, Any]) -> tuple[TaskModule, dict[str, Any]]:
+    """The student and its ``{"class_path", "init_args"}`` (what the checkpoint records to rebuild it)."""
+    if isinstance(student, TaskModule):
+        return student, _student_spec(student)
+    if not isinstance(student, dict) or "class_path" not in student:
+        raise TypeError(
+            "student must be an nl_lightning task module or {'class_path': ..., 'init_args': {...}}, "
+            f"got {type(student).__name__}."
+        )
+    class_path = str(student["class_path"])
+    if not class_path.startswith("nl_lightning."):
+        raise ValueError(
+            f"student class_path {class_path!r} is outside nl_lightning; build the student yourself and pass "
+            "the module."
+        )
+    module_name, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, TaskModule)):
+        raise ValueError(f"student class_path {class_path!r} is not an nl_lightning task module.")
+    init_args = _own_args(student.get("init_args") or {})
+    # An empty context: LightningCLI's hyperparameter context (a ContextVar) must not reach the student.
+    return contextvars.Context().run(cls, **init_args), {"class_path": class_path, "init_args": init_args}
+
+
+def _student_spec(student: TaskModule) -> dict[str, Any]:
+    hparams = dict(student.hparams)
+    recorded = str(hparams.get("_class_path") or "")
+    if recorded and recorded.rpartition(".")[2] != type(student).__name__:
+        # LightningCLI gives every LightningModule it instantiates the *top-level* model's
+        # hyperparameters, so a student built from YAML carries ours; its own are our "student" entry.
+        nested = hparams.get("student")
+        if isinstance(nested, dict) and "class_path" in nested:
+            return {"class_path": nested["class_path"], "init_args": _own_args(nested.get("init_args") or {})}
+        raise ValueError(
+            f"Cannot tell how the student ({type(student).__name__}) was built: its hyperparameters belong to "
+            f"{recorded}. Pass the student as {{'class_path': ..., 'init_args': ...}} instead."
+        )
+    return {"class_path": _class_path(student), "init_args": _own_args(hparams)}
+
+
+def _own_args(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop LightningCLI's bookkeeping keys (``_class_path``, ``_instantiator``)."""
+    return {k: v for k, v in dict(values).items() if not k.startswith("_")}

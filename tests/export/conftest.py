@@ -1,0 +1,48 @@
+"""Tiny models and their ONNX exports, shared across the export tests (exporting is the slow part)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nl_lightning.export.onnx import export_onnx
+from nl_lightning.models import CausalLM, SequenceClassifier, TransformerConfig
+
+
+def make_lm() -> CausalLM:
+    torch.manual_seed(0)
+    return CausalLM(TransformerConfig(n_layers=1, d_model=32, n_heads=4, max_seq_len=32)).eval()
+
+
+def make_classifier() -> SequenceClassifier:
+    torch.manual_seed(0)
+    config = TransformerConfig(input_dim=8, n_layers=1, d_model=32, n_heads=4, max_seq_len=16, position="none",
+                               causal=False)
+    return SequenceClassifier(config, num_outputs=3).eval()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can run 10-50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fresh_lm() -> CausalLM:
+    return make_lm()
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, torch.nn.Module]:
+    return {"lm": make_lm(), "classifier": make_classifier()}
+
+
+@pytest.fixture(scope="session")
+def onnx_paths(models, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("onnx")
+    return {name: export_onnx(model, root / f"{name}.onnx") for name, model in models.items()}

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nl_lightning.export.calibration import DataLoaderCalibrationReader, calibration_reader
+from nl_lightning.export.inputs import input_spec
+from nl_lightning.export.onnx import onnx_files
+from nl_lightning.export.ort import (
+    optimize_onnx,
+    ort_runner,
+    ort_session,
+    quantize_onnx_dynamic,
+    quantize_onnx_static,
+)
+from nl_lightning.export.parity import Tolerance, compare
+
+
+def _size(path) -> int:
+    return sum(p.stat().st_size for p in onnx_files(path))
+
+
+@pytest.mark.parametrize("name", ["lm", "classifier"])
+def test_optimized_graph_is_its_own_model_and_matches(models, onnx_paths, name, tmp_path):
+    path = optimize_onnx(onnx_paths[name], tmp_path / "opt.onnx")
+    x = input_spec(models[name]).example(3, 9)
+    with torch.inference_mode():
+        torch.testing.assert_close(ort_runner(ort_session(path))(x), models[name](x), atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["lm", "classifier"])
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_int8_is_smaller_and_close(models, onnx_paths, name, mode, tmp_path):
+    spec = input_spec(models[name])
+    dst = tmp_path / f"{mode}.onnx"
+    if mode == "dynamic":
+        quantize_onnx_dynamic(onnx_paths[name], dst)
+    else:
+        batches = [(spec.example(8, 12, seed=i), None) for i in range(4)]
+        quantize_onnx_static(onnx_paths[name], dst, DataLoaderCalibrationReader(batches, spec.name, 4))
+    assert _size(dst) < 0.6 * _size(onnx_paths[name])  # scales and fp32 norms weigh a lot in a tiny model
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dst.name]  # pre-processing files cleaned up
+    x = spec.example(3, 12, seed=99)
+    with torch.inference_mode():
+        result = compare(models[name](x), ort_runner(ort_session(dst))(x), Tolerance(0.3, 0.0, relative=True))
+    assert result["ok"], result  # untrained weights: within 30% of the largest logit (trained: ~5-10%)
+
+
+def test_calibration_reader_stops_after_n_batches():
+    batches = ({"x": torch.full((2, 4), i)} for i in range(100))  # lazy: must not be drained
+    reader = DataLoaderCalibrationReader(batches, "idx", num_batches=3)
+    feeds = list(reader)
+    assert [int(f["idx"][0, 0]) for f in feeds] == [0, 1, 2] and feeds[0]["idx"].dtype.name == "int64"
+
+
+@pytest.mark.parametrize(("num_batches", "match"), [(0, "num_batches=0 must be a positive integer"),
+                                                    (True, "num_batches=True must be")])
+def test_calibration_reader_errors(num_batches, match):
+    with pytest.raises(ValueError, match=match):
+        DataLoaderCalibrationReader([], "x", num_batches)
+
+
+def test_empty_calibration_data_is_an_error():
+    with pytest.raises(ValueError, match="calibration data is empty"):
+        DataLoaderCalibrationReader([], "x", 2).get_next()
+
+
+def test_calibration_without_data_warns(models):
+    with pytest.warns(UserWarning, match="calibrated on random inputs"):
+        reader = calibration_reader(input_spec(models["lm"]), None, num_batches=2)
+    assert len(list(reader)) == 2
+
+
+def test_unknown_quantization_types_are_rejected(onnx_paths, tmp_path):
+    with pytest.raises(ValueError, match="activation_type='int4' is not supported"):
+        quantize_onnx_static(onnx_paths["lm"], tmp_path / "q.onnx", None, activation_type="int4")
+    with pytest.raises(ValueError, match="level='max' is not supported"):
+        optimize_onnx(onnx_paths["lm"], tmp_path / "o.onnx", level="max")
