@@ -68,7 +68,7 @@ def quantize_model(model: nn.Module, method: TorchQuantMethod) -> nn.Module:
     model = dense_copy(model).float().cpu().eval().requires_grad_(False)
     if method in _DTYPES:
         return model.to(_DTYPES[method])
-    from nl_lightning.export._imports import TORCHAO_AVAILABLE, require
+    from nl_lightning._imports import TORCHAO_AVAILABLE, require
 
     require(TORCHAO_AVAILABLE, "torchao", "export", f"Quantization method {method!r}")
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from nl_lightning.compress.prune import dense_copy
-from nl_lightning.export._imports import ONNX_AVAILABLE, require
+from nl_lightning._imports import ONNX_AVAILABLE, require
 from nl_lightning.export.atomic import atomic_output
 from nl_lightning.export.inputs import InputSpec, dynamic_shapes, export_example, input_spec, network
 

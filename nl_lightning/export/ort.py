@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nl_lightning.export._imports import ORT_AVAILABLE, require
+from nl_lightning._imports import ORT_AVAILABLE, require
 from nl_lightning.export.atomic import atomic_output
 from nl_lightning.export.onnx import has_external_data
 

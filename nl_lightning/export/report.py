@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nl_lightning.export._imports import MATPLOTLIB_AVAILABLE, require
+from nl_lightning._imports import MATPLOTLIB_AVAILABLE, require
 from nl_lightning.export.atomic import atomic_output, write_json
 from nl_lightning.export.profile import ProfileResult
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nl_lightning.export._imports import TORCH_TENSORRT_AVAILABLE
+from nl_lightning._imports import TORCH_TENSORRT_AVAILABLE
 from nl_lightning.export.atomic import atomic_output
 from nl_lightning.export.inputs import InputSpec, export_example, input_spec
 from nl_lightning.export.onnx import inference_copy

@@ -1,7 +1,7 @@
-"""Optional-dependency flags of ``nl_lightning.export`` (the ``export`` and ``tensorrt`` extras).
+"""Optional-dependency flags, one place for the whole package (pyproject extras name the packages).
 
-Kept here, without importing the packages, so ``import nl_lightning.export`` stays cheap and a
-missing extra becomes an error that names the ``pip install`` to run.
+Checked without importing the packages, so imports stay cheap, and a missing extra becomes an
+error that names the ``pip install`` to run.
 """
 
 from __future__ import annotations
