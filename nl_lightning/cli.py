@@ -46,7 +46,7 @@ def main(args: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module_name), func)(argv[1:]) or 0)
     if argv and argv[0] in ("-h", "--help"):
         print(f"Extra subcommands: {', '.join(EXTRA_COMMANDS)} (each takes --help).\n")
-    build_cli(argv)
+    build_cli(args)  # None: LightningCLI reads sys.argv itself (passing both makes it warn)
     return 0
 
 

@@ -26,11 +26,15 @@ class TextSampleCallback(L.Callback):
         out = pl_module.generate(idx, self.max_new_tokens, self.temperature, self.top_k, seed=self.seed)
         return decode(out[0])
 
-    @rank_zero_only
     def _emit(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> None:
         if not hasattr(pl_module, "generate"):
             raise TypeError(f"TextSampleCallback needs a model with generate(); {type(pl_module).__name__} has none.")
+        # Every rank samples (seeded, so identically): under FSDP a forward is a collective.
         self.last_sample = self.sample(pl_module)
+        self._report(trainer, tag)
+
+    @rank_zero_only
+    def _report(self, trainer: L.Trainer, tag: str) -> None:
         rank_zero_info(f"[{tag} step {trainer.global_step}] {self.last_sample!r}")
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)

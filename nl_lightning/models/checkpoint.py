@@ -21,6 +21,13 @@ class CheckpointError(ValueError):
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """``torch.load(weights_only=True)`` with errors for missing, corrupt and unsafe files."""
     path = Path(path)
+    if path.is_dir() and (path / ".metadata").is_file():
+        raise CheckpointError(
+            f"{path} is a sharded torch.distributed.checkpoint directory (ModelParallelStrategy / FSDP2). "
+            "Its metadata is pickled, so it is not read here; from trusted code, consolidate it with "
+            "`python -m torch.distributed.checkpoint.format_utils dcp_to_torch <dir> <file>` and "
+            "add the entries of <dir>/meta.pt, or re-save with a single-device strategy."
+        )
     if not path.is_file():
         raise CheckpointError(
             f"Checkpoint not found: {path}. Pass the .ckpt written by `nl-lightning fit` "

@@ -38,7 +38,7 @@ class TransformerLM(TaskModule):
         self._plain_hparams()
         self.config = as_config(config)
         self.model = CausalLM(self.config)
-        self.train_ppl, self.val_ppl, self.test_ppl = Perplexity(), Perplexity(), Perplexity()
+        self.val_ppl, self.test_ppl = Perplexity(), Perplexity()
 
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)
@@ -47,10 +47,13 @@ class TransformerLM(TaskModule):
         idx, targets = _unpack(batch)
         logits = self(idx)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-        metric = getattr(self, f"{stage}_ppl")
-        metric(logits.float(), targets)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
-        self.log(f"{stage}/perplexity", metric, prog_bar=stage != "train")
+        if stage == "train":  # per-batch value: exp(loss), no second softmax over (B, T, V)
+            self.log("train/perplexity", loss.detach().exp())
+        else:  # accumulated over the whole epoch by torchmetrics
+            metric = getattr(self, f"{stage}_ppl")
+            metric.update(logits.float(), targets)
+            self.log(f"{stage}/perplexity", metric, prog_bar=True)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
