@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)" numpy 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import torch; print('torch', torch.__version__)"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import nl_lightning, lightning; print('nl_lightning', nl_lightning.__version__, 'lightning', lightning.__version__)"
