@@ -15,7 +15,9 @@ from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig, build_op
 
 
 class TaskModule(L.LightningModule):
-    """Subclasses set ``self.model`` (an ``nn.Module`` with ``transformer.blocks``) in ``__init__``."""
+    """Subclasses set ``self.model`` (an ``nn.Module`` with ``transformer.blocks``) in ``__init__``
+    and define ``_step(batch, stage) -> loss``, which logs under ``{stage}/``; the train, validation
+    and test steps below call it."""
 
     model: torch.nn.Module
 
@@ -27,6 +29,15 @@ class TaskModule(L.LightningModule):
         self.optimizer_config = _as(OptimizerConfig, optimizer)
         self.scheduler_config = _as(SchedulerConfig, scheduler)
         self.compile_model = compile
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
 
     def _plain_hparams(self) -> None:
         """Call right after ``save_hyperparameters()``: configs become plain dicts, so loggers can

@@ -82,15 +82,6 @@ class TransformerClassifier(TaskModule):
         self.log_dict(metrics, prog_bar=stage != "train")
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Class probabilities (B, C) for classification, predictions (B, K) for regression."""
         if isinstance(batch, dict):

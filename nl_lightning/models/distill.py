@@ -102,15 +102,6 @@ class DistillationModule(TaskModule):
         }, sync_dist=sync)
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
-
 
 def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
     if isinstance(batch, dict):

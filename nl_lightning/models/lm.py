@@ -56,15 +56,6 @@ class TransformerLM(TaskModule):
             self.log(f"{stage}/perplexity", metric, prog_bar=True)
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
-
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Next-token log-probabilities at the last position: (B, V)."""
         idx = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -17,14 +17,6 @@ from nl_lightning.models import TransformerLM
 LM_CONFIG = dict(n_layers=1, d_model=32, n_heads=4, max_seq_len=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can run 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 def _trainer(callbacks, tmp_path):
     return L.Trainer(max_steps=2, limit_val_batches=1, callbacks=callbacks, logger=False, enable_progress_bar=False,
                      enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)

@@ -19,14 +19,6 @@ from nl_lightning.models import TransformerClassifier
 CONFIG = dict(input_dim=8, n_layers=1, d_model=32, n_heads=4, max_seq_len=16, position="none", causal=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can run 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 def _fit(callbacks, tmp_path, max_epochs=4, ckpt_path=None, model=None):
     L.seed_everything(0, verbose=False)
     model = model or TransformerClassifier(CONFIG, num_classes=3)

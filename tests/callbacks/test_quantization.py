@@ -19,14 +19,6 @@ CONFIG = dict(input_dim=8, n_layers=1, d_model=32, n_heads=4, max_seq_len=16, po
 ACCURACY_TOLERANCE = 3.0  # points; the 204-sample validation set moves in 0.5-point steps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can run 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture(scope="module")
 def prune_then_quantize(tmp_path_factory):
     """One fit: prune to 50% over epochs 0-1, fine-tune epochs 2-4, quantize at fit end."""

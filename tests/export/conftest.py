@@ -23,14 +23,6 @@ def make_classifier() -> SequenceClassifier:
     return SequenceClassifier(config, num_outputs=3).eval()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can run 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def fresh_lm() -> CausalLM:

@@ -12,14 +12,6 @@ from nl_lightning.models.distill import DistillationModule
 FEATURES = dict(input_dim=8, n_layers=1, max_seq_len=16, position="none", causal=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads can run 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 def _trainer(tmp_path, **kwargs) -> L.Trainer:
     return L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
                      default_root_dir=tmp_path, **kwargs)

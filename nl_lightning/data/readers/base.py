@@ -68,6 +68,24 @@ class Reader(ABC):
         return f"{type(self).__name__}({self.source}, rows={len(self)}, shape={self.sample_shape})"
 
 
+class FileReader(Reader):
+    """A reader whose ``_shape`` (rows first) and ``_dtype`` are known from the file's header."""
+
+    _shape: tuple[int, ...]
+    _dtype: np.dtype
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self._shape[1:]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+
 class LazyHandle:
     """An object opened on first use in each process and dropped when pickled.
 

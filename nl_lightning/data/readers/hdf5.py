@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from nl_lightning.data.readers.base import (
+    FileReader,
     LazyHandle,
     MissingKeyError,
-    Reader,
     check_array,
     check_file,
     file_fingerprint,
@@ -44,7 +44,7 @@ def read_runs(dataset: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-class Hdf5Reader(Reader):
+class Hdf5Reader(FileReader):
     """Rows of dataset ``key`` (a path inside the file such as ``"/train/x"``).
 
     The file is opened on first read in each process, never shared across ``fork``, so
@@ -70,17 +70,6 @@ class Hdf5Reader(Reader):
             self._shape, self._dtype, self._chunked = tuple(obj.shape), obj.dtype, obj.chunks is not None
         check_array(self.source, self._shape, self._dtype)
         self._dataset = LazyHandle(functools.partial(open_dataset, str(self.path), key))
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return self._shape[1:]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def read_batch(self, rows: np.ndarray) -> np.ndarray:
         dataset = self._dataset.get()[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nl_lightning.data.readers.base import LazyHandle, Reader, check_array, check_file, file_fingerprint, read_sorted
+from nl_lightning.data.readers.base import FileReader, LazyHandle, check_array, check_file, file_fingerprint, read_sorted
 
 
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -30,7 +30,7 @@ def open_memmap(path: str, dtype: str, shape: tuple[int, ...], offset: int, fort
     return np.asarray(np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset, order=order))
 
 
-class NpyReader(Reader):
+class NpyReader(FileReader):
     """Rows of one ``.npy`` array, memory-mapped lazily in each process."""
 
     def __init__(self, path: str | Path) -> None:
@@ -41,17 +41,6 @@ class NpyReader(Reader):
         self.source = f"'{self.path}'"
         opener = functools.partial(open_memmap, str(self.path), self._dtype.str, shape, offset, fortran)
         self._array = LazyHandle(opener)
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return self._shape[1:]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def read_batch(self, rows: np.ndarray) -> np.ndarray:
         return read_sorted(self._array.get(), rows)

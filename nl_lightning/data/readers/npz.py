@@ -12,9 +12,9 @@ from typing import Literal
 import numpy as np
 
 from nl_lightning.data.readers.base import (
+    FileReader,
     LazyHandle,
     MissingKeyError,
-    Reader,
     check_array,
     check_file,
     file_fingerprint,
@@ -50,7 +50,7 @@ def stored_array_layout(path: Path, info: zipfile.ZipInfo) -> tuple[tuple[int, .
         return tuple(shape), np.dtype(dtype), fortran, f.tell()
 
 
-class NpzReader(Reader):
+class NpzReader(FileReader):
     """Rows of ``key`` in an ``.npz`` archive; only that key is touched.
 
     Members written by ``numpy.savez`` (stored) are memory-mapped in place. Members written by
@@ -73,7 +73,7 @@ class NpzReader(Reader):
             self._loaded = self._load_compressed(info, compressed)
             shape, dtype = self._loaded.shape, self._loaded.dtype
         check_array(self.source, shape, dtype)
-        self._shape, self._dtype = shape, dtype
+        self._shape, self._dtype = tuple(shape), dtype
 
     def _load_compressed(self, info: zipfile.ZipInfo, compressed: NpzCompressed) -> np.ndarray:
         if compressed == "error":
@@ -88,17 +88,6 @@ class NpzReader(Reader):
         )
         with np.load(self.path, allow_pickle=False) as archive:
             return archive[self.key]
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self._shape[1:])
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def read_batch(self, rows: np.ndarray) -> np.ndarray:
         array = self._loaded if self._loaded is not None else self._array.get()

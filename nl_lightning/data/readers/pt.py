@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nl_lightning.data.readers.base import LazyHandle, MissingKeyError, Reader, check_file, file_fingerprint
+from nl_lightning.data.readers.base import FileReader, LazyHandle, MissingKeyError, check_file, file_fingerprint
 
 
 def load_tensor(path: str, key: str | None) -> torch.Tensor:
@@ -46,7 +46,7 @@ def _select(obj: object, path: str, key: str | None) -> torch.Tensor:
     return obj
 
 
-class TorchReader(Reader):
+class TorchReader(FileReader):
     """Rows of a tensor in a ``.pt`` file: the whole file when it is one tensor, else ``key`` of a dict."""
 
     def __init__(self, path: str | Path, key: str | None = None) -> None:
@@ -58,17 +58,6 @@ class TorchReader(Reader):
         self._shape = tuple(tensor.shape)
         self._dtype = torch.empty(0, dtype=_numpy_compatible(tensor.dtype)).numpy().dtype
         self._tensor = LazyHandle(functools.partial(load_tensor, str(self.path), key))
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return self._shape[1:]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._dtype
 
     def read_batch(self, rows: np.ndarray) -> np.ndarray:
         tensor = self._tensor.get()
