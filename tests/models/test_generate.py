@@ -119,10 +119,24 @@ def test_generate_user_errors(lm, prompt, kwargs, match):
         generate(lm, prompt, 4, **kwargs)
 
 
-def test_learned_positions_cannot_decode_past_max_seq_len(tiny_config, seed):
+def test_learned_positions_cache_cannot_exceed_max_seq_len(tiny_config, seed):
     model = CausalLM(tiny_config(position="learned", max_seq_len=8)).eval()
     with pytest.raises(ValueError, match=r"Decoding 10 positions exceeds max_seq_len=8 of learned positions"):
-        generate(model, torch.zeros(1, 4, dtype=torch.long), 6)
+        model.transformer.new_kv_caches(1, 10)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_generation_past_max_seq_len_slides_a_window(position, tiny_config, seed):
+    """Past max_seq_len each step sees only the last max_seq_len tokens (never unseen positions)."""
+    model = CausalLM(tiny_config(position=position, max_seq_len=8)).eval()
+    prompt = torch.randint(0, 32, (2, 5))
+    out = generate(model, prompt, max_new_tokens=9, temperature=0.0)
+    expected = prompt
+    with torch.no_grad():
+        for _ in range(9):
+            next_token = model(expected[:, -8:])[:, -1].argmax(-1, keepdim=True)
+            expected = torch.cat([expected, next_token], dim=1)
+    assert torch.equal(out, expected)
 
 
 def test_cache_overflow_through_the_model(lm):
