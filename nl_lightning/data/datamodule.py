@@ -6,6 +6,7 @@ validation, caching, transforms and statistics are the functional pieces in this
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 import lightning as L
@@ -33,7 +34,7 @@ STAGE_SPLITS: dict[str | None, tuple[Split, ...]] = {
 }
 
 
-class ReaderDataModule(L.LightningDataModule):
+class ReaderDataModule(L.LightningDataModule, ABC):
     """Train / val / test / predict datasets over readers, with batch reads, validation and caching.
 
     Batches are ``{"x": features, "y": targets}``; each DataLoader batch is one index array
@@ -107,9 +108,9 @@ class ReaderDataModule(L.LightningDataModule):
         self._train_parts: dict[str, ArrayDataset] | None = None
         self._generators: dict[torch.device, torch.Generator] = {}
 
+    @abstractmethod
     def open_split(self, split: Split) -> tuple[Reader, Reader | None] | None:
         """``(features, targets)`` readers of ``split``'s own source, or ``None`` if it has none."""
-        raise NotImplementedError
 
     def missing_hint(self, split: Split) -> str:
         """How to give ``split`` a source, for error messages."""
