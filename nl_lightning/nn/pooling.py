@@ -40,7 +40,9 @@ class AttentionPool(nn.Module):
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         scores = self.key(x) @ self.query / x.size(-1) ** 0.5  # (B, T)
         if key_padding_mask is not None:
-            scores = scores.masked_fill(key_padding_mask.bool(), float("-inf"))
+            pad = key_padding_mask.bool()
+            pad = pad & ~pad.all(dim=-1, keepdim=True)  # an all-padding row stays finite, as in attention
+            scores = scores.masked_fill(pad, float("-inf"))
         weights = scores.softmax(dim=-1).unsqueeze(-1)  # (B, T, 1)
         return (weights * x).sum(1)
 

@@ -37,7 +37,8 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, seq_len: int, offset: int = 0) -> tuple[Tensor, Tensor]:
         end = offset + seq_len
-        if end > self.cos.size(0):  # extend on demand (RoPE itself has no length limit)
-            cos, sin = rope_cache(end, self.head_dim, self.base, device=self.cos.device)
+        # Extend on demand (RoPE has no length limit), and rebuild in fp32 after a half-precision cast.
+        if end > self.cos.size(0) or self.cos.dtype != torch.float32:
+            cos, sin = rope_cache(max(end, self.cos.size(0)), self.head_dim, self.base, device=self.cos.device)
             self.cos, self.sin = cos, sin
         return self.cos[offset:end], self.sin[offset:end]

@@ -88,3 +88,13 @@ def test_builds_registry_type(name):
 def test_unknown_pooling():
     with pytest.raises(ValueError, match=r"Unknown pooling 'max'; choose one of \('mean', "):
         build_pooling("max", D)
+
+
+def test_attention_pool_all_padding_row_is_finite(seed):
+    pool = AttentionPool(8)
+    x = torch.randn(2, 5, 8)
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[1] = True  # the second sequence is all padding
+    out = pool(x, mask)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], pool(x[:1])[0])  # the real row is unaffected

@@ -89,3 +89,13 @@ def test_tables_extend_beyond_max_seq_len(seq_len, offset):
     assert_close(sin, fresh_sin[offset:])
     assert rope.cos.size(0) == offset + seq_len  # the extended tables are kept for the next call
     assert_close(rope(8)[0], rope_cache(8, HEAD_DIM, base=500.0)[0])
+
+
+def test_tables_stay_fp32_after_a_bf16_cast():
+    """A model cast to bf16 keeps rotating with fp32 tables (angles lose precision in bf16)."""
+    rope = RotaryEmbedding(head_dim=8, max_seq_len=64).to(torch.bfloat16)
+    cos, sin = rope(16, offset=40)
+    ref_cos, ref_sin = rope_cache(56, 8)
+    assert cos.dtype == torch.float32
+    torch.testing.assert_close(cos, ref_cos[40:56])
+    torch.testing.assert_close(sin, ref_sin[40:56])
