@@ -24,7 +24,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/nl-lightning fit --config configs/char_lm.yaml
-	$(BIN)/nl-lightning generate --ckpt_path runs/char_lm/checkpoints/last.ckpt --prompt "The " --max_new_tokens 300
+	$(BIN)/nl-lightning generate --ckpt_path runs/char_lm --prompt "The " --max_new_tokens 300
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

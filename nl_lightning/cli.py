@@ -19,6 +19,10 @@ EXTRA_COMMANDS: dict[str, str] = {
     "generate": "nl_lightning.commands.generate:main",
     "export": "nl_lightning.commands.export:main",
     "profile": "nl_lightning.commands.profile:main",
+    "serve": "nl_lightning.commands.serve:main",
+    "tune": "nl_lightning.commands.tune:main",
+    "lr-find": "nl_lightning.commands.lr_find:main",
+    "plot": "nl_lightning.commands.plot:main",
 }
 
 

@@ -1,4 +1,8 @@
-"""Every notebook in notebooks/ runs top to bottom (its code cells, in order, in one namespace)."""
+"""Every notebook in notebooks/ runs top to bottom (its code cells, in order, in one namespace).
+
+Each notebook checks its own results with ``assert`` cells (a reloaded model gives the same
+outputs, a server answered, a study finished), so a notebook that runs but shows something wrong fails.
+"""
 
 from __future__ import annotations
 
@@ -18,4 +22,5 @@ def test_notebook_runs(notebook: Path, tmp_path, monkeypatch):
     namespace: dict = {"__name__": "__main__"}
     for i, cell in enumerate(c for c in cells if c["cell_type"] == "code"):
         exec(compile("".join(cell["source"]), f"{notebook.name}[cell {i}]", "exec"), namespace)
-    assert (tmp_path / "runs" / "notebook" / "lm.ckpt").is_file()
+    if notebook.stem == "quickstart":
+        assert (tmp_path / "runs" / "notebook" / "lm.ckpt").is_file()

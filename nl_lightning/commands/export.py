@@ -20,6 +20,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nl_lightning.export.bundle import ExportConfig, export_formats
 from nl_lightning.models.checkpoint import load_checkpoint, read_checkpoint
+from nl_lightning.models.runs import find_checkpoint
 
 
 def build_parser() -> ArgumentParser:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.instantiate_classes(parser.parse_args(argv))
     config = ExportConfig(**{f.name: args[f.name] for f in fields(ExportConfig)})
+    args.ckpt_path = str(find_checkpoint(args.ckpt_path))
     model = load_checkpoint(args.ckpt_path)
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args.ckpt_path)
     calibration = None

@@ -6,12 +6,13 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nl_lightning.data.text import decode, encode
 from nl_lightning.models.lm import TransformerLM
+from nl_lightning.models.runs import find_checkpoint
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="nl-lightning generate", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--ckpt_path", type=str, required=True, help="A .ckpt written by `nl-lightning fit`.")
+    parser.add_argument("--ckpt_path", type=str, required=True, help="A .ckpt written by `nl-lightning fit`, or its run folder (newest last.ckpt).")
     parser.add_argument("--prompt", type=str, default="The ", help="Text to continue.")
     parser.add_argument("--max_new_tokens", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy.")
@@ -23,7 +24,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    model = TransformerLM.load(args.ckpt_path)
+    model = TransformerLM.load(find_checkpoint(args.ckpt_path))
     prompt = encode(args.prompt)
     if prompt.numel() == 0:
         raise SystemExit("--prompt must not be empty: give at least one character to continue.")

@@ -21,6 +21,7 @@ from nl_lightning.export.profile import profile
 from nl_lightning.export.report import format_table, save_chart, save_results
 from nl_lightning.export.variants import VariantBuilder, resolve_variant, torch_threads
 from nl_lightning.models.checkpoint import load_checkpoint
+from nl_lightning.models.runs import find_checkpoint
 
 
 def build_parser() -> ArgumentParser:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in args.onnx if not Path(p).is_file()]
     if missing:
         raise SystemExit(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
-    model = load_checkpoint(args.ckpt_path)
+    model = load_checkpoint(find_checkpoint(args.ckpt_path))
     with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp:
         builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads)
         seq = builder.spec.clamp_seq(args.seq_len)

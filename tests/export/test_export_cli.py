@@ -27,7 +27,7 @@ def fitted(tmp_path_factory) -> Path:
     _run(["fit", "--config", str(REPO / "configs/classifier.yaml"), "--trainer.max_epochs=1",
           "--trainer.limit_train_batches=20", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
           "--data.init_args.num_samples=1536"], cwd)
-    assert (cwd / "runs/classifier/checkpoints/last.ckpt").is_file()
+    assert (cwd / "runs/classifier/version_0/checkpoints/last.ckpt").is_file()
     return cwd
 
 
@@ -36,12 +36,12 @@ def test_export_command_on_a_fit_checkpoint(fitted):
     result = _run(["export", "--config", str(REPO / "configs/export.yaml"), "--formats=[onnx,onnx_int8_static]"],
                   fitted)
     assert "random inputs" not in result.stderr  # calibrated on the checkpoint's own DataModule
-    manifest = json.loads((fitted / "runs/classifier/export/manifest.json").read_text())
-    assert manifest["source"] == "runs/classifier/checkpoints/last.ckpt"
+    manifest = json.loads((fitted / "runs/classifier/version_0/export/manifest.json").read_text())
+    assert manifest["source"].endswith("runs/classifier/version_0/checkpoints/last.ckpt")
     assert [a["format"] for a in manifest["artifacts"]] == ["onnx", "onnx_int8_static"]
     for artifact in manifest["artifacts"]:
         assert artifact["parity_ok"] and len(artifact["parity"]) == 4  # 2 batch sizes x 2 sequence lengths
-    assert "manifest: runs/classifier/export/manifest.json" in result.stdout
+    assert "runs/classifier/version_0/export/manifest.json" in result.stdout
 
 
 @pytest.mark.slow
