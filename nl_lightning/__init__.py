@@ -1,17 +1,35 @@
-"""nl_lightning: PyTorch Lightning extensions — transformer blocks, task modules, data, callbacks."""
+"""nl_lightning: PyTorch Lightning extensions — transformer blocks, task modules, data, callbacks.
 
-from nl_lightning.models import (
-    OptimizerConfig,
-    SchedulerConfig,
-    TransformerClassifier,
-    TransformerConfig,
-    TransformerLM,
-    load_checkpoint,
-)
+Top-level names are imported lazily (PEP 562), so ``import nl_lightning.nn`` needs torch alone
+and never imports Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "OptimizerConfig", "SchedulerConfig", "TransformerClassifier", "TransformerConfig", "TransformerLM",
-    "__version__", "load_checkpoint",
-]
+_EXPORTS = {
+    "OptimizerConfig": "nl_lightning.models.optim",
+    "SchedulerConfig": "nl_lightning.models.optim",
+    "TransformerClassifier": "nl_lightning.models.classifier",
+    "TransformerConfig": "nl_lightning.models.config",
+    "TransformerLM": "nl_lightning.models.lm",
+    "load_checkpoint": "nl_lightning.models.checkpoint",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    raise AttributeError(f"module 'nl_lightning' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

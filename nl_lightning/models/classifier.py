@@ -48,6 +48,7 @@ class TransformerClassifier(TaskModule):
         self.save_hyperparameters()
         self._plain_hparams()
         self.config = as_config(config, causal=False)
+        self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
         self.task, self.num_classes = task, num_classes
         self.model = SequenceClassifier(self.config, num_classes, pooling)
         for stage in ("train", "val", "test"):

@@ -7,7 +7,7 @@ error names the field, the value received and what to use instead.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from nl_lightning.nn.attention import ATTN_BACKENDS
@@ -38,7 +38,8 @@ class TransformerConfig:
     norm: Literal["rmsnorm", "layernorm"] = "layernorm"
     norm_eps: float = 1e-5
     norm_style: Literal["pre", "post"] = "pre"
-    causal: bool = True
+    causal: bool | None = None
+    """None = the task's default: causal for language models, bidirectional for classifiers."""
     attn_backend: Literal["auto", "flash", "efficient", "math", "naive"] = "auto"
     dropout: float = 0.0
     attn_dropout: float = 0.0
@@ -95,6 +96,11 @@ class TransformerConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    def resolved(self, **task_defaults: Any) -> "TransformerConfig":
+        """A copy with the task's defaults in every field left unset (None); set fields are kept."""
+        unset = {k: v for k, v in task_defaults.items() if getattr(self, k) is None}
+        return replace(self, **unset) if unset else self
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -141,12 +147,13 @@ def _positive(name: str, value: int) -> None:
         raise ValueError(f"TransformerConfig.{name}={value!r} must be a positive integer.")
 
 
-def as_config(config: "TransformerConfig | dict[str, Any] | None", **defaults: Any) -> TransformerConfig:
-    """Accept a config, a plain dict (as stored in checkpoints) or None (the 'tiny' preset)."""
+def as_config(config: "TransformerConfig | dict[str, Any] | None", **task_defaults: Any) -> TransformerConfig:
+    """Accept a config, a plain dict (as stored in checkpoints) or None (the 'tiny' preset); the
+    task's defaults fill every field the user left unset, whichever form the config came in."""
     if config is None:
-        return TransformerConfig.from_preset("tiny", **defaults)
-    if isinstance(config, dict):
-        return TransformerConfig.from_dict(config)
-    if isinstance(config, TransformerConfig):
-        return config
-    raise TypeError(f"Expected a TransformerConfig or a dict, got {type(config).__name__}.")
+        config = TransformerConfig.from_preset("tiny")
+    elif isinstance(config, dict):
+        config = TransformerConfig.from_dict(config)
+    elif not isinstance(config, TransformerConfig):
+        raise TypeError(f"Expected a TransformerConfig or a dict, got {type(config).__name__}.")
+    return config.resolved(**task_defaults)

@@ -24,39 +24,40 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
 @torch.inference_mode()
 def generate(
     model: CausalLM, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, keep: int | None = None,
 ) -> Tensor:
     """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; returns (B, T + max_new_tokens).
 
-    Uses the KV cache while prompt + new tokens fit in ``max_seq_len``; longer runs slide a window."""
+    Decoding is incremental (one token per forward, on the KV cache) and never uses a position at
+    or past ``max_seq_len`` (never seen in training): when the cache holds ``max_seq_len`` tokens,
+    it is re-filled from the last ``keep`` tokens (default half the window) at positions 0..keep-1
+    and decoding continues on it. So a generation many windows long costs one short prefill per
+    ``max_seq_len - keep`` tokens instead of a full-window forward per token.
+    """
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError(f"generate() needs a non-empty prompt of shape (batch, seq), got {tuple(idx.shape)}.")
     if temperature < 0:
         raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy).")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k={top_k} must be >= 1 or None.")
+    window = model.config.max_seq_len
+    keep = max(1, window // 2) if keep is None else keep
+    if not 1 <= keep <= window:
+        raise ValueError(f"keep={keep} must be in [1, max_seq_len={window}] (default: half the window).")
     if max_new_tokens < 1:
         return idx
-    window = model.config.max_seq_len
-    if idx.size(1) + max_new_tokens > window:
-        return _generate_windowed(model, idx, max_new_tokens, temperature, top_k, generator)
-    caches = model.transformer.new_kv_caches(idx.size(0), idx.size(1) + max_new_tokens)
-    logits = model(idx, kv_caches=caches)[:, -1]  # prefill
-    out = [idx]
+    caches = model.transformer.new_kv_caches(idx.size(0), min(window, idx.size(1) + max_new_tokens))
+    logits = model(idx[:, -window:], kv_caches=caches)[:, -1]  # prefill with at most one window
+    out = idx
     for step in range(max_new_tokens):
-        token = sample_next(logits, temperature, top_k, generator)
-        out.append(token)
-        if step + 1 < max_new_tokens:
+        token = sample_next(logits, temperature, top_k, generator)  # (B, 1)
+        out = torch.cat([out, token], dim=1)
+        if step + 1 == max_new_tokens:
+            break
+        if caches[0].length < caches[0].max_len:
             logits = model(token, kv_caches=caches)[:, -1]
-    return torch.cat(out, dim=1)
-
-
-def _generate_windowed(model: CausalLM, idx: Tensor, max_new_tokens: int, temperature: float,
-                       top_k: int | None, generator: torch.Generator | None) -> Tensor:
-    """Past ``max_seq_len`` positions (never seen in training) each step re-reads only the last
-    ``max_seq_len`` tokens, as nanoGPT does, instead of extrapolating the cache's positions."""
-    window = model.config.max_seq_len
-    for _ in range(max_new_tokens):
-        logits = model(idx[:, -window:])[:, -1]
-        idx = torch.cat([idx, sample_next(logits, temperature, top_k, generator)], dim=1)
-    return idx
+        else:  # the window is full: re-prefill from its last `keep` tokens (the new one included)
+            for cache in caches:
+                cache.reset()
+            logits = model(out[:, -keep:], kv_caches=caches)[:, -1]
+    return out

@@ -36,7 +36,8 @@ class TransformerLM(TaskModule):
         super().__init__(optimizer, scheduler, compile)
         self.save_hyperparameters()
         self._plain_hparams()
-        self.config = as_config(config)
+        self.config = as_config(config, causal=True)
+        self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
         self.model = CausalLM(self.config)
         self.val_ppl, self.test_ppl = Perplexity(), Perplexity()
 

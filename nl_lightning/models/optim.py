@@ -54,6 +54,9 @@ class SchedulerConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     """Final LR as a fraction of the peak (cosine and linear)."""
+    cycle_momentum: bool = False
+    """onecycle only: also cycle momentum (SGD momentum / Adam beta1) inversely to the LR, as in
+    Smith's paper. Off by default, so the optimizer's configured momentum / betas are kept."""
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULERS:
@@ -62,6 +65,11 @@ class SchedulerConfig:
             raise ValueError(f"SchedulerConfig.warmup_steps={self.warmup_steps} must be >= 0.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"SchedulerConfig.min_lr_ratio={self.min_lr_ratio} must be in [0, 1].")
+        if self.cycle_momentum and self.name != "onecycle":
+            raise ValueError(
+                f"SchedulerConfig.cycle_momentum=True applies to name='onecycle' only, got name={self.name!r}; "
+                "remove cycle_momentum or use the one-cycle schedule."
+            )
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -108,7 +116,8 @@ def build_scheduler(
     if cfg.name == "onecycle":
         max_lrs = [g["lr"] for g in optimizer.param_groups]
         pct = max(warmup, 1) / total_steps if total_steps > 1 else 0.5
-        return sched.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=min(pct, 0.99))
+        return sched.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=min(pct, 0.99),
+                                cycle_momentum=cfg.cycle_momentum)
     decay_steps = max(total_steps - warmup, 1)
     if cfg.name == "cosine":
         base = min(g["lr"] for g in optimizer.param_groups)

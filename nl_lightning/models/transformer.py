@@ -49,6 +49,7 @@ class Transformer(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
+        config = config.resolved(causal=True)  # a bare backbone is a decoder unless told otherwise
         self.config = config
         d = config.d_model
         if config.input_dim is None:
@@ -125,6 +126,7 @@ class CausalLM(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
+        config = config.resolved(causal=True)
         if not config.causal or config.input_dim is not None:
             raise ValueError(
                 "CausalLM needs TransformerConfig.causal=True and token inputs (input_dim=None); "
@@ -152,6 +154,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         if num_outputs < 1:
             raise ValueError(f"num_outputs={num_outputs} must be >= 1.")
+        config = config.resolved(causal=False)  # an encoder sees the whole sequence unless told otherwise
         if pooling == "cls" and config.causal:
             # The [CLS] token sits at position 0, which under causal attention sees only itself.
             raise ValueError(

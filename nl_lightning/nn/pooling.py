@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -48,16 +51,30 @@ class AttentionPool(nn.Module):
 
 
 class GeMPool(nn.Module):
-    """Generalized mean (mean of x^p)^(1/p) with learnable p; inputs clamped to ``eps`` as GeM needs x > 0."""
+    """Generalized mean (mean of s^p)^(1/p) with learnable p >= 1 over s = softplus(x).
+
+    GeM needs positive inputs; transformer states are signed, so they go through softplus (smooth,
+    > 0, gradient everywhere) rather than a clamp that would zero every negative state and its
+    gradient. ``p = 1 + softplus(p_raw)`` keeps the exponent >= 1: p = 1 is the mean of s, large p
+    approaches the max.
+    """
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
-        self.p, self.eps = nn.Parameter(torch.tensor(float(p))), eps
+        if p <= 1.0:
+            raise ValueError(f"GeMPool p={p} must be > 1 (1 is plain mean pooling; 3 is usual).")
+        self.p_raw = nn.Parameter(torch.tensor(math.log(math.expm1(p - 1.0))))  # softplus^-1(p - 1)
+        self.eps = eps
+
+    @property
+    def p(self) -> Tensor:
+        return 1.0 + F.softplus(self.p_raw)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         keep = _keep(x, key_padding_mask)
-        powered = x.clamp_min(self.eps).pow(self.p) * keep
-        return (powered.sum(1) / keep.sum(1).clamp_min(1.0)).pow(1.0 / self.p)
+        p = self.p
+        powered = (F.softplus(x) + self.eps).pow(p) * keep  # (B, T, D)
+        return (powered.sum(1) / keep.sum(1).clamp_min(1.0)).pow(1.0 / p)
 
 
 POOLINGS: tuple[str, ...] = ("mean", "cls", "attention", "gem")

@@ -26,7 +26,12 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    """Caches cos/sin tables up to ``max_seq_len``; ``forward(T, offset)`` slices them."""
+    """Caches fp32 cos/sin tables up to ``max_seq_len``; ``forward(T, offset)`` slices them.
+
+    ``forward`` never writes module state (safe under ``inference_mode``, ``torch.compile`` and
+    FSDP): positions past the cache are computed on the fly, and a dtype cast rebuilds the
+    tables in fp32 at cast time, outside inference mode, so they stay usable for training.
+    """
 
     def __init__(self, head_dim: int, max_seq_len: int, base: float = 10000.0) -> None:
         super().__init__()
@@ -35,10 +40,16 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        super()._apply(fn, recurse)
+        if self.cos.dtype != torch.float32:  # .half() / .to(bfloat16): angles need fp32
+            with torch.inference_mode(False):
+                self.cos, self.sin = rope_cache(self.cos.size(0), self.head_dim, self.base, device=self.cos.device)
+        return self
+
     def forward(self, seq_len: int, offset: int = 0) -> tuple[Tensor, Tensor]:
         end = offset + seq_len
-        # Extend on demand (RoPE has no length limit), and rebuild in fp32 after a half-precision cast.
-        if end > self.cos.size(0) or self.cos.dtype != torch.float32:
-            cos, sin = rope_cache(max(end, self.cos.size(0)), self.head_dim, self.base, device=self.cos.device)
-            self.cos, self.sin = cos, sin
+        if end > self.cos.size(0):  # RoPE has no length limit: extend for this call only
+            cos, sin = rope_cache(end, self.head_dim, self.base, device=self.cos.device)
+            return cos[offset:end], sin[offset:end]
         return self.cos[offset:end], self.sin[offset:end]

@@ -162,3 +162,34 @@ def test_construction_errors(kwargs, match):
 def test_default_config_is_a_bidirectional_tiny_preset():
     model = TransformerClassifier()
     assert model.config == TransformerConfig.from_preset("tiny", causal=False)
+
+
+def _first_position_sees_the_last(model: TransformerClassifier) -> bool:
+    x = torch.randn(1, 6, 4)
+    changed = x.clone()
+    changed[0, -1] += 5.0
+    with torch.no_grad():
+        h = model.model.transformer(model.model.transformer.embed_inputs(x), embedded=True)
+        h2 = model.model.transformer(model.model.transformer.embed_inputs(changed), embedded=True)
+    return not torch.allclose(h[0, 0], h2[0, 0])
+
+
+@pytest.mark.parametrize("as_dict", [False, True], ids=["TransformerConfig", "dict"])
+def test_classifier_is_bidirectional_unless_told_otherwise(as_dict, seed):
+    """The task default (causal=False) applies whenever the user did not set `causal`, whatever
+    form the config takes; an explicit causal=True is kept."""
+    fields = dict(input_dim=4, n_layers=1, d_model=16, n_heads=2, position="none")
+    unset = TransformerClassifier(config=fields if as_dict else TransformerConfig(**fields))
+    assert unset.config.causal is False and unset.model.transformer.config.causal is False
+    assert unset.hparams["config"]["causal"] is False  # the checkpoint records what was built
+    assert _first_position_sees_the_last(unset)
+    explicit = TransformerClassifier(config={**fields, "causal": True} if as_dict else TransformerConfig(**fields, causal=True))
+    assert explicit.config.causal is True and not _first_position_sees_the_last(explicit)
+
+
+def test_lm_is_causal_unless_told_otherwise():
+    from nl_lightning.models import TransformerLM
+
+    assert TransformerLM(config={"n_layers": 1, "d_model": 16, "n_heads": 2}).config.causal is True
+    with pytest.raises(ValueError, match=r"CausalLM needs TransformerConfig.causal=True"):
+        TransformerLM(config={"n_layers": 1, "d_model": 16, "n_heads": 2, "causal": False})

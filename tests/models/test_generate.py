@@ -125,18 +125,44 @@ def test_learned_positions_cache_cannot_exceed_max_seq_len(tiny_config, seed):
         model.transformer.new_kv_caches(1, 10)
 
 
-@pytest.mark.parametrize("position", POSITIONS)
-def test_generation_past_max_seq_len_slides_a_window(position, tiny_config, seed):
-    """Past max_seq_len each step sees only the last max_seq_len tokens (never unseen positions)."""
-    model = CausalLM(tiny_config(position=position, max_seq_len=8)).eval()
-    prompt = torch.randint(0, 32, (2, 5))
-    out = generate(model, prompt, max_new_tokens=9, temperature=0.0)
-    expected = prompt
+def _greedy_windowed_by_full_forwards(model: CausalLM, idx: torch.Tensor, n: int, keep: int) -> torch.Tensor:
+    """The reference: each token from a full forward over the tokens since the last re-fill, which
+    happens whenever that span already holds max_seq_len tokens (it restarts at the last ``keep``)."""
+    window, start = model.config.max_seq_len, max(0, idx.size(1) - model.config.max_seq_len)
     with torch.no_grad():
-        for _ in range(9):
-            next_token = model(expected[:, -8:])[:, -1].argmax(-1, keepdim=True)
-            expected = torch.cat([expected, next_token], dim=1)
-    assert torch.equal(out, expected)
+        for _ in range(n):
+            next_token = model(idx[:, start:])[:, -1].argmax(-1, keepdim=True)
+            idx = torch.cat([idx, next_token], dim=1)
+            if idx.size(1) - start > window:
+                start = idx.size(1) - keep
+    return idx
+
+
+@pytest.mark.parametrize("prompt_len", [3, 5, 8, 11])
+@pytest.mark.parametrize("position", POSITIONS)
+def test_generation_past_max_seq_len_refills_a_half_window(position, prompt_len, tiny_config, seed):
+    """Past max_seq_len no position >= max_seq_len is ever used: the cache restarts from the last half."""
+    model = CausalLM(tiny_config(position=position, max_seq_len=8)).eval()
+    prompt = torch.randint(0, 32, (2, prompt_len))
+    out = generate(model, prompt, max_new_tokens=21, temperature=0.0)
+    assert torch.equal(out, _greedy_windowed_by_full_forwards(model, prompt, 21, keep=4))
+
+
+def test_generation_past_max_seq_len_stays_incremental(tiny_config, seed):
+    """One token per forward except one 4-token re-fill per 5 new tokens (window 8, keep 4): the old
+    sliding window ran a full 8-token forward for every token past the window."""
+    model = CausalLM(tiny_config(max_seq_len=8)).eval()
+    lengths: list[int] = []
+    model.transformer.register_forward_pre_hook(lambda module, args: lengths.append(args[0].size(1)))
+    generate(model, torch.randint(0, 32, (1, 6)), max_new_tokens=14, temperature=0.0)
+    # prefill 6; two single steps fill the cache (8); then [re-fill 4, 4 single steps]; the 14th
+    # token needs no forward after it
+    assert lengths == [6, 1, 1] + [4, 1, 1, 1, 1] * 2 + [4]
+
+
+def test_generate_keep_must_fit_the_window(lm):
+    with pytest.raises(ValueError, match=r"keep=40 must be in \[1, max_seq_len=32\]"):
+        generate(lm, torch.zeros(1, 2, dtype=torch.long), 4, keep=40)
 
 
 def test_cache_overflow_through_the_model(lm):

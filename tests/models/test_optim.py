@@ -162,3 +162,29 @@ def test_adam_family_settings(name, cls, tiny_config):
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.2, 0.0]
     for group in optimizer.param_groups:
         assert (group["lr"], group["betas"], group["eps"]) == (1e-3, (0.8, 0.9), 1e-6)
+
+
+def _momentum_after_onecycle(name: str, cycle_momentum: bool) -> list[float]:
+    model = nn.Linear(4, 4)
+    opt = build_optimizer(model, OptimizerConfig(name=name, lr=0.1, betas=(0.8, 0.95), momentum=0.7))
+    scheduler = build_scheduler(opt, SchedulerConfig(name="onecycle", warmup_steps=3, cycle_momentum=cycle_momentum), 10)
+    seen = []
+    for _ in range(6):
+        opt.step()
+        scheduler.step()
+        group = opt.param_groups[0]
+        seen.append(group["betas"][0] if "betas" in group else group["momentum"])
+    return seen
+
+
+@pytest.mark.parametrize("name, configured", [("adamw", 0.8), ("adam", 0.8), ("sgd", 0.7)])
+def test_onecycle_keeps_the_configured_momentum(name, configured):
+    """torch's OneCycleLR cycles beta1 / momentum by default and overwrote the configured value."""
+    assert _momentum_after_onecycle(name, cycle_momentum=False) == [configured] * 6
+    cycled = _momentum_after_onecycle(name, cycle_momentum=True)
+    assert cycled != [configured] * 6 and min(cycled) == pytest.approx(0.85)  # torch's base_momentum
+
+
+def test_cycle_momentum_needs_onecycle():
+    with pytest.raises(ValueError, match=r"cycle_momentum=True applies to name='onecycle' only, got name='cosine'"):
+        SchedulerConfig(name="cosine", cycle_momentum=True)

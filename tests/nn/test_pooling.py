@@ -24,21 +24,54 @@ def test_masked_mean_matches_manual(seed):
 
 
 def test_gem_matches_formula(seed):
-    x = torch.randn(B, T, D)
+    x = torch.randn(B, T, D)  # signed, like transformer states
     pool = GeMPool(p=2.5, eps=1e-6)
-    expected = torch.stack([(x[b, :n].clamp_min(1e-6) ** 2.5).mean(0) ** (1 / 2.5) for b, n in enumerate(LENGTHS)])
+    s = torch.nn.functional.softplus(x) + 1e-6
+    expected = torch.stack([(s[b, :n] ** 2.5).mean(0) ** (1 / 2.5) for b, n in enumerate(LENGTHS)])
+    assert_close(pool.p, torch.tensor(2.5))
     assert_close(pool(x, _padding()), expected)
 
 
-def test_gem_with_p_one_is_the_mean_of_positive_inputs(seed):
-    x = torch.rand(B, T, D) + 0.1
-    assert_close(GeMPool(p=1.0)(x, _padding()), MeanPool()(x, _padding()))
+def test_gem_near_p_one_is_the_mean_of_softplus(seed):
+    x = torch.randn(B, T, D)
+    s = torch.nn.functional.softplus(x)
+    assert_close(GeMPool(p=1.0 + 1e-6)(x, _padding()), MeanPool()(s, _padding()), atol=1e-4, rtol=1e-4)
 
 
-def test_gem_p_is_learnable(seed):
+def test_gem_sees_negative_states(seed):
+    """Clamping at eps made every all-negative input pool to eps, with zero gradient."""
     pool = GeMPool()
-    pool(torch.rand(B, T, D)).sum().backward()
-    assert pool.p.grad is not None and torch.isfinite(pool.p.grad)
+    x = -torch.rand(2, T, D) - 0.5
+    x.requires_grad_(True)
+    out = pool(x)
+    assert not torch.allclose(out[0], out[1])  # different negative inputs, different outputs
+    out.sum().backward()
+    assert (x.grad.abs() > 0).all()
+
+
+def test_gem_p_gradient_matches_finite_difference(seed):
+    pool = GeMPool(p=3.0).double()
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    pool(x, _padding()).sum().backward()
+    grad = pool.p_raw.grad.item()
+    h = 1e-6
+    with torch.no_grad():
+        pool.p_raw += h
+        up = pool(x, _padding()).sum().item()
+        pool.p_raw -= 2 * h
+        down = pool(x, _padding()).sum().item()
+    assert grad == pytest.approx((up - down) / (2 * h), rel=1e-5)
+    assert grad != 0
+
+
+def test_gem_p_stays_at_least_one(seed):
+    pool = GeMPool()
+    with torch.no_grad():
+        pool.p_raw.fill_(-50.0)  # an optimizer pushing p down hard
+    assert 1.0 <= float(pool.p.detach()) < 1.0 + 1e-6
+    assert torch.isfinite(pool(torch.randn(B, T, D))).all()
+    with pytest.raises(ValueError, match=r"GeMPool p=0.5 must be > 1"):
+        GeMPool(p=0.5)
 
 
 def test_attention_pool_matches_manual_softmax(seed):

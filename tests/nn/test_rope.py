@@ -87,7 +87,7 @@ def test_tables_extend_beyond_max_seq_len(seq_len, offset):
     fresh_cos, fresh_sin = rope_cache(offset + seq_len, HEAD_DIM, base=500.0)
     assert_close(cos, fresh_cos[offset:])
     assert_close(sin, fresh_sin[offset:])
-    assert rope.cos.size(0) == offset + seq_len  # the extended tables are kept for the next call
+    assert rope.cos.size(0) == 8  # forward never writes module state
     assert_close(rope(8)[0], rope_cache(8, HEAD_DIM, base=500.0)[0])
 
 
@@ -99,3 +99,19 @@ def test_tables_stay_fp32_after_a_bf16_cast():
     assert cos.dtype == torch.float32
     torch.testing.assert_close(cos, ref_cos[40:56])
     torch.testing.assert_close(sin, ref_sin[40:56])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_cast_under_inference_mode_then_training(dtype):
+    """A model cast (and run) under inference_mode, then cast back, must still train: tables
+    rebuilt or extended inside inference mode would be inference tensors that autograd cannot save."""
+    rope = RotaryEmbedding(HEAD_DIM, max_seq_len=16)
+    q = torch.randn(1, 2, 12, HEAD_DIM)
+    with torch.inference_mode():
+        rope.to(dtype)
+        rope(24)  # past the cached length, and after the cast
+    rope.float()
+    assert not rope.cos.is_inference() and not rope.sin.is_inference()
+    q.requires_grad_(True)
+    apply_rope(q, *rope(12)).sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
