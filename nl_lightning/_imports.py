@@ -13,6 +13,9 @@ ORT_AVAILABLE = find_spec("onnxruntime") is not None
 TORCHAO_AVAILABLE = find_spec("torchao") is not None
 MATPLOTLIB_AVAILABLE = find_spec("matplotlib") is not None
 TORCH_TENSORRT_AVAILABLE = find_spec("torch_tensorrt") is not None
+TENSORBOARD_AVAILABLE = find_spec("tensorboard") is not None
+MLFLOW_AVAILABLE = find_spec("mlflow") is not None
+WANDB_AVAILABLE = find_spec("wandb") is not None
 
 
 def require(flag: bool, package: str, extra: str, what: str) -> None:

@@ -29,6 +29,25 @@ EXTRA_COMMANDS: dict[str, str] = {
 class NLLightningCLI(LightningCLI):
     """LightningCLI with nl_lightning's defaults; see ``configs/`` for complete examples."""
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file."""
+        from nl_lightning.track.cli_config import check_track_fragments
+
+        check_track_fragments(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
+        super().parse_arguments(parser, args)
+
+    def before_instantiate_classes(self) -> None:
+        """Tracking: logger packages present, fragment loggers named after the run (``track/cli_config.py``)."""
+        from nl_lightning.track.cli_config import prepare_loggers
+
+        prepare_loggers(self.config[self.subcommand] if self.subcommand else self.config)
+
+    def before_fit(self) -> None:
+        """Check every logger's folder / tracking URI before the first step (``track.check_loggers``)."""
+        from nl_lightning.track.backends import check_loggers
+
+        check_loggers(self.trainer.loggers)
+
 
 def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) -> NLLightningCLI:
     return NLLightningCLI(

@@ -20,6 +20,9 @@ class TaskModule(L.LightningModule):
     and test steps below call it."""
 
     model: torch.nn.Module
+    flops_per_batch: int | None = None
+    """Training FLOPs of one batch, read by Lightning's ``ThroughputMonitor`` for FLOP/s and MFU; set
+    from the first batch by ``nl_lightning.callbacks.TaskThroughputMonitor`` (see ``models/flops.py``)."""
 
     def __init__(
         self, optimizer: OptimizerConfig | None = None, scheduler: SchedulerConfig | None = None,

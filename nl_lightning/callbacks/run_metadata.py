@@ -1,0 +1,81 @@
+"""``RunMetadata``: record what reproduces a run — resolved config, git commit, versions, host, device, seed.
+
+At fit start, after checking every logger's destination (``track.backends.check_loggers``: an
+unwritable folder or an MLflow server that does not answer fails here, before any step), rank 0
+writes ``run_metadata.json`` in the run folder, logs the flattened values as hyperparameters
+(``run/git/commit``, ``run/versions/torch``, ...) and attaches the JSON and LightningCLI's resolved
+``config.yaml`` as artifacts where the logger keeps files (MLflow, W&B; TensorBoard and CSV have
+them in their run folder already).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+from nl_lightning.track.backends import check_loggers
+from nl_lightning.track.loggers import log_artifact, run_dir
+from nl_lightning.track.metadata import flatten, run_metadata
+
+
+class RunMetadata(L.Callback):
+    """Log run metadata to every logger at the start of ``fit``."""
+
+    def __init__(self, check: bool = True, artifacts: bool = True) -> None:
+        """
+        Args:
+            check: check the loggers' folders and tracking URIs in ``setup`` (fail before training).
+            artifacts: attach ``run_metadata.json`` and ``config.yaml`` to loggers that keep files.
+        """
+        self.check, self.artifacts = check, artifacts
+        self.metadata: dict[str, Any] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.check and stage == "fit" and trainer.is_global_zero:
+            check_loggers(trainer.loggers)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.metadata = run_metadata(device=_device(trainer))
+        config = _resolved_config(trainer)
+        if config is not None:
+            self.metadata["config"] = config
+        self._publish(trainer)
+
+    @rank_zero_only
+    def _publish(self, trainer: L.Trainer) -> None:
+        folder = run_dir(trainer.loggers, trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "run_metadata.json"
+        path.write_text(json.dumps(self.metadata, indent=1, default=str) + "\n")
+        params = {k: v for k, v in flatten(self.metadata, "run/").items() if not k.startswith("run/config")}
+        config_file = folder / "config.yaml"
+        for logger in trainer.loggers:
+            logger.log_hyperparams(params)
+            if self.artifacts:
+                log_artifact(logger, path)
+                if config_file.is_file():
+                    log_artifact(logger, config_file)
+
+
+def _device(trainer: L.Trainer) -> str:
+    import torch
+
+    device = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return f"{device} ({name}) x {trainer.world_size}" if name else f"{device} x {trainer.world_size}"
+
+
+def _resolved_config(trainer: L.Trainer) -> dict[str, Any] | None:
+    """The config LightningCLI resolved (all defaults filled), from its ``SaveConfigCallback``."""
+    import yaml
+    from lightning.pytorch.cli import SaveConfigCallback  # here: importing it loads jsonargparse
+
+    for callback in trainer.callbacks:
+        if isinstance(callback, SaveConfigCallback):
+            text = callback.parser.dump(callback.config, skip_none=False)
+            return yaml.safe_load(text)
+    return None
