@@ -83,8 +83,12 @@ class ReaderDataModule(L.LightningDataModule, ABC):
             feature_shape: declared sample shape; samples with as many elements are reshaped.
             validate: scan each source once in ``setup`` for NaN / Inf and unconvertible values.
             on_bad: what a bad row does: ``raise`` an error, ``drop`` it, or ``warn`` and keep it.
-            normalize: z-score features with per-feature stats of the training split (checkpointed).
-            transforms: random augmentations for training, e.g. RandomNoise, RandomScale.
+            normalize: z-score features with per-feature stats of the training split (finite rows
+                only). nl_lightning models take the statistics into their own weights and then get
+                raw features (so checkpoints, exports and servers normalize the same way); other
+                models get normalized batches.
+            transforms: random augmentations for training, e.g. RandomNoise, RandomScale; they act
+                on raw features, before normalization.
             transform_on: ``sample`` in DataLoader workers on CPU, or ``batch`` on the device.
             cache: ``none``, ``memory`` (LRU), ``disk`` (memory-mapped) or ``hybrid`` (both).
             cache_dir: folder of the disk cache (default ``~/.cache/nl_lightning/data``).
@@ -101,6 +105,7 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         self.feature_dtype, self.target_dtype, self.feature_shape = feature_dtype, target_dtype, feature_shape
         self.validate, self.on_bad = validate, on_bad
         self.normalize, self.normalizer = normalize, Normalize()
+        self.model_normalizes = False  # set by models that hold the statistics themselves
         self.transforms, self.transform_on = list(transforms or []), transform_on
         self.cache, self.cache_dir, self.cache_memory_bytes = cache, cache_dir, cache_memory_bytes
         self.datasets: dict[str, ArrayDataset] = {}
@@ -172,13 +177,14 @@ class ReaderDataModule(L.LightningDataModule, ABC):
             fields=dataset.fields(), directory=self.cache_dir, max_bytes=self.cache_memory_bytes,
         )
 
-    def _stage_transform(self, split: str) -> Transform | None:
-        """Normalize (every split) then the augmentations (training only)."""
-        parts = ([self.normalizer] if self.normalize else []) + (self.transforms if split == "train" else [])
-        return None if not parts else parts[0] if len(parts) == 1 else Compose(parts)
+    def _augmentations(self, split: str) -> Transform | None:
+        """The random augmentations, for the training split only."""
+        if split != "train" or not self.transforms:
+            return None
+        return self.transforms[0] if len(self.transforms) == 1 else Compose(self.transforms)
 
     def _sample_transform(self, split: str) -> Transform | None:
-        return self._stage_transform(split) if self.transform_on == "sample" else None
+        return self._augmentations(split) if self.transform_on == "sample" else None
 
     def _ensure_stats(self) -> None:
         """Compute Normalize statistics from the training split once, unless restored already."""
@@ -187,12 +193,20 @@ class ReaderDataModule(L.LightningDataModule, ABC):
                                         "them with ckpt_path=... / load_state_dict)")["train"]
             self.normalizer.set_stats(*feature_moments(train.iter_features()))
 
+    def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-feature ``(mean, std)`` of the training split's finite rows (for models that normalize)."""
+        if not self.normalize:
+            raise ValueError("feature_statistics() needs normalize=True on the DataModule.")
+        self._ensure_stats()
+        return self.normalizer.mean, self.normalizer.std
+
     def _loader(self, split: Split, stage: str) -> DataLoader:
         if split not in self.datasets:
             self.setup(stage)
         if split not in self.datasets:
             raise ValueError(f"No {split} data: {self.missing_hint(split)}.")
-        self._ensure_stats()
+        if not self.model_normalizes:
+            self._ensure_stats()
         workers = {}
         if self.num_workers > 0:
             workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
@@ -219,14 +233,18 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         return self._loader("predict", "predict")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Batch transforms on the device: Normalize always, augmentations while training."""
-        if self.transform_on != "batch" or not isinstance(batch, dict) or "x" not in batch:
+        """On the device: augmentations while training (``transform_on="batch"``), then Normalize,
+        unless the model normalizes its inputs itself (nl_lightning models do)."""
+        if not isinstance(batch, dict) or "x" not in batch:
             return batch
+        x = batch["x"]
         training = self.trainer is not None and self.trainer.training
-        transform = self._stage_transform("train" if training else "eval")
-        if transform is None:
-            return batch
-        return {**batch, "x": transform(batch["x"], self._device_generator(batch["x"].device))}
+        augment = self._augmentations("train") if training and self.transform_on == "batch" else None
+        if augment is not None:
+            x = augment(x, self._device_generator(x.device))
+        if self.normalize and not self.model_normalizes:
+            x = self.normalizer(x)
+        return batch if x is batch["x"] else {**batch, "x": x}
 
     def _device_generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:

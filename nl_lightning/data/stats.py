@@ -11,16 +11,23 @@ class RunningMoments:
     """Count, mean and sum of squared deviations per feature (last axis), merged chunk by chunk.
 
     Exact in float64 up to rounding, stable for large counts, and equal to
-    ``x.reshape(-1, F).mean(0)`` / ``.std(0)`` (population std) over all the chunks seen.
+    ``x.reshape(-1, F).mean(0)`` / ``.std(0)`` (population std) over all the chunks seen. Vectors
+    holding NaN or Inf are left out (``skipped`` counts them): one bad row kept by
+    ``on_bad="warn"`` must not turn every statistic, and so every normalized row, into NaN.
     """
 
     def __init__(self) -> None:
         self.count = 0
+        self.skipped = 0
         self.mean: np.ndarray | None = None
         self.m2: np.ndarray | None = None
 
     def update(self, chunk: np.ndarray) -> None:
         flat = np.asarray(chunk, dtype=np.float64).reshape(-1, chunk.shape[-1] if chunk.ndim > 1 else 1)
+        finite = np.isfinite(flat).all(axis=1)
+        if not finite.all():
+            self.skipped += int((~finite).sum())
+            flat = flat[finite]
         n = len(flat)
         if n == 0:
             return
@@ -38,7 +45,7 @@ class RunningMoments:
     @property
     def std(self) -> np.ndarray:
         if self.m2 is None:
-            raise ValueError("No data seen: the split used for statistics is empty.")
+            raise ValueError("No finite data seen: the split used for statistics is empty or all NaN/Inf.")
         return np.sqrt(self.m2 / self.count)
 
 

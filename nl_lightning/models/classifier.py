@@ -54,6 +54,32 @@ class TransformerClassifier(TaskModule):
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_metrics", self._metrics(f"{stage}/"))
 
+    def setup(self, stage: str) -> None:
+        """Take over input normalization from a DataModule with ``normalize=True``: from now on it
+        yields raw features and the statistics live in this model (its checkpoint, its export)."""
+        datamodule = _datamodule(self)
+        if getattr(datamodule, "normalize", False) and hasattr(datamodule, "feature_statistics"):
+            datamodule.model_normalizes = True
+
+    def _fill_input_stats(self) -> None:
+        """Statistics from the DataModule, unless the model has its own (restored from a checkpoint)."""
+        datamodule = _datamodule(self)
+        if getattr(datamodule, "model_normalizes", False) and not self.model.input_norm.fitted:
+            self.model.input_norm.set_stats(*datamodule.feature_statistics())
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self._fill_input_stats()  # after a checkpoint restore: its statistics win
+
+    def on_validation_start(self) -> None:
+        self._fill_input_stats()
+
+    def on_test_start(self) -> None:
+        self._fill_input_stats()
+
+    def on_predict_start(self) -> None:
+        self._fill_input_stats()
+
     def _metrics(self, prefix: str) -> MetricCollection:
         if self.task == "classification":
             metrics = {"acc": MulticlassAccuracy(self.num_classes), "f1": MulticlassF1Score(self.num_classes)}
@@ -109,3 +135,8 @@ class TransformerClassifier(TaskModule):
             if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
                 raise ValueError(f"Class ids must be in [0, {self.num_classes}); got min {int(y.min())}, max {int(y.max())}. Check num_classes.")
         return x, y, mask
+
+
+def _datamodule(module: TaskModule) -> object | None:
+    trainer = module._trainer
+    return getattr(trainer, "datamodule", None) if trainer is not None else None

@@ -14,6 +14,7 @@ from nl_lightning.models.config import TransformerConfig
 from nl_lightning.nn import (
     ALiBi,
     DropPath,
+    FeatureNorm,
     KVCache,
     LayerScale,
     LearnedPositionalEmbedding,
@@ -145,9 +146,13 @@ class CausalLM(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """Encoder + pooling + linear head: (B, T) tokens or (B, T, F) features -> (B, num_outputs).
+    """Input normalization + encoder + pooling + linear head: (B, T) tokens or (B, T, F) features
+    -> (B, num_outputs).
 
     Float input of shape (B, F) is read as F feature tokens of size 1 (needs ``input_dim=1``).
+    ``input_norm`` holds the training data's per-feature statistics once they are set (see
+    ``TransformerClassifier``), so the model takes raw features everywhere: in training, from a
+    checkpoint, as an exported graph and behind a server.
     """
 
     def __init__(self, config: TransformerConfig, num_outputs: int, pooling: str = "mean") -> None:
@@ -162,14 +167,17 @@ class SequenceClassifier(nn.Module):
                 "token at position 0 never sees the input. Set causal=False or use pooling='mean'."
             )
         self.config = config
+        self.input_norm = FeatureNorm()
         self.transformer = Transformer(config)
         self.pool = build_pooling(pooling, config.d_model)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model)) if pooling == "cls" else None
         self.head = nn.Linear(config.d_model, num_outputs)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        if x.is_floating_point() and x.dim() == 2:
-            x = x.unsqueeze(-1)  # tabular rows: one token per feature
+        if x.is_floating_point():
+            x = self.input_norm(x)  # raw features -> z-scores (the identity without statistics)
+            if x.dim() == 2:
+                x = x.unsqueeze(-1)  # tabular rows: one token per feature
         h = self.transformer.embed_inputs(x)  # (B, T, D)
         if self.cls_token is not None and self.config.position == "learned" and h.size(1) >= self.config.max_seq_len:
             raise ValueError(

@@ -15,12 +15,13 @@ from nl_lightning.nn.kv_cache import KVCache
 from nl_lightning.nn.layer_scale import LayerScale
 from nl_lightning.nn.mlp import MLPS, GluMlp, Mlp, build_mlp
 from nl_lightning.nn.norm import NORMS, build_norm
+from nl_lightning.nn.normalize import FeatureNorm
 from nl_lightning.nn.pooling import POOLINGS, AttentionPool, ClsPool, GeMPool, MeanPool, build_pooling
 from nl_lightning.nn.position import POSITIONS, LearnedPositionalEmbedding
 from nl_lightning.nn.rope import RotaryEmbedding, apply_rope, rope_cache
 
 __all__ = [
-    "ALiBi", "ATTN_BACKENDS", "AttentionPool", "ClsPool", "DropPath", "GeMPool", "GluMlp", "KVCache",
+    "ALiBi", "ATTN_BACKENDS", "AttentionPool", "ClsPool", "DropPath", "FeatureNorm", "GeMPool", "GluMlp", "KVCache",
     "LayerScale", "LearnedPositionalEmbedding", "MLPS", "MeanPool", "Mlp", "NORMS", "POOLINGS",
     "POSITIONS", "RotaryEmbedding", "SelfAttention", "TransformerBlock", "alibi_bias", "alibi_slopes",
     "apply_rope", "build_attn_mask", "build_mlp", "build_norm", "build_pooling", "drop_path",
