@@ -1,0 +1,142 @@
+"""How a trial runs: in its own process (forked from a pre-imported server, or a fresh ``python``
+for DDP), or inside the study process.
+
+A trial process can die any way (SIGKILL, the out-of-memory killer, a segfault) without taking
+the study with it: the launcher records the exit as the trial's failure and the study goes on.
+Trial processes die with the study process (``PR_SET_PDEATHSIG``), so a killed study leaves no
+orphan training. ``forkserver`` imports torch and Lightning once and forks each trial from there
+(the per-trial start costs milliseconds, not a fresh interpreter's seconds); ``subprocess`` starts
+``python -m nl_lightning.tune.trial``, which Lightning's DDP launcher can re-run for every rank.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nl_lightning.tune.storage import STORAGE_ENV
+
+_PR_SET_PDEATHSIG = 1
+_PRELOAD = ["nl_lightning.tune.trial"]
+
+
+def choose_launcher(name: str, fit_config: Mapping[str, Any]) -> str:
+    """'auto' -> 'subprocess' when the fit runs several processes (DDP), else 'forkserver'."""
+    if name != "auto":
+        if name in ("forkserver", "inline") and is_multi_process(fit_config):
+            raise ValueError(
+                f"launcher={name!r} cannot run a multi-process (DDP) fit: Lightning re-launches the command line "
+                "for each rank. Use launcher: subprocess (or auto)."
+            )
+        return name
+    return "subprocess" if is_multi_process(fit_config) else "forkserver"
+
+
+def is_multi_process(fit_config: Mapping[str, Any]) -> bool:
+    trainer = fit_config.get("trainer") or {}
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1) or 1
+    strategy = str(trainer.get("strategy", "auto") if not isinstance(trainer.get("strategy"), Mapping)
+                   else trainer["strategy"].get("class_path", "")).lower()
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif isinstance(devices, int) or (isinstance(devices, str) and devices.lstrip("-").isdigit()):
+        count = int(devices)
+    else:
+        count = 1
+    return nodes > 1 or count > 1 or (count == -1 and any(s in strategy for s in ("ddp", "fsdp", "parallel")))
+
+
+def run_in_process(kind: str, spec: Any, storage_url: str, timeout: float | None) -> tuple[int | None, str]:
+    """Run ``spec`` in a trial process; returns (exit code, what ended it if not a clean exit)."""
+    run_dir = Path(spec.run_dir)
+    log = run_dir / "trial.log"
+    if kind == "forkserver":
+        process = _forkserver().Process(
+            target=_forked_main, args=(spec, storage_url, str(log)), name=f"trial-{spec.number}",
+        )
+        process.start()
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join()
+            return process.exitcode, f"killed after trial_timeout={timeout} s"
+        return process.exitcode, ""
+    env = {**os.environ, STORAGE_ENV: storage_url}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nl_lightning.tune.trial", str(spec.save())], env=env, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            return proc.wait(timeout), ""
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the trial and every DDP rank it started
+            proc.wait()
+            return proc.returncode, f"killed after trial_timeout={timeout} s"
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+
+
+def describe_exit(code: int | None, log: Path) -> str:
+    """Why a trial process ended without a result, with the last lines of its log."""
+    if code is not None and code < 0:
+        sig = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        why = f"the trial process was killed by {sig}"
+        if -code == signal.SIGKILL:
+            why += " (out of memory? the kernel's OOM killer sends SIGKILL; check `dmesg`)"
+    else:
+        why = f"the trial process exited with code {code} without a result"
+    tail = _tail(log)
+    return f"{why}; last log lines: {tail}" if tail else why
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def redirect_output(path: str | Path) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _forked_main(spec: Any, storage_url: str, log_path: str) -> None:
+    from nl_lightning.tune.trial import process_main
+
+    process_main(spec, storage_url, log_path)
+
+
+def _forkserver() -> Any:
+    """The forkserver context; its server imports the trial module (torch, Lightning) once."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _tail(log: Path, lines: int = 3, max_chars: int = 600) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept)[-max_chars:]
+

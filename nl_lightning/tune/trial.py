@@ -1,0 +1,198 @@
+"""One trial: ``nl-lightning fit`` of the trial's config, with the pruning callback, through
+``nl_lightning.cli.build_cli``; its outcome is a ``TrialResult`` written to ``result.json``.
+
+``run_trial`` is the same function whichever way the trial runs (inside the study process, in a
+forked process, or in a fresh ``python -m nl_lightning.tune.trial`` for DDP, where every rank runs
+it and rank 0 writes the result). Anything the fit raises becomes a failed result with the reason;
+a process that dies without a result (SIGKILL, out of memory) is reported by the launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+
+from nl_lightning.cli import build_cli
+from nl_lightning.tune.config import LATENCY_METRIC
+from nl_lightning.tune.pruning import MetricNotLoggedError, TrialPruningCallback
+
+RESULT_FILE = "result.json"
+SPEC_FILE = "trial.json"
+CONFIG_FILE = "fit.yaml"
+LOG_FILE = "trial.log"
+PID_FILE = "trial.pid"
+
+
+@dataclass
+class TrialSpec:
+    """What a trial process needs (the storage URL travels apart: it may hold a password)."""
+
+    study_name: str
+    trial_id: int
+    number: int
+    run_dir: str
+    metrics: dict[str, str]
+    """Objective -> direction; logged metrics are read from validation, 'latency_ms' measured after fit."""
+    reduce: str = "best"
+    prune: bool = True
+    prune_step: str = "auto"
+    pruner: Any = "median"
+    latency: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def logged(self) -> list[str]:
+        from nl_lightning.tune.config import DERIVED_METRICS
+
+        return [m for m in self.metrics if m not in DERIVED_METRICS]
+
+    def save(self) -> Path:
+        return _write_json(Path(self.run_dir) / SPEC_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrialSpec":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclass
+class TrialResult:
+    state: Literal["complete", "pruned", "fail"]
+    values: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    error: str | None = None
+    """Exception class name of a failure."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step: int | None = None
+    """global_step of the validation the values come from."""
+    checkpoint: str | None = None
+
+    def save(self, run_dir: str | Path) -> Path:
+        return _write_json(Path(run_dir) / RESULT_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "TrialResult | None":
+        path = Path(run_dir) / RESULT_FILE
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def run_trial(spec: TrialSpec, trial: optuna.Trial) -> TrialResult:
+    """Fit ``<run_dir>/fit.yaml`` with a ``TrialPruningCallback`` for ``trial``; never raises for
+    what the fit does (pruned, diverged, crashed), only returns it."""
+    monitor = spec.logged[0]
+    callback = TrialPruningCallback(trial, monitor, spec.logged[1:], step=spec.prune_step, prune=spec.prune)
+    config = str(Path(spec.run_dir) / CONFIG_FILE)
+    try:
+        with warnings.catch_warnings():  # a forked trial still has the study's sys.argv: not an error here
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+            cli = build_cli(["fit", "--config", config], trainer_defaults={"callbacks": [callback]})
+    except optuna.TrialPruned as err:
+        return TrialResult("pruned", reason=str(err), history=callback.history)
+    except Exception as err:
+        return TrialResult("fail", reason=f"{type(err).__name__}: {err}", error=type(err).__name__, history=callback.history)
+    except SystemExit as err:  # LightningCLI rejected the config (it printed why to the trial log)
+        return TrialResult("fail", reason=f"the fit config was rejected (exit {err.code}); see {LOG_FILE}", error="SystemExit")
+    trainer = cli.trainer
+    if callback.pruned_at is not None:
+        return TrialResult("pruned", reason=f"pruned at {callback.unit} {callback.pruned_at}", history=callback.history)
+    if trainer.interrupted:
+        return TrialResult("fail", reason="training was interrupted", error="KeyboardInterrupt", history=callback.history)
+    if not callback.history:
+        return TrialResult(
+            "fail", reason="no validation ran: check limit_val_batches / val_check_interval / check_val_every_n_epoch",
+            error=MetricNotLoggedError.__name__,
+        )
+    chosen = _chosen(callback.history, monitor, spec.metrics[monitor], spec.reduce)
+    values = {name: chosen[name] for name in spec.logged}
+    if LATENCY_METRIC in spec.metrics and trainer.is_global_zero:
+        values[LATENCY_METRIC] = measure_latency(cli.model, **spec.latency)
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    return TrialResult("complete", values, history=callback.history, step=chosen["global_step"], checkpoint=best)
+
+
+def _chosen(history: list[dict[str, Any]], monitor: str, direction: str, reduce: str) -> dict[str, Any]:
+    """The validation a trial's value comes from: the best one of ``monitor``, or the last."""
+    if reduce == "last":
+        return history[-1]
+    pick = min if direction == "minimize" else max
+    return pick(history, key=lambda row: row[monitor])
+
+
+def measure_latency(model: Any, batch_size: int = 1, seq_len: int = 64, warmup: int = 3, iters: int = 20) -> float:
+    """p50 forward latency (ms) of the model's network on a random input, via the project's profiler."""
+    import torch
+
+    from nl_lightning.export.inputs import input_spec, network
+    from nl_lightning.export.profile import profile
+
+    net = network(model).eval()
+    spec = input_spec(net)
+    seq = spec.clamp_seq(seq_len)
+    device = next(net.parameters()).device
+    with torch.no_grad():
+        results = profile({"model": net}, lambda b: spec.example(b, seq).to(device), [batch_size], warmup, iters)
+    return results[0].p50_ms
+
+
+def connect(spec: TrialSpec, storage_url: str) -> optuna.Trial:
+    """Rebuild the running trial in a trial process, from the storage (no heartbeat here: the
+    study process beats for it)."""
+    from nl_lightning.tune.samplers import build_pruner
+    from nl_lightning.tune.storage import open_storage
+
+    study = optuna.load_study(
+        study_name=spec.study_name, storage=open_storage(storage_url),
+        sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(spec.pruner, len(spec.metrics)),
+    )
+    return optuna.Trial(study, spec.trial_id)
+
+
+def process_main(spec: TrialSpec, storage_url: str, log_path: str | None = None) -> None:
+    """Body of a trial process: die with the study process, log to the trial's file, run, write
+    the result (rank 0)."""
+    from nl_lightning.tune.launch import die_with_parent, redirect_output
+
+    die_with_parent()
+    if log_path is not None:
+        redirect_output(log_path)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        (Path(spec.run_dir) / PID_FILE).write_text(f"{os.getpid()}\n")
+    result = run_trial(spec, connect(spec, storage_url))
+    if _is_rank_zero():
+        result.save(spec.run_dir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    """Atomic: a reader (the study process) sees the whole file or none."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nl_lightning.tune.trial <run_dir>/trial.json`` (the storage URL in the environment)."""
+    from nl_lightning.tune.storage import STORAGE_ENV
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or STORAGE_ENV not in os.environ:
+        raise SystemExit(f"usage: {STORAGE_ENV}=<storage url> python -m nl_lightning.tune.trial <run_dir>/{SPEC_FILE}")
+    process_main(TrialSpec.load(argv[0]), os.environ[STORAGE_ENV])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
