@@ -89,7 +89,7 @@ class ConfusionMatrixMonitor(L.Callback):
 
     @rank_zero_only
     def _publish(self, trainer: L.Trainer) -> None:
-        step = trainer.global_step
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step Lightning logs val/* at
         path = run_dir(trainer.loggers, trainer.default_root_dir) / "confusion_matrix.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"step": step, "labels": self.labels, "matrix": self.matrix.tolist()}))

@@ -1,8 +1,6 @@
 """``RunMetadata``: record what reproduces a run — resolved config, git commit, versions, host, device, seed.
 
-At fit start, after checking every logger's destination (``track.backends.check_loggers``: an
-unwritable folder or an MLflow server that does not answer fails here, before any step), rank 0
-writes ``run_metadata.json`` in the run folder, logs the flattened values as hyperparameters
+At fit start, rank 0 writes ``run_metadata.json`` in the run folder, logs the flattened values as hyperparameters
 (``run/git/commit``, ``run/versions/torch``, ...) and attaches the JSON and LightningCLI's resolved
 ``config.yaml`` as artifacts where the logger keeps files (MLflow, W&B; TensorBoard and CSV have
 them in their run folder already).
@@ -17,7 +15,6 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from nl_lightning.track.backends import check_loggers
 from nl_lightning.track.loggers import log_artifact, run_dir
 from nl_lightning.track.metadata import flatten, run_metadata
 
@@ -25,18 +22,13 @@ from nl_lightning.track.metadata import flatten, run_metadata
 class RunMetadata(L.Callback):
     """Log run metadata to every logger at the start of ``fit``."""
 
-    def __init__(self, check: bool = True, artifacts: bool = True) -> None:
+    def __init__(self, artifacts: bool = True) -> None:
         """
         Args:
-            check: check the loggers' folders and tracking URIs in ``setup`` (fail before training).
             artifacts: attach ``run_metadata.json`` and ``config.yaml`` to loggers that keep files.
         """
-        self.check, self.artifacts = check, artifacts
+        self.artifacts = artifacts
         self.metadata: dict[str, Any] | None = None
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.check and stage == "fit" and trainer.is_global_zero:
-            check_loggers(trainer.loggers)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.metadata = run_metadata(device=_device(trainer))
