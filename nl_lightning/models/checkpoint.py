@@ -1,57 +1,112 @@
-"""Safe checkpoint loading: ``weights_only=True`` always, and an error that says what is wrong."""
+"""Safe checkpoint loading: ``weights_only=True`` always, an allow-list for the classes a file
+names, and an error that says exactly what is wrong with the file and what to do."""
 
 from __future__ import annotations
 
-import importlib
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
+
 if TYPE_CHECKING:
     from nl_lightning.models.base import TaskModule
 
+CONSOLIDATE = "python -m lightning.pytorch.utilities.consolidate_checkpoint {dir} --output_file {dir}.consolidated.ckpt"
+
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt, untrusted or not an nl_lightning model."""
+    """A checkpoint that is missing, unreadable, corrupt, untrusted or not an nl_lightning model."""
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with errors for missing, corrupt and unsafe files."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", lightning: bool = False) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a checkpoint file, after checking what the path is.
+
+    ``lightning=True`` also requires what ``Trainer.fit(ckpt_path=...)`` needs to resume.
+    """
     path = Path(path)
-    if path.is_dir() and (path / ".metadata").is_file():
-        raise CheckpointError(
-            f"{path} is a sharded torch.distributed.checkpoint directory (ModelParallelStrategy / FSDP2). "
-            "Its metadata is pickled, so it is not read here; from trusted code, consolidate it with "
-            "`python -m torch.distributed.checkpoint.format_utils dcp_to_torch <dir> <file>` and "
-            "add the entries of <dir>/meta.pt, or re-save with a single-device strategy."
-        )
-    if not path.is_file():
-        raise CheckpointError(
-            f"Checkpoint not found: {path}. Pass the .ckpt written by `nl-lightning fit` "
-            "(by default under <default_root_dir>/checkpoints/)."
-        )
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"Refusing to load {path}: it holds objects other than tensors and plain containers, and "
-            "unpickling them could run arbitrary code. Re-save it from trusted code with "
-            f"nl_lightning, or inspect it yourself. Details: {str(err).splitlines()[0]}"
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(
-            f"Checkpoint {path} is corrupt or truncated and cannot be read ({type(err).__name__}: "
-            f"{str(err).splitlines()[0]}). Use another checkpoint, e.g. last.ckpt."
-        ) from err
+    _check_path(path)
+    checkpoint = _load(path, map_location)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(
             f"{path} is not a Lightning checkpoint (no 'state_dict'); it may be a bare state dict or "
             "another tool's file. Load it into a model with model.load_state_dict instead."
         )
+    if lightning and "pytorch-lightning_version" not in checkpoint:
+        raise CheckpointError(
+            f"{path} has weights but no Lightning training state ('pytorch-lightning_version' is missing): it "
+            "was not written by Trainer.save_checkpoint, so training cannot resume from it. Load the weights "
+            "with load_checkpoint(path) and start a new fit instead."
+        )
     return checkpoint
+
+
+def _check_path(path: Path) -> None:
+    if path.is_dir():
+        if (path / ".metadata").is_file():
+            raise CheckpointError(
+                f"{path} is a sharded torch.distributed.checkpoint folder (written by ModelParallelStrategy / FSDP2). "
+                "Resume it with the same strategy, or consolidate it once into a single file (this trusts the "
+                "folder's pickled metadata, so only for checkpoints you wrote): " + CONSOLIDATE.format(dir=path)
+            )
+        from nl_lightning.models.runs import find_checkpoint
+
+        try:
+            hint = f"; the newest checkpoint in it is {find_checkpoint(path)}"
+        except CheckpointError:
+            hint = " and holds no checkpoint"
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}. Pass a .ckpt file.")
+    if not path.exists():
+        raise CheckpointError(
+            f"Checkpoint not found: {path}. Pass the .ckpt written by `nl-lightning fit` (under "
+            "runs/<name>/version_<N>/checkpoints/), or the run folder runs/<name> for its newest last.ckpt."
+        )
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(
+            f"{path} is empty (0 bytes): its save was interrupted or never happened. Use another checkpoint, "
+            "e.g. last.ckpt of an earlier run."
+        )
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except PermissionError:
+        raise CheckpointError(
+            f"{path} cannot be read: permission denied. Give your user read access (chmod u+r) or copy the file."
+        ) from None
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint: it is neither a zip archive (torch.save) nor a legacy pickle "
+            f"(first bytes {head!r}). It may be another kind of file or overwritten; use the .ckpt from fit."
+        )
+
+
+def _load(path: Path, map_location: str | torch.device) -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.findall(r"GLOBAL ([\w.]+)", str(err))
+        if zipfile.is_zipfile(path) and found:
+            raise CheckpointError(
+                f"Refusing to load {path}: it holds a pickled object of type {found[0]}, not only tensors and "
+                "plain values, and unpickling it could run code from the file. Re-save the checkpoint from "
+                "code you trust with tensors and plain values only."
+            ) from None
+        raise CheckpointError(f"{path} is corrupt: its pickled data cannot be read. Use another checkpoint.") from None
+    except PermissionError:
+        raise CheckpointError(
+            f"{path} cannot be read: permission denied. Give your user read access (chmod u+r) or copy the file."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError) as err:
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(
+            f"{path} is truncated or corrupt and cannot be read ({type(err).__name__}: {detail[:160]}). "
+            "Use another checkpoint, e.g. last.ckpt of an earlier run."
+        ) from None
 
 
 def load_checkpoint(
@@ -59,8 +114,9 @@ def load_checkpoint(
 ) -> "TaskModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
-    The class is taken from ``expected`` or from the checkpoint's record, which is only trusted
-    when it names a class inside ``nl_lightning`` (importing arbitrary modules runs their code).
+    The class the file names must be on the allow-list (``nl_lightning.models.trust``), be
+    ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
+    arguments are checked against the class's signature before it is called.
     """
     from nl_lightning.models.base import TaskModule
 
@@ -69,17 +125,25 @@ def load_checkpoint(
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None) or record.get("class_path")
     hparams.pop("_instantiator", None)
-    cls = expected or _resolve(class_path, path)
-    if not (isinstance(cls, type) and issubclass(cls, TaskModule)):
-        raise CheckpointError(f"{path}: {class_path!r} is not an nl_lightning model class.")
-    if expected is not None and class_path and not class_path.endswith("." + expected.__qualname__):
+    if class_path is None and expected is None:
         raise CheckpointError(
-            f"{path} holds a {class_path}, not a {expected.__qualname__}; load it with that class "
-            "or with nl_lightning.models.load_checkpoint(path)."
+            f"{path} does not record which model class wrote it. Pass the class: TransformerLM.load(path) or "
+            "load_checkpoint(path, expected=MyModel)."
         )
     try:
-        model = cls(**hparams)
+        cls = expected if class_path is None else resolve_class(class_path, TaskModule, "model", path, expected)
+    except UntrustedClassError as err:
+        raise CheckpointError(str(err)) from None
+    if expected is not None and not issubclass(cls, expected):
+        raise CheckpointError(
+            f"{path} holds a {class_path}, not a {expected.__qualname__}; load it with "
+            f"{cls.__qualname__}.load(path) or nl_lightning.load_checkpoint(path)."
+        )
+    try:
+        model = cls(**bind_arguments(cls, hparams, path))
         model.load_state_dict(checkpoint["state_dict"], strict=True)
+    except UntrustedClassError as err:
+        raise CheckpointError(str(err)) from None
     except (TypeError, RuntimeError, ValueError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines()[:2])  # load_state_dict: mismatch on line 2
         raise CheckpointError(
@@ -87,16 +151,3 @@ def load_checkpoint(
             "written by another model or another version of nl_lightning."
         ) from err
     return model.eval()
-
-
-def _resolve(class_path: str | None, path: Path) -> type:
-    if not class_path or not class_path.startswith("nl_lightning."):
-        raise CheckpointError(
-            f"{path} does not record an nl_lightning model class (found {class_path!r}). Pass the "
-            "class explicitly: TransformerLM.load(path) or load_checkpoint(path, expected=MyModel)."
-        )
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"{path}: class {class_path} no longer exists in nl_lightning.") from err

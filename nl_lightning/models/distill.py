@@ -10,7 +10,6 @@ is frozen, kept out of the optimizer and out of checkpoints.
 from __future__ import annotations
 
 import contextvars
-import importlib
 from typing import Any
 
 import torch
@@ -20,6 +19,7 @@ from nl_lightning.compress.distill import distillation_loss, validate_distillati
 from nl_lightning.models.base import TaskModule, _plain
 from nl_lightning.models.checkpoint import load_checkpoint
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
+from nl_lightning.models.trust import bind_arguments, resolve_class
 
 
 class DistillationModule(TaskModule):
@@ -128,17 +128,9 @@ def _build_student(student: TaskModule | dict[str, Any]) -> tuple[TaskModule, di
             "student must be an nl_lightning task module or {'class_path': ..., 'init_args': {...}}, "
             f"got {type(student).__name__}."
         )
-    class_path = str(student["class_path"])
-    if not class_path.startswith("nl_lightning."):
-        raise ValueError(
-            f"student class_path {class_path!r} is outside nl_lightning; build the student yourself and pass "
-            "the module."
-        )
-    module_name, _, name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, TaskModule)):
-        raise ValueError(f"student class_path {class_path!r} is not an nl_lightning task module.")
-    init_args = _own_args(student.get("init_args") or {})
+    class_path = student["class_path"]
+    cls = resolve_class(class_path, TaskModule, "distillation student", "student")  # before any import
+    init_args = bind_arguments(cls, _own_args(student.get("init_args") or {}), f"student {class_path}")
     # An empty context: LightningCLI's hyperparameter context (a ContextVar) must not reach the student.
     return contextvars.Context().run(cls, **init_args), {"class_path": class_path, "init_args": init_args}
 

@@ -103,7 +103,11 @@ def test_student_from_class_path_dict():
         (dict(alpha=1.5), ValueError, r"alpha=1.5 must be in \[0, 1\]"),
         (dict(temperature=-1.0), ValueError, "temperature=-1.0 must be > 0"),
         (dict(teacher=3), TypeError, "teacher must be an nn.Module or a checkpoint path, got int"),
-        (dict(student={"class_path": "os.system"}), ValueError, "outside nl_lightning"),
+        (dict(student={"class_path": "os.system"}), ValueError, "class 'os.system', which is not on nl_lightning's allow-list"),
+        (dict(student={"class_path": "nl_lightning.export.atomic.write_json", "init_args": {"path": "x"}}), ValueError,
+         "'nl_lightning.export.atomic.write_json', which is not on nl_lightning's allow-list"),
+        (dict(student={"class_path": "nl_lightning.models.TransformerClassifier", "init_args": {"evil": 1}}), ValueError,
+         r"stored arguments do not fit nl_lightning.models.classifier.TransformerClassifier .*unexpected keyword argument 'evil'"),
         (dict(student=torch.nn.Linear(2, 2)), TypeError, "student must be an nl_lightning task module"),
     ],
 )

@@ -130,7 +130,7 @@ def test_corrupt_checkpoint(fitted, tmp_path):
     _, _, path, _, _ = fitted
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"truncated\.ckpt is corrupt or truncated and cannot be read"):
+    with pytest.raises(CheckpointError, match=r"truncated\.ckpt is truncated or corrupt and cannot be read"):
         TransformerLM.load(truncated)
 
 
@@ -146,7 +146,7 @@ def test_pickled_class_is_refused_without_running_it(tmp_path, wrap):
     path = tmp_path / "untrusted.ckpt"
     torch.save(wrap(_Payload()), path)
     _Payload.rebuilt = False
-    with pytest.raises(CheckpointError, match=r"Refusing to load .*untrusted\.ckpt: it holds objects other than tensors"):
+    with pytest.raises(CheckpointError, match=r"Refusing to load .*untrusted\.ckpt: it holds a pickled object of type (tests\.models\.)?test_lm\._Payload, not only tensors"):
         TransformerLM.load(path)
     assert not _Payload.rebuilt
 
@@ -162,7 +162,7 @@ def test_record_naming_a_foreign_class_is_not_imported(fitted, tmp_path):
     checkpoint["nl_lightning"]["class_path"] = "os.system"
     forged = tmp_path / "forged.ckpt"
     torch.save(checkpoint, forged)
-    with pytest.raises(CheckpointError, match=r"does not record an nl_lightning model class \(found 'os\.system'\)"):
+    with pytest.raises(CheckpointError, match=r"names the model class 'os\.system', which is not on nl_lightning's allow-list"):
         load_checkpoint(forged)
 
 
