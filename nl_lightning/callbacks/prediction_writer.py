@@ -1,0 +1,209 @@
+"""``PredictionWriter``: Lightning's ``BasePredictionWriter`` writing resumable, checksummed shards.
+
+Every ``batches_per_shard`` batches of a rank become one shard file (NPY, NPZ, JSONL, Parquet;
+pickle only with ``allow_pickle``), written atomically with a record of its rows and SHA-256;
+rank 0 merges all records into ``manifest.json`` at the end. Each row carries its input row id
+(the dataset's source row, from ``batch_indices``, or a ``row_id`` the batch brings itself).
+
+Killed (even with SIGKILL) and run again on the same data and settings, the job skips the shards
+already written and redoes the one that was in progress, so every sample is written exactly once.
+``Predictor`` also skips the model for those batches (:func:`batch_written`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from nl_lightning.serve.shard_manifest import (
+    MANIFEST, RECORDS, check_plan, completed_shards, merge_manifest, shard_name, write_shard,
+)
+from nl_lightning.serve.shards import ShardFormat, check_format
+
+
+class PredictionWriter(BasePredictionWriter):
+    def __init__(
+        self,
+        output_dir: str = "predictions",
+        format: ShardFormat = "parquet",
+        rows_per_shard: int = 65536,
+        allow_pickle: bool = False,
+        overwrite: bool = False,
+        keep_predictions: bool = False,
+    ) -> None:
+        """
+        Args:
+            output_dir: folder of the shards, their records and ``manifest.json``.
+            format: ``parquet``, ``npz``, ``npy`` (one structured array), ``jsonl`` or ``pickle``.
+            rows_per_shard: rows per shard, rounded up to whole batches.
+            allow_pickle: permit ``format='pickle'`` (its files run code when loaded).
+            overwrite: delete what ``output_dir`` holds and start over, instead of resuming.
+            keep_predictions: also return the predictions from ``Trainer.predict`` (off: memory stays
+                flat on long jobs; the files are the output).
+        """
+        super().__init__(write_interval="batch")
+        check_format(format, allow_pickle)
+        if rows_per_shard < 1:
+            raise ValueError(f"rows_per_shard={rows_per_shard} must be >= 1.")
+        self.output_dir, self.format, self.rows_per_shard = Path(output_dir), format, rows_per_shard
+        self.allow_pickle, self.overwrite, self.keep_predictions = allow_pickle, overwrite, keep_predictions
+        self._done: dict[tuple[int, int], dict[str, Any]] = {}
+        self._buffers: dict[int, list[dict[str, np.ndarray]]] = {}
+        self._per_shard: list[int] = []
+        self._num_batches: list[int] = []
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage != "predict":
+            return
+        trainer.predict_loop.return_predictions = self.keep_predictions
+        if self.overwrite and trainer.is_global_zero:
+            shutil.rmtree(self.output_dir, ignore_errors=True)
+        trainer.strategy.barrier("prediction_writer_setup")
+        (self.output_dir / RECORDS).mkdir(parents=True, exist_ok=True)
+        for stale in self.output_dir.glob(f".part-*-{trainer.global_rank:03d}-*.tmp-*"):
+            stale.unlink(missing_ok=True)  # a write cut short by a kill
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loaders = _as_list(trainer.predict_dataloaders)
+        self._num_batches = [int(n) for n in trainer.num_predict_batches]
+        self._per_shard = [max(1, math.ceil(self.rows_per_shard / _batch_size(dl))) for dl in loaders]
+        plan = {"format": self.format, "rows_per_shard": self.rows_per_shard, "world_size": trainer.world_size,
+                "batch_sizes": [_batch_size(dl) for dl in loaders], "num_batches": self._num_batches,
+                "dataset_sizes": [_dataset_size(dl) for dl in loaders],
+                "planned_rows": [_planned_rows(dl, n) for dl, n in zip(loaders, self._num_batches)]}
+        check_plan(self.output_dir, trainer.global_rank, plan)
+        self._done = completed_shards(self.output_dir, trainer.global_rank)
+        self._buffers = {}
+
+    def is_written(self, batch_idx: int, dataloader_idx: int = 0) -> bool:
+        """Whether this batch's shard is already on disk from an earlier (interrupted) run."""
+        if dataloader_idx >= len(self._per_shard):
+            return False
+        return (dataloader_idx, batch_idx // self._per_shard[dataloader_idx]) in self._done
+
+    # ---- writing -----------------------------------------------------------------------------
+    def write_on_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
+        batch: Any, batch_idx: int, dataloader_idx: int,
+    ) -> None:
+        if self.is_written(batch_idx, dataloader_idx):
+            return
+        if prediction is None:
+            raise ValueError(
+                f"predict_step returned None for batch {batch_idx}, which is not written yet; return the "
+                "batch's outputs (a tensor, or a dict of tensors with one row per sample)."
+            )
+        row_ids = _row_ids(trainer, batch, batch_indices, batch_idx, dataloader_idx)
+        columns = {"row_id": row_ids, **_columns(prediction, len(row_ids), batch_idx)}
+        self._buffers.setdefault(dataloader_idx, []).append(columns)
+        per_shard = self._per_shard[dataloader_idx]
+        if (batch_idx + 1) % per_shard == 0 or batch_idx + 1 == self._num_batches[dataloader_idx]:
+            self._flush(trainer, dataloader_idx, batch_idx // per_shard)
+
+    def _flush(self, trainer: L.Trainer, dataloader_idx: int, shard: int) -> None:
+        parts = self._buffers.pop(dataloader_idx, [])
+        if not parts:
+            return
+        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        per_shard = self._per_shard[dataloader_idx]
+        name = shard_name(dataloader_idx, trainer.global_rank, shard, self.format)
+        record = write_shard(self.output_dir, name, columns, self.format, dataloader_idx=dataloader_idx,
+                             rank=trainer.global_rank, shard=shard,
+                             batches=[shard * per_shard, shard * per_shard + len(parts)])
+        self._done[(dataloader_idx, shard)] = record
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for dataloader_idx in list(self._buffers):  # e.g. limit_predict_batches cut a shard short
+            last = self._num_batches[dataloader_idx] - 1
+            self._flush(trainer, dataloader_idx, last // self._per_shard[dataloader_idx])
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.strategy.barrier("prediction_writer_merge")
+        if trainer.is_global_zero:
+            merge_manifest(self.output_dir, self.format, trainer.world_size)
+        trainer.strategy.barrier("prediction_writer_done")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.output_dir / MANIFEST
+
+
+def batch_written(trainer: L.Trainer | None, batch_idx: int, dataloader_idx: int = 0) -> bool:
+    """True when a ``PredictionWriter`` of ``trainer`` already holds this batch (skip the model)."""
+    if trainer is None:
+        return False
+    return any(isinstance(cb, PredictionWriter) and cb.is_written(batch_idx, dataloader_idx) for cb in trainer.callbacks)
+
+
+def _row_ids(trainer: L.Trainer, batch: Any, indices: Sequence[int] | None, batch_idx: int, dataloader_idx: int) -> np.ndarray:
+    if isinstance(batch, dict) and "row_id" in batch:
+        return _numpy(batch["row_id"]).astype(np.int64).reshape(-1)
+    if indices is None:
+        raise ValueError(
+            f"Cannot tell which input rows batch {batch_idx} holds: Lightning records batch indices only for "
+            "map-style datasets. Use one, or put a 'row_id' tensor in every batch."
+        )
+    positions = np.asarray(indices, dtype=np.int64)
+    rows = getattr(_as_list(trainer.predict_dataloaders)[dataloader_idx].dataset, "rows", None)
+    return np.asarray(rows)[positions] if isinstance(rows, np.ndarray) else positions  # source rows of ArrayDataset
+
+
+def _columns(prediction: Any, n: int, batch_idx: int) -> dict[str, np.ndarray]:
+    if isinstance(prediction, dict):
+        columns = {str(k): _numpy(v) for k, v in prediction.items()}
+    elif isinstance(prediction, (torch.Tensor, np.ndarray)):
+        columns = {"prediction": _numpy(prediction)}
+    else:
+        raise TypeError(
+            f"predict_step returned a {type(prediction).__name__} for batch {batch_idx}; PredictionWriter "
+            "writes a tensor or a dict of tensors, each with one row per sample."
+        )
+    for name, values in columns.items():
+        if name == "row_id" or values.ndim == 0 or len(values) != n:
+            raise ValueError(
+                f"Prediction column {name!r} of batch {batch_idx} has shape {values.shape}; every column needs one "
+                f"row per sample ({n}), and 'row_id' is reserved for the input row ids."
+            )
+    return columns
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        value = value.float() if value.dtype in (torch.bfloat16, torch.float16) else value
+        return value.cpu().numpy()
+    return np.asarray(value)
+
+
+def _as_list(loaders: Any) -> list[Any]:
+    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
+def _batch_size(loader: Any) -> int:
+    size = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    return int(size or 1)
+
+
+def _dataset_size(loader: Any) -> int | None:
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _planned_rows(loader: Any, num_batches: int) -> int | None:
+    """Rows this rank predicts: its sampler's share, unless ``limit_predict_batches`` cuts it short."""
+    try:
+        rows = len(loader.sampler)
+    except (AttributeError, TypeError):
+        return None
+    return min(rows, num_batches * _batch_size(loader))

@@ -1,0 +1,130 @@
+"""Backends that run one model version: PyTorch (a checkpoint) or ONNX Runtime (an export artifact).
+
+Both take and return NumPy arrays and compute the same function: the model's raw outputs
+(classifier logits / regression values, LM logits), with whatever input normalization the model
+holds inside it. Nothing here normalizes inputs: that belongs to the model, so the checkpoint,
+its ONNX export and both backends agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nl_lightning.models.generate import generate, sample_next
+from nl_lightning.serve.registry import ModelSource
+from nl_lightning.serve.signature import ModelSignature, signature_from_manifest, signature_of
+
+
+class Runner:
+    """A loaded version: ``forward`` for classifiers / regressors / LM logits, ``generate`` for LMs."""
+
+    backend: str
+    source: ModelSource
+    signature: ModelSignature
+    sha256: str
+
+    @property
+    def version(self) -> str:
+        return self.source.version
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(B, T) ids or (B, T, F) / (B, F) features -> (B, C) outputs, or (B, T, V) LM logits; float32."""
+        raise NotImplementedError
+
+    def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k: int | None,
+                 seed: int | None = None) -> np.ndarray:
+        """(B, T) prompt ids -> (B, max_new_tokens) sampled ids (``temperature=0`` is greedy)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"version": self.version, "backend": self.backend, "path": str(self.source.path),
+                "sha256": self.sha256, "onnx_format": self.source.onnx_format, "export_manifest": self.source.manifest}
+
+
+class TorchRunner(Runner):
+    """An nl_lightning ``TaskModule`` from ``load_checkpoint`` (``torch.load(weights_only=True)``)."""
+
+    backend = "torch"
+
+    def __init__(self, source: ModelSource, device: str = "cpu", task: str = "auto") -> None:
+        from nl_lightning.models.checkpoint import load_checkpoint
+
+        self.source, self.device = source, torch.device(device)
+        self.model = load_checkpoint(source.path, map_location="cpu").eval().to(self.device)
+        self.signature = signature_of(self.model)
+        if task != "auto" and task != self.signature.task:
+            raise ValueError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
+        self.sha256 = file_sha256(source.path)
+
+    @torch.inference_mode()
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+    def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k: int | None,
+                 seed: int | None = None) -> np.ndarray:
+        generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+        prompt = torch.from_numpy(idx).to(self.device)
+        out = generate(self.model.model, prompt, max_new_tokens, temperature, top_k, generator)
+        return out[:, idx.shape[1]:].cpu().numpy()
+
+
+class OnnxRunner(Runner):
+    """An ONNX Runtime session on the artifact the export manifest names (fp32, optimized or INT8)."""
+
+    backend = "onnx"
+
+    def __init__(self, source: ModelSource, threads: int | None = 1, task: str = "auto") -> None:
+        from nl_lightning.export.ort import ort_session
+
+        if source.manifest is None:
+            raise ValueError(f"Version {source.version!r}: an ONNX source needs its export manifest.")
+        self.source = source
+        self.session = ort_session(source.path, threads=threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.signature = signature_from_manifest(source.manifest, self._num_outputs(), task)
+        self.sha256 = file_sha256(source.path)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+
+    def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k: int | None,
+                 seed: int | None = None) -> np.ndarray:
+        """No KV cache in the graph: each step re-reads the last ``max_seq_len`` tokens (as nanoGPT)."""
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        window = self.signature.max_seq_len or idx.shape[1] + max_new_tokens
+        out = torch.from_numpy(idx)
+        for _ in range(max_new_tokens):
+            logits = torch.from_numpy(self.forward(out[:, -window:].numpy())[:, -1])
+            out = torch.cat([out, sample_next(logits, temperature, top_k, generator)], dim=1)
+        return out[:, idx.shape[1]:].numpy()
+
+    def _num_outputs(self) -> int:
+        size = self.session.get_outputs()[0].shape[-1]
+        if isinstance(size, int):
+            return size
+        spec = self.source.manifest["input"]
+        probe = (np.zeros((1, 1), np.int64) if spec.get("feature_dim") is None
+                 else np.zeros((1, 1, spec["feature_dim"]), np.float32))
+        return int(self.forward(probe).shape[-1])
+
+
+def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 1, task: str = "auto") -> Runner:
+    """The runner of ``source``'s backend."""
+    if source.backend == "torch":
+        return TorchRunner(source, device, task)
+    if not str(device).startswith("cpu"):
+        raise ValueError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
+    return OnnxRunner(source, threads, task)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,149 @@
+"""Build the LitServe server of a model and run it until SIGINT / SIGTERM, leaving nothing behind.
+
+LitServe supplies the processes, batching, limits, request timeout, ``/health`` and its API key;
+this adds the model's request schema, ``/info``, ``/metrics``, ``/admin/*``, request ids and
+error bodies. ``serve`` owns the run: a fresh state folder (live version, worker reports,
+Prometheus files), signal handling that turns SIGTERM into LitServe's own graceful shutdown (a
+plain SIGTERM to LitServe's main process leaves its workers holding the port), and a final sweep
+that stops any child process still alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import litserve as ls
+from fastapi import Response
+
+from nl_lightning.serve.config import ServeConfig
+
+logger = logging.getLogger("nl_lightning.serve")
+
+
+class ModelServer(ls.LitServer):
+    """``LitServer`` whose ``/predict`` body is the model's own schema.
+
+    LitServe takes the request type from ``decode_request``'s annotation, a class fixed when the
+    code is written; ours is built per model (its limits are in it), so it is handed over here.
+    """
+
+    def __init__(self, lit_api: Any, request_schema: type, **kwargs: Any) -> None:
+        self.request_schema = request_schema  # read by register_endpoints, inside LitServer.__init__
+        super().__init__(lit_api, **kwargs)
+
+    def register_endpoints(self) -> None:
+        self._register_internal_endpoints()
+        for lit_api in self.litapi_connector:
+            self._register_api_endpoints(lit_api, self.request_schema, Response)
+
+
+def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
+    """The server of ``config.model_dir`` (not started). Loads the starting version once here, so a
+    bad checkpoint or export fails now with its own message rather than in every worker."""
+    from nl_lightning.serve.api import ModelAPI, WorkerPlan
+    from nl_lightning.serve.errors import install_error_handlers
+    from nl_lightning.serve.metrics import PrometheusCallback, process_metrics
+    from nl_lightning.serve.middleware import RequestContextMiddleware
+    from nl_lightning.serve.registry import ModelRegistry
+    from nl_lightning.serve.rollout import Rollout
+    from nl_lightning.serve.routes import ServingInfo, add_routes
+    from nl_lightning.serve.runners import load_runner
+    from nl_lightning.serve.schemas import request_schema
+
+    process_metrics()  # multiprocess mode must be on before anything counts
+    registry = ModelRegistry(config.model_dir, config.backend, config.onnx_format)
+    source = registry.source(config.version)
+    signature = load_runner(source, "cpu", config.threads, config.task).signature
+    _check_labels(config, signature)
+    schema = request_schema(signature, config.limits)
+    rollout = Rollout(Path(state_dir), timeout=config.reload_timeout)
+    rollout.begin(source.version)
+    plan = WorkerPlan(str(config.model_dir), str(state_dir), signature, config.backend, config.onnx_format,
+                      config.task, tuple(config.labels) if config.labels else None, config.threads)
+    api = ModelAPI(plan, config.max_batch_size, config.batch_timeout)
+    server = ModelServer(
+        api, schema, accelerator=config.accelerator, devices=config.devices, workers_per_device=config.workers_per_device,
+        timeout=config.timeout, max_payload_size=config.max_payload_bytes, info_path="/info/litserve",
+        middlewares=[RequestContextMiddleware], callbacks=[PrometheusCallback()],
+        model_metadata={"model_dir": str(config.model_dir), "task": signature.task},
+    )
+    rollout.num_workers = len(server.devices) * config.workers_per_device
+    server.uvicorn_graceful_timeout = config.shutdown_timeout
+    install_error_handlers(server.app, {"/predict": list(schema.model_fields), "/admin/reload": ["version"]},
+                           config.max_payload_bytes, config.timeout)
+    add_routes(server.app, ServingInfo(config, signature, schema, registry, rollout), server.setup_auth())
+    return server
+
+
+def serve(config: ServeConfig) -> int:
+    """Run the server in this process until SIGINT / SIGTERM; returns when every child has exited."""
+    runtime = Path(tempfile.mkdtemp(prefix="nl-serve-"))
+    metrics_dir = runtime / "prometheus"
+    metrics_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # before prometheus_client is imported
+    try:
+        with _graceful_signals():
+            server = build_server(config, runtime / "state")
+            logger.warning("Serving %s on http://%s:%d (Ctrl+C or SIGTERM stops it)", config.model_dir,
+                           config.host, config.port)
+            server.run(host=config.host, port=config.port, num_api_servers=config.num_api_servers,
+                       log_level=config.log_level, generate_client_file=False)
+    except KeyboardInterrupt:
+        pass  # a signal before LitServe's own handler was in place: the sweep below stops the children
+    finally:
+        _stop_children(config.shutdown_timeout)
+        shutil.rmtree(runtime, ignore_errors=True)
+    return 0
+
+
+@contextmanager
+def _graceful_signals() -> Iterator[None]:
+    """SIGTERM behaves as Ctrl+C (LitServe shuts down gracefully on KeyboardInterrupt); a second
+    signal during the shutdown is ignored, so the shutdown itself is never cut short."""
+    received, owner = [], os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked HTTP server re-raising the signal after its own shutdown
+            raise SystemExit(0)
+        if received:
+            logger.warning("Already shutting down; ignoring signal %d.", signum)
+            return
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _stop_children(timeout: float) -> None:
+    """Terminate, then kill, any process this one started that is still alive."""
+    children = mp.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            logger.warning("Process %s (%d) ignored SIGTERM; killing it.", child.name, child.pid)
+            child.kill()
+            child.join(5)
+
+
+def _check_labels(config: ServeConfig, signature: Any) -> None:
+    if config.labels is not None and (signature.task != "classification" or len(config.labels) != signature.num_outputs):
+        raise ValueError(
+            f"labels has {len(config.labels)} names but the model is a {signature.task} model with "
+            f"{signature.num_outputs} outputs; give one name per class, or labels: null."
+        )

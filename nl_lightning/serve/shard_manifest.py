@@ -1,0 +1,131 @@
+"""The bookkeeping of sharded predictions: per-shard records, the run's plan, the merged manifest.
+
+Each shard gets a small JSON record (row range, row count, SHA-256, column specs) written after
+the shard itself, so a record always describes a complete file. A resumed job keeps the shards
+whose record and checksum agree and redoes the rest; ``manifest.json`` is the merge of every
+rank's records, written by rank 0 at the end. ``read_predictions`` reads it all back, verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nl_lightning.serve.shards import SUFFIXES, Columns, column_specs, decode_shard, encode_shard, write_atomic
+
+MANIFEST = "manifest.json"
+RECORDS = "_records"
+
+
+class ShardError(ValueError):
+    """Predictions on disk that do not match their manifest, or a resume that cannot continue them."""
+
+
+def shard_name(dataloader_idx: int, rank: int, shard: int, fmt: str) -> str:
+    return f"part-{dataloader_idx}-{rank:03d}-{shard:06d}{SUFFIXES[fmt]}"
+
+
+def write_shard(root: Path, name: str, columns: Columns, fmt: str, **meta: Any) -> dict[str, Any]:
+    """Write one shard, then its record; returns the record."""
+    data = encode_shard(columns, fmt)
+    sha256 = write_atomic(root / name, data)
+    ids = columns["row_id"]
+    record = {"path": name, **meta, "num_rows": len(ids), "row_id_min": int(ids.min()), "row_id_max": int(ids.max()),
+              "bytes": len(data), "sha256": sha256, "columns": column_specs(columns)}
+    write_atomic(root / RECORDS / f"{name}.json", json.dumps(record).encode())
+    return record
+
+
+def completed_shards(root: Path, rank: int) -> dict[tuple[int, int], dict[str, Any]]:
+    """``(dataloader_idx, shard) -> record`` for this rank's shards that are on disk and intact."""
+    done = {}
+    for path in sorted((root / RECORDS).glob(f"part-*-{rank:03d}-*.json")):
+        record = json.loads(path.read_text())
+        shard = root / record["path"]
+        if shard.is_file() and shard.stat().st_size == record["bytes"] and _sha256(shard) == record["sha256"]:
+            done[(record["dataloader_idx"], record["shard"])] = record
+    return done
+
+
+def check_plan(root: Path, rank: int, plan: dict[str, Any]) -> None:
+    """Record this rank's plan, or check it against the one a previous (interrupted) run recorded."""
+    path = root / RECORDS / f"plan-{rank:03d}.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before != plan:
+            changed = sorted(k for k in set(before) | set(plan) if before.get(k) != plan.get(k))
+            raise ShardError(
+                f"{root} holds predictions of a run with other settings ({', '.join(changed)}: "
+                f"{ {k: before.get(k) for k in changed} } then, { {k: plan.get(k) for k in changed} } now). "
+                "Resume with the same data, batch size, devices, format and rows_per_shard, pass "
+                "overwrite=True to start over, or choose another output_dir."
+            )
+        return
+    write_atomic(path, json.dumps(plan).encode())
+
+
+def merge_manifest(root: Path, fmt: str, world_size: int) -> dict[str, Any]:
+    """Merge every rank's records into ``manifest.json``; ``complete`` says whether each dataloader has
+    as many rows as the ranks' plans planned."""
+    records = [json.loads(p.read_text()) for p in sorted((root / RECORDS).glob("part-*.json"))]
+    plans = [json.loads((root / RECORDS / f"plan-{rank:03d}.json").read_text()) for rank in range(world_size)]
+    loaders = []
+    for index in range(len(plans[0]["planned_rows"])):
+        planned = [plan["planned_rows"][index] for plan in plans]
+        expected = None if None in planned else sum(planned)
+        shards = sorted((r for r in records if r["dataloader_idx"] == index), key=lambda r: (r["row_id_min"], r["rank"]))
+        rows = sum(r["num_rows"] for r in shards)
+        loaders.append({"dataloader_idx": index, "num_rows": rows, "expected_rows": expected,
+                        "columns": shards[0]["columns"] if shards else {}, "shards": shards})
+    manifest = {
+        "manifest_version": 1, "format": fmt, "world_size": world_size,
+        "complete": all(d["expected_rows"] in (None, d["num_rows"]) for d in loaders),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataloaders": loaders,
+    }
+    write_atomic(root / MANIFEST, json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def read_predictions(output_dir: str | Path, dataloader_idx: int = 0, allow_pickle: bool = False) -> Columns:
+    """Every row of ``output_dir``'s predictions, sorted by ``row_id``, each shard checked against its
+    SHA-256; raises ``ShardError`` for a missing, changed or incomplete set of shards."""
+    root = Path(output_dir)
+    if not (root / MANIFEST).is_file():
+        raise FileNotFoundError(f"No {MANIFEST} in {root}: the prediction job did not finish (resume it to complete it).")
+    manifest = json.loads((root / MANIFEST).read_text())
+    loaders = {d["dataloader_idx"]: d for d in manifest["dataloaders"]}
+    if dataloader_idx not in loaders:
+        raise ShardError(f"{root} has predictions for dataloaders {sorted(loaders)}, not {dataloader_idx}.")
+    entry = loaders[dataloader_idx]
+    if not manifest["complete"]:
+        raise ShardError(f"{root} is incomplete ({entry['num_rows']} of {entry['expected_rows']} rows); resume the job.")
+    parts = [_read_shard(root, shard, manifest["format"], entry["columns"], allow_pickle) for shard in entry["shards"]]
+    if not parts:
+        return {}
+    columns = {name: np.concatenate([p[name] for p in parts]) for name in entry["columns"]}
+    order = np.argsort(columns["row_id"], kind="stable")
+    return {name: values[order] for name, values in columns.items()}
+
+
+def _read_shard(root: Path, shard: dict[str, Any], fmt: str, specs: dict[str, Any], allow_pickle: bool) -> Columns:
+    path = root / shard["path"]
+    if not path.is_file():
+        raise ShardError(f"Shard {path} listed in {root / MANIFEST} is missing.")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
+        raise ShardError(f"Shard {path} does not match its SHA-256 in {root / MANIFEST}: it was changed or corrupted.")
+    return decode_shard(data, fmt, specs, allow_pickle)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
