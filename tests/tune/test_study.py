@@ -1,0 +1,150 @@
+"""Real studies on tiny models: reproducible best config, pruning, robust trials, step budgets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from nl_lightning.cli import main as cli_main
+from nl_lightning.tune.study import run_study, tune
+from tune_utils import make_config
+
+
+def _event_scalars(run_dir: Path, tag: str) -> list[float]:
+    """Values of ``tag`` read back from the TensorBoard event files under ``run_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(run_dir.rglob("events.out.tfevents.*"))
+    assert files, f"no TensorBoard event file under {run_dir}"
+    values = []
+    for f in files:
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            values += [e.value for e in acc.Scalars(tag)]
+    return values
+
+
+def test_best_yaml_reproduces_its_trial(tmp_path, classifier_fit):
+    config = make_config(
+        tmp_path, classifier_fit, n_trials=2, pruner="none", sampler={"name": "random"}, plots=True,
+        space={"model.init_args.optimizer.lr": {"type": "float", "low": 3e-3, "high": 3e-2, "log": True},
+               "model.init_args.pooling": {"type": "categorical", "choices": ["mean", "cls"]}},
+    )
+    study, summary, interrupted = tune(config, out=lambda line: None)
+    out = tmp_path / "study"
+    best = study.best_trial
+    assert not interrupted and summary["best"][0]["number"] == best.number
+    assert summary["states"]["complete"] == 2
+
+    # best.yaml: the trial's sampled keys and seed, logging to <study>/best/version_N.
+    fit = yaml.safe_load((out / "best.yaml").read_text())
+    assert fit["model"]["init_args"]["optimizer"]["lr"] == best.params["model.init_args.optimizer.lr"]
+    assert fit["model"]["init_args"]["pooling"] == best.params["model.init_args.pooling"]
+    assert fit["seed_everything"] == best.user_attrs["seed"] == best.number  # seed 0 + trial number
+
+    assert cli_main(["fit", "--config", str(out / "best.yaml")]) == 0
+    rerun = _event_scalars(out / "best" / "version_0", "val/loss")
+    trial_values = _event_scalars(Path(best.user_attrs["run_dir"]), "val/loss")
+    assert len(rerun) == len(trial_values) == 3  # one validation per epoch
+    assert rerun == trial_values  # same seed, same keys, same thread count: the same numbers
+    assert min(rerun) == pytest.approx(best.value, rel=1e-6)  # reduce='best': the best validation
+
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
+    assert {float(r["value"]) for r in rows} == {t.value for t in study.trials}
+    assert json.loads((out / "summary.json").read_text())["best"][0]["params"] == best.params
+    plots = {p.name for p in (out / "plots").iterdir()}
+    for name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values"):
+        assert {f"{name}.png", f"{name}.html"} <= plots, plots
+    assert "plotly.min.js" in plots  # HTML plots open offline
+
+
+def test_median_pruner_prunes_diverging_learning_rates(tmp_path, classifier_fit):
+    # Half the rates diverge (val/loss >= 1.3 after one epoch against ~1.0, still finite). Two good
+    # rates run first (the pruner's start-up trials), then two diverging ones, then random picks.
+    rates = [0.003, 0.01, 1.0, 3.0]
+    config = make_config(
+        tmp_path, classifier_fit, n_trials=6, sampler={"name": "random"}, seed_per_trial=False,
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+        space={"model.init_args.optimizer.lr": {"type": "categorical", "choices": rates}},
+        enqueue=[{"model.init_args.optimizer.lr": lr} for lr in rates],
+    )
+    study = run_study(config, out=lambda line: None)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6
+    assert [t.state for t in trials[:2]] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    diverging = [t for t in trials if t.params["model.init_args.optimizer.lr"] >= 1.0]
+    assert len(diverging) >= 2
+    for t in diverging:
+        assert t.state == TrialState.PRUNED, (t.params, t.state, t.intermediate_values)
+        assert list(t.intermediate_values) == [0]  # stopped at the first validation (epoch 0) of 3
+    assert study.best_trial.params["model.init_args.optimizer.lr"] < 1.0
+
+
+def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, classifier_fit):
+    # Trial 0 raises in the model's constructor, trial 1 diverges to NaN, trial 2 is SIGKILLed
+    # as the out-of-memory killer would, trial 3 trains normally.
+    config = make_config(
+        tmp_path, classifier_fit, n_trials=4, pruner="none", sampler={"name": "random"},
+        overrides={"trainer.gradient_clip_val": None, "trainer.max_epochs": 30, "trainer.callbacks": []},
+        space={"model.init_args.config.n_heads": {"type": "categorical", "choices": [2, 3]},
+               "model.init_args.optimizer.name": {"type": "categorical", "choices": ["adamw", "sgd"]},
+               "model.init_args.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e12, "log": True}},
+        enqueue=[
+            {"model.init_args.config.n_heads": 3, "model.init_args.optimizer.name": "adamw", "model.init_args.optimizer.lr": 1e-2},
+            {"model.init_args.config.n_heads": 2, "model.init_args.optimizer.name": "sgd", "model.init_args.optimizer.lr": 1e12},
+            {"model.init_args.config.n_heads": 2, "model.init_args.optimizer.name": "adamw", "model.init_args.optimizer.lr": 1e-3},
+            {"model.init_args.config.n_heads": 2, "model.init_args.optimizer.name": "adamw", "model.init_args.optimizer.lr": 1e-2},
+        ],
+    )
+    killer = threading.Thread(target=_kill_trial, args=(tmp_path / "study" / "trial_0002",), daemon=True)
+    killer.start()
+    study = run_study(config, out=lambda line: None)
+    killer.join(timeout=1)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    reasons = [t.user_attrs["fail_reason"] for t in trials[:3]]
+    assert "n_heads=3 must divide d_model=16" in reasons[0]
+    assert "NonFiniteMetricError" in reasons[1] and "val/loss became nan" in reasons[1]
+    assert "killed by SIGKILL" in reasons[2] and "out of memory" in reasons[2]
+    assert trials[3].values is not None and trials[3].user_attrs["fail_reason"] is None
+
+
+def _kill_trial(run_dir: Path, timeout: float = 120.0) -> None:
+    """SIGKILL the trial process once it has started training (its pid file and event file exist)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid_file = run_dir / "trial.pid"
+        if pid_file.is_file() and list(run_dir.glob("events.out.tfevents.*")):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            return
+        time.sleep(0.05)
+
+
+def test_step_budget_prunes_at_global_steps(tmp_path, lm_fit):
+    # The char LM trains for max_steps with val_check_interval (all validations in one epoch):
+    # reports go at global_step 10, 20, 30, and a diverging rate (val/loss ~120 against ~4) is
+    # pruned at the first one.
+    config = make_config(
+        tmp_path, lm_fit, n_trials=2, sampler={"name": "random"}, seed_per_trial=False,
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        space={"model.init_args.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e3, "log": True}},
+        enqueue=[{"model.init_args.optimizer.lr": lr} for lr in (1e-2, 3.0)],
+    )
+    study = run_study(config, out=lambda line: None)
+    good, bad = study.get_trials(deepcopy=False)
+    assert good.state == TrialState.COMPLETE and sorted(good.intermediate_values) == [10, 20, 30]
+    assert bad.state == TrialState.PRUNED and sorted(bad.intermediate_values) == [10]
+    assert bad.intermediate_values[10] > good.intermediate_values[10]
