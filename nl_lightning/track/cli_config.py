@@ -5,6 +5,7 @@
   ``trainer.default_root_dir``'s last part (``runs/char_lm`` -> ``char_lm``), so a fragment from
   ``configs/track/`` keeps ``runs/<name>/version_N`` for any fit config. An MLflow
   ``artifact_location`` given as a relative path becomes an absolute ``file:`` URI.
+- An MLflow ``tracking_uri`` must be reachable (a local store writable) before the logger opens it.
 - ``--config .../track/<name>.yaml`` naming no shipped fragment is an unknown backend.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nl_lightning.track.backends import BACKENDS, require_logger, unknown_backend
+from nl_lightning.track.backends import BACKENDS, check_tracking_uri, require_logger, unknown_backend
 
 UNNAMED = "lightning_logs"  # Lightning's default logger name / MLflow experiment / W&B project
 NAME_FIELDS = {"TensorBoardLogger": "name", "CSVLogger": "name", "MLFlowLogger": "experiment_name",
@@ -48,6 +49,9 @@ def prepare_loggers(config: Any) -> None:
         field = NAME_FIELDS.get(spec.class_path.rsplit(".", 1)[-1])
         if name and field and getattr(init, field, None) in (None, UNNAMED):
             setattr(init, field, name)
+        if spec.class_path.endswith("MLFlowLogger") and getattr(init, "tracking_uri", None):
+            # before the logger is built: building it already opens (or creates) the store
+            check_tracking_uri(init.tracking_uri, "trainer.logger MLFlowLogger tracking_uri")
         location = getattr(init, "artifact_location", None)
         if location and "://" not in str(location) and not str(location).startswith("file:"):
             setattr(init, "artifact_location", Path(location).resolve().as_uri())
