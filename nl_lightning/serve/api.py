@@ -17,7 +17,6 @@ import litserve as ls
 import numpy as np
 from fastapi.responses import JSONResponse
 
-from nl_lightning.data.text import decode, encode
 from nl_lightning.serve.errors import error_body
 from nl_lightning.serve.hot_swap import LiveModel
 from nl_lightning.serve.metrics import process_metrics
@@ -75,6 +74,8 @@ class ModelAPI(ls.LitAPI):
     # ---- per request / per batch -------------------------------------------------------------
     def decode_request(self, request: dict[str, Any], **kwargs: Any) -> Item:
         if self.plan.contract.task == "lm":
+            from nl_lightning.data.text import encode  # LM servers only (it imports Lightning)
+
             ids = request["tokens"] if request.get("tokens") is not None else encode(request["prompt"]).tolist()
             return Item(np.asarray(ids, dtype=np.int64), request.get("request_id"), request["max_new_tokens"],
                         float(request["temperature"]), request["top_k"], request["seed"])
@@ -109,6 +110,8 @@ class ModelAPI(ls.LitAPI):
     def _task_response(self, result: dict[str, Any]) -> dict[str, Any]:
         task = self.plan.contract.task
         if task == "lm":
+            from nl_lightning.data.text import decode
+
             tokens = result["tokens"]
             text = decode(tokens) if self.plan.contract.vocab_size >= 256 else None
             return {"text": text, "tokens": tokens}

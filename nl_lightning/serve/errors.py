@@ -25,6 +25,9 @@ def install_error_handlers(app: FastAPI, fields: dict[str, list[str]], max_paylo
     """``fields``: route -> its body's field names (listed when a request sends an unknown one)."""
 
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and content_type and "json" not in content_type:
+            return _reply(request, 415, f"Send the body as JSON with Content-Type: application/json (got {content_type!r}).")
         errors = [_describe(e, fields.get(request.url.path, [])) for e in exc.errors()]
         status = 400 if any(e["type"] in ("json_invalid", "body_missing") for e in errors) else 422
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
@@ -72,7 +75,9 @@ def _describe(error: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
         return {"field": "body", "type": "body_missing",
                 "message": f"the request body is empty; send a JSON object with the fields {allowed}"}
     field = _field_name(loc)
-    if kind == "extra_forbidden":
+    if kind in ("model_attributes_type", "dict_type", "model_type") and not loc:
+        message = f"the body must be a JSON object with the fields {allowed}"
+    elif kind == "extra_forbidden":
         message = f"unknown field; this endpoint takes {allowed}"
     elif kind == "missing":
         message = "required field is missing"

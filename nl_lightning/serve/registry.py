@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nl_lightning.export.manifest import MANIFEST_NAME, read_manifest
-from nl_lightning.models.runs import find_checkpoint
 
 #: ``onnx_format: auto`` takes the first artifact here that passed its parity check.
 ONNX_PREFERENCE = ("onnx_optimized", "onnx", "onnx_int8_dynamic", "onnx_int8_static")
@@ -89,6 +88,8 @@ def resolve_source(version: str, path: Path, backend: str = "auto", onnx_format:
     if backend == "torch" or (backend == "auto" and has_checkpoint):
         if not has_checkpoint:
             raise FileNotFoundError(f"Version {version!r} ({path}) has no checkpoint for backend='torch'.")
+        from nl_lightning.models.runs import find_checkpoint  # torch only: nl_lightning.models imports Lightning
+
         return ModelSource(version, "torch", find_checkpoint(path))
     if manifest_dir is None:
         raise FileNotFoundError(

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from nl_lightning.models.generate import generate, sample_next
 from nl_lightning.serve.registry import ModelSource
 from nl_lightning.serve.signature import ModelSignature, signature_from_manifest, signature_of
 
@@ -67,6 +66,8 @@ class TorchRunner(Runner):
 
     def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k: int | None,
                  seed: int | None = None) -> np.ndarray:
+        from nl_lightning.models.generate import generate
+
         generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
         prompt = torch.from_numpy(idx).to(self.device)
         out = generate(self.model.model, prompt, max_new_tokens, temperature, top_k, generator)
@@ -87,7 +88,9 @@ class OnnxRunner(Runner):
         self.session = ort_session(source.path, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
         self.signature = signature_from_manifest(source.manifest, self._num_outputs(), task)
-        self.sha256 = file_sha256(source.path)
+        recorded = [f.get("sha256") for a in source.manifest.get("artifacts", []) for f in a["files"]
+                     if source.path.name == Path(f["path"]).name]
+        self.sha256 = recorded[0] if recorded and recorded[0] else file_sha256(source.path)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
@@ -95,6 +98,8 @@ class OnnxRunner(Runner):
     def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k: int | None,
                  seed: int | None = None) -> np.ndarray:
         """No KV cache in the graph: each step re-reads the last ``max_seq_len`` tokens (as nanoGPT)."""
+        from nl_lightning.models.generate import sample_next
+
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         window = self.signature.max_seq_len or idx.shape[1] + max_new_tokens
         out = torch.from_numpy(idx)

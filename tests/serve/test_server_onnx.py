@@ -1,0 +1,49 @@
+"""A real regressor server on the ONNX Runtime backend, chosen from an export manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_files import classifier, export, raw_features
+from servers import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    net = classifier(3, task="regression", num_classes=2).eval()
+    out = export(net, tmp_path_factory.mktemp("exports") / "1", ["onnx", "onnx_optimized"])
+    return net, out
+
+
+@pytest.fixture(scope="module")
+def server(model, tmp_path_factory):
+    process = ServerProcess(tmp_path_factory.mktemp("server"), model_dir=str(model[1].parent), backend="onnx",
+                            task="regression", max_batch_size=4, limits={"max_seq_len": 8})
+    try:
+        yield process.start()
+    finally:
+        process.kill()
+
+
+def test_regressor_values_match_the_eager_model(server, model):
+    client = server.client()
+    x = raw_features(4, seed=5, steps=6)
+    with torch.no_grad():
+        expected = model[0](torch.from_numpy(x)).numpy()
+    for row, values in zip(x, expected):
+        body = client.post("/predict", {"features": row.tolist()}).json()
+        np.testing.assert_allclose(body["values"], values, rtol=1e-4, atol=1e-4)
+        assert body["version"] == "1" and set(body) == {"values", "version"}
+
+
+def test_info_names_the_artifact_and_its_manifest(server, model):
+    info = server.client().get("/info").json()
+    manifest = info["export_manifest"]
+    optimized = next(a for a in manifest["artifacts"] if a["format"] == "onnx_optimized")
+    assert info["task"] == "regression" and info["backend"] == "onnx"
+    assert info["workers"][0]["onnx_format"] == "onnx_optimized"
+    assert info["source"] == str(model[1] / optimized["files"][0]["path"])
+    assert info["sha256"] == optimized["files"][0]["sha256"]
