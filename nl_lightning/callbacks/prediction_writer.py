@@ -202,8 +202,9 @@ def _dataset_size(loader: Any) -> int | None:
 
 def _planned_rows(loader: Any, num_batches: int) -> int | None:
     """Rows this rank predicts: its sampler's share, unless ``limit_predict_batches`` cuts it short."""
+    sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None) or getattr(loader, "sampler", None)
     try:
-        rows = len(loader.sampler)
-    except (AttributeError, TypeError):
+        rows = len(sampler)  # under DDP: this rank's share (Lightning's distributed sampler)
+    except TypeError:
         return None
     return min(rows, num_batches * _batch_size(loader))

@@ -4,7 +4,7 @@
 checkpoints, a folder with a ``.ckpt``, or an export folder with ``manifest.json``) or a ``.ckpt``
 file (``3.ckpt`` is version ``3``). Lightning's own ``runs/<name>/`` (``version_0/``,
 ``version_1/``...) is such a folder. Versions sort naturally (``2 < 10``); the last is the newest.
-A folder that is itself one checkpoint, run or export is served as a single version.
+A checkpoint file, an export folder or one run (with ``checkpoints/`` or ``export/``) is one version.
 """
 
 from __future__ import annotations
@@ -134,7 +134,5 @@ def _manifest_dir(path: Path) -> Path | None:
 
 
 def _is_single(root: Path) -> bool:
-    """A checkpoint file, an export folder, or one run (``checkpoints/`` or ``*.ckpt`` directly in it)."""
-    if root.is_file():
-        return True
-    return (root / MANIFEST_NAME).is_file() or (root / "checkpoints").is_dir() or any(root.glob("*.ckpt"))
+    """A checkpoint file, an export folder, or one run (``checkpoints/`` or ``export/`` in it)."""
+    return root.is_file() or _manifest_dir(root) is not None or (root / "checkpoints").is_dir()

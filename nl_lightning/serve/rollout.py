@@ -60,6 +60,9 @@ class Rollout:
         """Make ``version`` live in every worker; the previous one goes on the history."""
         with self._admin_lock():
             current = self.read()
+            if version == current.version:  # nothing to do, and nothing to push on the history
+                return {"version": version, "previous": version, "serial": current.serial,
+                        "history": current.history, "workers": len(self.workers())}
             state = LiveState(version, current.serial + 1, [*current.history, current.version])
             return self._apply(current, state)
 

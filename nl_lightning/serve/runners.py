@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -97,15 +98,13 @@ class OnnxRunner(Runner):
 
     def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k: int | None,
                  seed: int | None = None) -> np.ndarray:
-        """No KV cache in the graph: each step re-reads the last ``max_seq_len`` tokens (as nanoGPT)."""
-        from nl_lightning.models.generate import sample_next
+        """The same sampling loop as the PyTorch backend (``nl_lightning.models.generate``), driving
+        the graph through :class:`_OnnxCausalLM`, so both backends decode alike past the window too."""
+        from nl_lightning.models.generate import generate
 
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         window = self.signature.max_seq_len or idx.shape[1] + max_new_tokens
-        out = torch.from_numpy(idx)
-        for _ in range(max_new_tokens):
-            logits = torch.from_numpy(self.forward(out[:, -window:].numpy())[:, -1])
-            out = torch.cat([out, sample_next(logits, temperature, top_k, generator)], dim=1)
+        out = generate(_OnnxCausalLM(self, window), torch.from_numpy(idx), max_new_tokens, temperature, top_k, generator)
         return out[:, idx.shape[1]:].numpy()
 
     def _num_outputs(self) -> int:
@@ -116,6 +115,39 @@ class OnnxRunner(Runner):
         probe = (np.zeros((1, 1), np.int64) if spec.get("feature_dim") is None
                  else np.zeros((1, 1, spec["feature_dim"]), np.float32))
         return int(self.forward(probe).shape[-1])
+
+
+class _TokenCache:
+    """Stands in for one layer's KV cache: the token ids it would hold (the graph has no cache)."""
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len, self.tokens = max_len, None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.tokens is None else self.tokens.shape[1]
+
+    def reset(self) -> None:
+        self.tokens = None
+
+
+class _OnnxCausalLM:
+    """What ``generate`` calls on a ``CausalLM`` (``config.max_seq_len``, ``transformer.new_kv_caches``,
+    ``model(idx, kv_caches)``), on an ONNX graph: each call re-runs the graph over every token the
+    cache would hold and returns the logits of the new positions."""
+
+    def __init__(self, runner: OnnxRunner, max_seq_len: int) -> None:
+        self.runner, self.config, self.transformer = runner, SimpleNamespace(max_seq_len=max_seq_len), self
+
+    def new_kv_caches(self, batch_size: int, max_len: int) -> list[_TokenCache]:
+        return [_TokenCache(max_len)]
+
+    def __call__(self, idx: torch.Tensor, kv_caches: list[_TokenCache] | None = None) -> torch.Tensor:
+        if kv_caches is None:
+            return torch.from_numpy(self.runner.forward(idx.numpy()))
+        cache = kv_caches[0]
+        cache.tokens = idx if cache.tokens is None else torch.cat([cache.tokens, idx], dim=1)
+        return torch.from_numpy(self.runner.forward(cache.tokens.numpy()))[:, -idx.shape[1]:]
 
 
 def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 1, task: str = "auto") -> Runner:

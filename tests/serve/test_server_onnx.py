@@ -5,22 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_files import classifier, export, raw_features
+from model_files import raw_features
 from servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    net = classifier(3, task="regression", num_classes=2).eval()
-    out = export(net, tmp_path_factory.mktemp("exports") / "1", ["onnx", "onnx_optimized"])
-    return net, out
+def model(regressor_version):
+    net, folder = regressor_version
+    return net, folder / "export"
 
 
 @pytest.fixture(scope="module")
-def server(model, tmp_path_factory):
-    process = ServerProcess(tmp_path_factory.mktemp("server"), model_dir=str(model[1].parent), backend="onnx",
+def server(regressor_version, tmp_path_factory):
+    process = ServerProcess(tmp_path_factory.mktemp("server"), model_dir=str(regressor_version[1].parent), backend="onnx",
                             task="regression", max_batch_size=4, limits={"max_seq_len": 8})
     try:
         yield process.start()

@@ -1,0 +1,175 @@
+"""PredictionWriter: sharded, checksummed, resumable predictions (formats, row ids, SIGKILL, DDP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from prediction_job import BATCH, ROWS, Echo, expected, inputs, run  # noqa: E402
+
+from nl_lightning.callbacks import PredictionWriter  # noqa: E402
+from nl_lightning.data import ArrayDataModule  # noqa: E402
+from nl_lightning.serve.shard_manifest import ShardError, read_predictions  # noqa: E402
+
+SCRIPT = Path(__file__).with_name("prediction_job.py")
+ROOT = Path(__file__).parents[2]
+
+
+def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name].dtype == want[name].dtype, name
+        if want[name].dtype.kind == "f":  # torch and NumPy sum in another order
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npz", "npy", "jsonl", "pickle"])
+def test_every_format_round_trips_with_row_ids(fmt, tmp_path):
+    run(str(tmp_path), fmt=fmt, allow_pickle=fmt == "pickle")
+    assert_same(read_predictions(tmp_path, allow_pickle=fmt == "pickle"), expected(inputs()))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["format"] == fmt
+    shards = manifest["dataloaders"][0]["shards"]
+    per_shard = 3 * BATCH  # rows_per_shard=20 rounds up to 3 batches of 8
+    assert [(s["row_id_min"], s["row_id_max"], s["num_rows"]) for s in shards] == [
+        (start, min(start + per_shard, ROWS) - 1, min(per_shard, ROWS - start)) for start in range(0, ROWS, per_shard)]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("part-")) == [s["path"] for s in shards]
+
+
+def test_pickle_needs_allow_pickle(tmp_path):
+    with pytest.raises(ValueError, match="format='pickle' writes files that run code when loaded; pass allow_pickle=True"):
+        PredictionWriter(str(tmp_path), format="pickle")
+    run(str(tmp_path), fmt="pickle", allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        read_predictions(tmp_path)
+
+
+def test_row_ids_are_the_source_rows_of_the_dataset(tmp_path):
+    """Rows dropped by validation keep the ids of the rows around them."""
+    x = inputs()
+    x[[5, 40], 1, 1] = np.nan
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, callbacks=[PredictionWriter(str(tmp_path))])
+    trainer.predict(Echo(), datamodule=ArrayDataModule(x_predict=x, batch_size=BATCH, on_bad="drop"))
+    got = read_predictions(tmp_path)
+    keep = np.setdiff1d(np.arange(ROWS), [5, 40])
+    np.testing.assert_array_equal(got["row_id"], keep)
+    np.testing.assert_array_equal(got["first"][:, 0], keep.astype(np.float32))  # the row each output came from
+
+
+def test_a_changed_shard_is_detected(tmp_path):
+    run(str(tmp_path))
+    shard = sorted(tmp_path.glob("part-*"))[1]
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=rf"Shard .*{shard.name} does not match its SHA-256"):
+        read_predictions(tmp_path)
+
+
+class Crash(Echo):
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 7:
+            raise RuntimeError("power cut")
+        return super().predict_step(batch, batch_idx, dataloader_idx)
+
+
+def test_resume_skips_finished_shards_and_redoes_the_partial_one(tmp_path):
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(str(tmp_path), model=Crash())
+    finished = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("part-*")}
+    assert sorted(finished) == ["part-0-000-000000.npz", "part-0-000-000001.npz"]  # batches 0-5; 6 was buffered
+    assert not (tmp_path / "manifest.json").exists()
+    with pytest.raises(FileNotFoundError, match="the prediction job did not finish"):
+        read_predictions(tmp_path)
+    model = Echo()
+    trainer = run(str(tmp_path), model=model)
+    assert model.calls == list(range(6, 12))  # the model never saw the written batches again
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("part-*") if p.name in finished} == finished
+    assert_same(read_predictions(tmp_path), expected(inputs()))
+    assert trainer.predict_loop.predictions == []  # keep_predictions=False: memory stays flat
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    run(str(tmp_path))
+    with pytest.raises(ShardError, match=r"holds predictions of a run with other settings \(batch_sizes, num_batches"):
+        run(str(tmp_path), batch_size=16)
+    run(str(tmp_path), batch_size=16, overwrite=True)
+    assert_same(read_predictions(tmp_path), expected(inputs()))
+    assert len(list(tmp_path.glob("part-*"))) == 3  # 2 batches of 16 per shard: 6 batches -> 3 shards
+
+
+@pytest.mark.parametrize("prediction, error, message", [
+    ([1, 2], TypeError, "predict_step returned a list for batch 0; PredictionWriter writes a tensor or a dict"),
+    ({"p": torch.zeros(3)}, ValueError, r"Prediction column 'p' of batch 0 has shape \(3,\); every column needs one row per sample \(8\)"),
+    ({"row_id": torch.zeros(8)}, ValueError, "'row_id' is reserved for the input row ids"),
+])
+def test_unwritable_predictions_are_refused(prediction, error, message, tmp_path):
+    class Fixed(L.LightningModule):
+        def predict_step(self, batch, batch_idx):
+            return prediction
+
+    with pytest.raises(error, match=message):
+        run(str(tmp_path), model=Fixed())
+
+
+def test_keep_predictions_returns_them_too(tmp_path):
+    trainer = L.Trainer(logger=False, enable_progress_bar=False,
+                        callbacks=[PredictionWriter(str(tmp_path), keep_predictions=True)])
+    out = trainer.predict(Echo(), datamodule=ArrayDataModule(x_predict=inputs(), batch_size=BATCH))
+    np.testing.assert_allclose(torch.cat([o["total"] for o in out]).numpy(), expected(inputs())["total"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_writes_every_sample_exactly_once(tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--delay", "0.3"], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while len(list((out / "_records").glob("part-*.json"))) < 2 and time.monotonic() < deadline:
+        assert job.poll() is None, job.stderr.read().decode()[-3000:]
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait(30)
+    before = {p.name: p.read_bytes() for p in out.glob("part-*")}
+    assert 2 <= len(before) < 4, sorted(before)  # killed mid-run, not after it
+    resumed = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = read_predictions(out)
+    assert len(np.unique(got["row_id"])) == len(got["row_id"]) == ROWS  # no duplicate, none missing
+    run(str(tmp_path / "uninterrupted"))
+    assert_same(got, read_predictions(tmp_path / "uninterrupted"))
+    assert {p.name: p.read_bytes() for p in out.glob("part-*") if p.name in before} == before
+    assert not list(out.glob(".part-*"))  # no temporary file left behind
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_write_disjoint_shards_and_one_manifest(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--devices", "2", "--format", "parquet"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["complete"]
+    shards = manifest["dataloaders"][0]["shards"]
+    assert {s["rank"] for s in shards} == {0, 1}
+    rows = {rank: [] for rank in (0, 1)}
+    for shard in shards:
+        assert shard["path"].startswith(f"part-0-{shard['rank']:03d}-")
+        rows[shard["rank"]].append(shard["num_rows"])
+    assert sum(rows[0]) == sum(rows[1]) == ROWS // 2
+    assert_same(read_predictions(tmp_path), expected(inputs()))
