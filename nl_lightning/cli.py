@@ -8,11 +8,13 @@ LightningDataModule, ours or the user's, works from YAML. Extra subcommands (``g
 from __future__ import annotations
 
 import importlib
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 # name -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 EXTRA_COMMANDS: dict[str, str] = {
@@ -26,8 +28,62 @@ EXTRA_COMMANDS: dict[str, str] = {
 }
 
 
+class NLArgumentParser(LightningArgumentParser):
+    """A config error is one message naming the key, not a page of usage (``--help`` has it)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:  # type: ignore[override]
+        if not self.exit_on_error:
+            super().error(message, ex)
+        self._logger.error(message)
+        sys.stderr.write(f"nl-lightning: error: {essential(str(message))} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+_NOISE = re.compile(r"^(Expected a <class 'NoneType'>|Does not validate against any of the Union subtypes|Subtypes:|"
+                    r"Errors:|Given value)")
+
+
+def essential(message: str) -> str:
+    """The errors that matter in jsonargparse's nested Union report, with the key they belong to:
+    ``model.config: Option 'n_layerz' is not accepted`` instead of 15 lines of subtypes."""
+    keys: list[tuple[int, str]] = []
+    found: list[str] = []
+    for raw in message.splitlines():
+        indent = len(raw) - len(raw.lstrip(" -"))
+        line = raw.strip().removeprefix("- ").strip()
+        keys = [(i, k) for i, k in keys if i < indent]
+        key = re.match(r'^Parser key "([^"]+)":\s*(.*)$', line)
+        if key:
+            keys.append((indent, key.group(1)))
+            line = key.group(2)
+        line = re.sub(r"^Problem with given class_path '[^']+':\s*", "", line)
+        if line and not _NOISE.match(line) and not line.startswith("Parser key"):
+            where = ".".join(k for _, k in keys)
+            found.append(f"{where}: {line}" if where else line)
+    return "; ".join(dict.fromkeys(found)) or " ".join(message.split())
+
+
 class NLLightningCLI(LightningCLI):
     """LightningCLI with nl_lightning's defaults; see ``configs/`` for complete examples."""
+
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path``: resolved (``last``, run folders), read with the safe loader, its model class
+        allow-listed and its architecture compared with the config (``nl_lightning/resume.py``)."""
+        from nl_lightning.resume import check_checkpoint_against_config, resolve_ckpt_path
+
+        subcommand = self.config.get("subcommand")
+        section = self.config[subcommand] if subcommand else None
+        if section is None or not section.get("ckpt_path"):
+            return
+        root = (section.get("trainer") or {}).get("default_root_dir")
+        section["ckpt_path"] = path = resolve_ckpt_path(str(section["ckpt_path"]), root)
+        if path in ("best", "hpc", "registry") or path.startswith("registry:"):
+            return  # Lightning's own meanings, resolved by the Trainer
+        strategy = str((section.get("trainer") or {}).get("strategy") or "")
+        if Path(path).is_dir() and (Path(path) / ".metadata").is_file() and "ModelParallel" in strategy:
+            return  # a sharded checkpoint, resumed by the strategy that wrote it
+        check_checkpoint_against_config(path, section.get("model"), subcommand)
+        super()._parse_ckpt_path()
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file."""
@@ -43,10 +99,14 @@ class NLLightningCLI(LightningCLI):
         prepare_loggers(self.config[self.subcommand] if self.subcommand else self.config)
 
     def before_fit(self) -> None:
-        """Check every logger's folder / tracking URI before the first step (``track.check_loggers``)."""
+        """Check every logger's folder / tracking URI before the first step (``track.check_loggers``),
+        and lock the run folder against a second live run writing into it (``callbacks/run_lock.py``)."""
+        from nl_lightning.callbacks.run_lock import RunLock
         from nl_lightning.track.backends import check_loggers
 
         check_loggers(self.trainer.loggers)
+        if not any(isinstance(cb, RunLock) for cb in self.trainer.callbacks):
+            self.trainer.callbacks.append(RunLock())
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) -> NLLightningCLI:
@@ -56,6 +116,7 @@ def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) ->
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
+        parser_class=NLArgumentParser,
         args=args,
         run=run,
         **kwargs,
@@ -63,14 +124,49 @@ def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) ->
 
 
 def main(args: list[str] | None = None) -> int:
+    """Run a subcommand; a user error prints one line (the message and the fix) and exits 1.
+    ``--debug`` (anywhere) shows the traceback instead; unexpected errors always show it."""
     argv = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+        args = argv
+        sys.argv = [sys.argv[0], *argv]
+    try:
+        return _dispatch(argv, args)
+    except USER_ERRORS as err:
+        if debug or type(err) is AssertionError:  # a bare assert is an internal invariant: a bug
+            raise
+        print(f"nl-lightning: error: {_message(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nl-lightning: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(argv: list[str], args: list[str] | None) -> int:
     if argv and argv[0] in EXTRA_COMMANDS:
         module_name, _, func = EXTRA_COMMANDS[argv[0]].partition(":")
         return int(getattr(importlib.import_module(module_name), func)(argv[1:]) or 0)
     if argv and argv[0] in ("-h", "--help"):
-        print(f"Extra subcommands: {', '.join(EXTRA_COMMANDS)} (each takes --help).\n")
+        print(f"Extra subcommands: {', '.join(EXTRA_COMMANDS)} (each takes --help). "
+              "Add --debug to see the traceback of an error.\n")
     build_cli(args)  # None: LightningCLI reads sys.argv itself (passing both makes it warn)
     return 0
+
+
+#: Errors that describe a problem with the user's input (config, data, checkpoint, environment):
+#: shown as one line. Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, LookupError, FileNotFoundError, FileExistsError, PermissionError,
+    IsADirectoryError, NotADirectoryError, ModuleNotFoundError, AssertionError, FloatingPointError,
+)
+
+
+def _message(err: BaseException) -> str:
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    text = essential(str(text)) or type(err).__name__
+    return text if type(err).__module__.startswith("nl_lightning") else f"{type(err).__name__}: {text}"
 
 
 if __name__ == "__main__":

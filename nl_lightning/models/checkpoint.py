@@ -92,7 +92,7 @@ def _load(path: Path, map_location: str | torch.device) -> Any:
         found = re.findall(r"GLOBAL ([\w.]+)", str(err))
         if zipfile.is_zipfile(path) and found:
             raise CheckpointError(
-                f"Refusing to load {path}: it holds a pickled object of type {found[0]}, not only tensors and "
+                f"Refusing to load {path}: it holds a pickled Python object ({found[0]}), not only tensors and "
                 "plain values, and unpickling it could run code from the file. Re-save the checkpoint from "
                 "code you trust with tensors and plain values only."
             ) from None

@@ -55,11 +55,13 @@ def resolve_class(path: Any, base: type, what: str, source: Any, expected: type 
         raise UntrustedClassError(f"{source}: the {what} class path {path!r} is not a dotted class name.")
     cls = _lookup(path, base, expected)
     if cls is None:
+        name = path.rpartition(".")[2]
+        call = f"`{name}.load(path)` or " if name[:1].isupper() else ""
         raise UntrustedClassError(
             f"{source} names the {what} class {path!r}, which is not on nl_lightning's allow-list, so it is "
             f"neither imported nor called. If it is your own class, import it and load explicitly "
-            f"(`{path.rpartition('.')[2]}.load(path)` or load_checkpoint(path, expected=YourClass)), or trust it "
-            "with nl_lightning.models.trust.allow_class(YourClass)."
+            f"({call}load_checkpoint(path, expected=YourClass)), or trust it with "
+            "nl_lightning.models.trust.allow_class(YourClass)."
         )
     if not (inspect.isclass(cls) and issubclass(cls, base)):
         raise UntrustedClassError(f"{source}: {path!r} is not a {base.__name__} subclass; refusing to call it.")

@@ -146,7 +146,7 @@ def test_pickled_class_is_refused_without_running_it(tmp_path, wrap):
     path = tmp_path / "untrusted.ckpt"
     torch.save(wrap(_Payload()), path)
     _Payload.rebuilt = False
-    with pytest.raises(CheckpointError, match=r"Refusing to load .*untrusted\.ckpt: it holds a pickled object of type (tests\.models\.)?test_lm\._Payload, not only tensors"):
+    with pytest.raises(CheckpointError, match=r"Refusing to load .*untrusted\.ckpt: it holds a pickled Python object \((tests\.models\.)?test_lm\._Payload\), not only tensors"):
         TransformerLM.load(path)
     assert not _Payload.rebuilt
 

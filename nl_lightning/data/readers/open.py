@@ -34,6 +34,12 @@ def infer_format(path: str | Path) -> str:
     """The format of ``path`` from its suffix; a directory means one ``<key>.npy`` file per key."""
     path = Path(path)
     if path.is_dir():
+        known = SUFFIXES.get(path.suffix.lower())
+        if known is not None and known != "npy":
+            raise IsADirectoryError(
+                f"'{path}' is a folder, but its name says {known} file (suffix '{path.suffix}'). Pass the {known} "
+                "file itself; a folder is read only as a set of <key>.npy files (name it without a data suffix)."
+            )
         return "npy"
     if path.suffix.lower() in SUFFIXES:
         return SUFFIXES[path.suffix.lower()]

@@ -1,0 +1,103 @@
+"""What ``nl-lightning fit|validate|test|predict --ckpt_path`` checks before Lightning reads the file.
+
+Lightning's own path would show raw ``UnpicklingError`` / ``PytorchStreamReader`` / ``KeyError``
+for a bad file, and its CLI silently replaces the config's model arguments with the checkpoint's.
+Here the path is resolved (``last`` and run folders mean the newest ``last.ckpt``), read with the
+safe loader, its model class checked against the allow-list and the config's class, and an
+architecture that differs from the config's is refused with the fields named.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning as L
+
+from nl_lightning.models.checkpoint import CheckpointError, read_checkpoint
+from nl_lightning.models.runs import find_checkpoint
+from nl_lightning.models.trust import UntrustedClassError, resolve_class
+
+#: Model arguments that define the network: a difference means the weights cannot be this model.
+ARCHITECTURE_KEYS = ("config.", "num_classes", "task", "pooling", "student.")
+
+
+def resolve_ckpt_path(value: str, default_root_dir: str | None) -> str:
+    """``last`` = the newest ``last.ckpt`` under the run root (runs are versioned, so Lightning's own
+    ``last`` would look in the new, empty version folder); a run folder = its newest ``last.ckpt``."""
+    if value == "last":
+        root = Path(default_root_dir or ".")
+        try:
+            return str(find_checkpoint(root))
+        except CheckpointError:
+            raise CheckpointError(
+                f"--ckpt_path last: no last.ckpt under {root} (trainer.default_root_dir); pass the checkpoint "
+                "file or the run folder to resume from."
+            ) from None
+    if value in ("best", "hpc", "registry") or value.startswith("registry:"):
+        return value  # Lightning's own meanings
+    return str(find_checkpoint(value))
+
+
+def check_checkpoint_against_config(path: str, model: Any, stage: str) -> dict[str, Any]:
+    """Read ``path`` safely and compare its model with the config's ``model`` namespace."""
+    checkpoint = read_checkpoint(path, lightning=stage == "fit")
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    stored_class = hparams.pop("_class_path", None) or (checkpoint.get("nl_lightning") or {}).get("class_path")
+    hparams.pop("_instantiator", None)
+    config_class = _import(getattr(model, "class_path", None)) if model is not None else None
+    if stored_class:
+        try:
+            cls = resolve_class(stored_class, L.LightningModule, "model", path, expected=config_class)
+        except UntrustedClassError as err:
+            raise CheckpointError(str(err)) from None
+        if config_class is not None and not issubclass(cls, config_class):
+            raise CheckpointError(
+                f"{path} holds a {stored_class} but the config's model is {model.class_path}; pass a checkpoint of "
+                "that model, or the config it was trained with."
+            )
+    if model is not None:
+        _compare(path, _flat(dict(getattr(model, "init_args", {}) or {})), _flat(hparams))
+    return checkpoint
+
+
+def _compare(path: str, configured: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+    differ = {k: (configured[k], stored[k]) for k in configured.keys() & stored.keys()
+              if configured[k] is not None and _norm(configured[k]) != _norm(stored[k])}
+    arch = {k: v for k, v in differ.items() if k.startswith(ARCHITECTURE_KEYS)}
+    if arch:
+        fields = ", ".join(f"{k}: config {c!r} vs checkpoint {s!r}" for k, (c, s) in sorted(arch.items()))
+        raise CheckpointError(
+            f"{path} was trained with a different architecture than the config ({fields}). Use the config the "
+            "checkpoint was trained with, or start a new fit without --ckpt_path."
+        )
+    if differ:
+        fields = ", ".join(f"{k} ({c!r} -> {s!r})" for k, (c, s) in sorted(differ.items()))
+        warnings.warn(f"--ckpt_path {path}: the checkpoint's values replace the config's for {fields}.", stacklevel=2)
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if hasattr(value, "items") and not isinstance(value, (str, bytes)):
+            out.update(_flat(dict(value.items()), f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _norm(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _import(class_path: str | None) -> type | None:
+    """The config's own model class (the user's config is trusted; a checkpoint is not)."""
+    if not class_path or "." not in class_path:
+        return None
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name, None)
+    except ImportError:
+        return None

@@ -1,0 +1,230 @@
+"""Every bad input the CLI gets -> one line naming the problem and the fix, and an exit code.
+
+The cases below are the corpus docs/reliability.md shows; this test runs each one through
+``nl-lightning`` and renders that table. The committed file must equal what the run gives
+(``NL_UPDATE_DOCS=1 pytest tests/test_reliability.py`` rewrites it), so the doc never drifts
+from what users see.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from nl_lightning.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "reliability.md"
+CLASSIFIER = str(REPO / "configs" / "classifier.yaml")
+QUICK = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+         "--trainer.enable_progress_bar=false", "--data.init_args.num_samples=256"]
+
+
+@dataclass
+class Case:
+    what: str
+    make: Callable[[Path, dict], list[str]]  # builds the input in tmp, returns the argv
+    expect: str  # regex the one line must match
+    code: int
+
+
+def _ckpt_variant(tmp: Path, good: dict, name: str, edit: Callable[[dict], None]) -> str:
+    checkpoint = torch.load(good["classifier"], weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, tmp / name)
+    return str(tmp / name)
+
+
+def _bytes(tmp: Path, name: str, data: bytes) -> str:
+    (tmp / name).write_bytes(data)
+    return str(tmp / name)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def _h5(tmp: Path, x: np.ndarray) -> str:
+    import h5py
+
+    with h5py.File(tmp / "train.h5", "w") as f:
+        f["x"], f["y"] = x, np.zeros(len(x), dtype=np.int64)
+    return str(tmp / "train.h5")
+
+
+def _file_config(tmp: Path, path: str, **extra) -> list[str]:
+    data = yaml.safe_load((REPO / "configs" / "classifier_hdf5.yaml").read_text())
+    data["data"]["init_args"].update({"train_path": path, **extra})
+    (tmp / "cfg.yaml").write_text(yaml.safe_dump(data))
+    return ["fit", "--config", str(tmp / "cfg.yaml"), "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]
+
+
+CASES = [
+    # Checkpoints given to commands
+    Case("checkpoint file that does not exist", lambda t, g: ["generate", "--ckpt_path", str(t / "nope.ckpt")],
+         r"Checkpoint not found: .*nope\.ckpt\. Pass the \.ckpt written by", 1),
+    Case("empty (0-byte) checkpoint", lambda t, g: ["generate", "--ckpt_path", _bytes(t, "empty.ckpt", b"")],
+         r"empty\.ckpt is empty \(0 bytes\): its save was interrupted", 1),
+    Case("random bytes named .ckpt", lambda t, g: ["generate", "--ckpt_path", _bytes(t, "noise.ckpt", b"\x07" * 64)],
+         r"noise\.ckpt is not a PyTorch checkpoint: it is neither a zip archive", 1),
+    Case("truncated checkpoint", lambda t, g: ["generate", "--ckpt_path", _bytes(t, "cut.ckpt", Path(g["lm"]).read_bytes()[:5000])],
+         r"cut\.ckpt is truncated or corrupt and cannot be read", 1),
+    Case("checkpoint holding a pickled object",
+         lambda t, g: ["generate", "--ckpt_path", _save(t / "obj.ckpt", {"state_dict": {}, "x": _Payload()})],
+         r"Refusing to load .*obj\.ckpt: it holds a pickled Python object \(print\), not only tensors", 1),
+    Case("folder without checkpoints", lambda t, g: ["generate", "--ckpt_path", str(_mkdir(t / "empty_run"))],
+         r"empty_run is a folder with no checkpoint in it", 1),
+    Case("sharded (FSDP2) checkpoint folder", lambda t, g: ["generate", "--ckpt_path", _dcp(t)],
+         r"sharded torch\.distributed\.checkpoint folder .*consolidate_checkpoint", 1),
+    Case("a bare state dict, not a Lightning checkpoint",
+         lambda t, g: ["generate", "--ckpt_path", _save(t / "bare.pt", {"weight": torch.zeros(2)})],
+         r"bare\.pt is not a Lightning checkpoint \(no 'state_dict'\)", 1),
+    Case("crafted class path in a checkpoint (write_json)",
+         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "crafted.ckpt", lambda c: c["hyper_parameters"].update(
+             _class_path="nl_lightning.export.atomic.write_json"))],
+         r"names the model class 'nl_lightning\.export\.atomic\.write_json', which is not on nl_lightning's allow-list", 1),
+    Case("an LM checkpoint given to a classifier config",
+         lambda t, g: ["fit", "--config", CLASSIFIER, "--ckpt_path", g["lm"], *QUICK],
+         r"holds a .*TransformerLM but the config's model is .*TransformerClassifier", 1),
+    Case("resume with a different architecture",
+         lambda t, g: ["fit", "--config", CLASSIFIER, "--ckpt_path", g["classifier"], "--model.init_args.config.d_model=32", *QUICK],
+         r"trained with a different architecture than the config \(config\.d_model: config 32 vs checkpoint 64\)", 1),
+    Case("resume from weights without training state",
+         lambda t, g: ["fit", "--config", CLASSIFIER, "--ckpt_path", _ckpt_variant(t, g, "weights.ckpt", lambda c: c.pop("pytorch-lightning_version")), *QUICK],
+         r"no Lightning training state \('pytorch-lightning_version' is missing\)", 1),
+    # Config values
+    Case("unknown config key", lambda t, g: ["fit", "--config", CLASSIFIER, "--model.init_args.config.n_layerz=3"],
+         r"model\.config: Option 'n_layerz' is not accepted", 2),
+    Case("invalid value", lambda t, g: ["fit", "--config", CLASSIFIER, "--model.init_args.config.n_kv_heads=3"],
+         r"TransformerConfig\.n_kv_heads=3 must divide n_heads=4; use one of \[1, 2, 4\]", 1),
+    Case("value outside the choices", lambda t, g: ["fit", "--config", CLASSIFIER, "--model.init_args.pooling=max"],
+         r"model\.pooling: Expected a typing\.Literal\['mean', 'cls', 'attention', 'gem'\]\. Got value: max", 2),
+    Case("config file that does not exist", lambda t, g: ["fit", "--config", str(t / "nope.yaml")],
+         r"config: File does not exist: .*nope\.yaml", 2),
+    Case("misspelled trainer option", lambda t, g: ["fit", "--config", CLASSIFIER, "--trainer.max_stepz=3"],
+         r"unrecognized arguments: --trainer\.max_stepz=3", 2),
+    # Data files
+    Case("training file that does not exist", lambda t, g: _file_config(t, str(t / "missing.h5")),
+         r"missing\.h5", 1),
+    Case("folder named like an HDF5 file", lambda t, g: _file_config(t, str(_mkdir(t / "data.h5"))),
+         r"data\.h5' is a folder, but its name says hdf5 file", 1),
+    Case("random bytes named .h5", lambda t, g: _file_config(t, _bytes(t, "junk.h5", b"\x01" * 4096)),
+         r"junk\.h5", 1),
+    Case("NaN in the features (on_bad: raise)",
+         lambda t, g: _file_config(t, _h5(t, np.where(np.arange(16 * 16 * 8).reshape(16, 16, 8) == 37, np.nan, 1.0).astype(np.float32))),
+         r"train\.h5.* row 0.*NaN", 1),
+    Case("wrong feature key", lambda t, g: _file_config(t, _h5(t, np.ones((16, 16, 8), np.float32)), features="/nope"),
+         r"'/nope' not found in .*train\.h5", 1),
+]
+
+
+def _save(path: Path, obj) -> str:
+    torch.save(obj, path)
+    return str(path)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _dcp(tmp: Path) -> str:
+    folder = _mkdir(tmp / "sharded.ckpt")
+    (folder / ".metadata").write_bytes(b"\x80")
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> dict:
+    """A classifier checkpoint from `nl-lightning fit`, and a small LM checkpoint."""
+    import lightning as L
+
+    from nl_lightning.models import TransformerConfig, TransformerLM
+
+    tmp = tmp_path_factory.mktemp("good")
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        assert main(["fit", "--config", CLASSIFIER, *QUICK]) == 0
+    finally:
+        os.chdir(cwd)
+    lm = TransformerLM(TransformerConfig(n_layers=1, d_model=16, n_heads=2, max_seq_len=16))
+    trainer = L.Trainer(max_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(lm)
+    trainer.save_checkpoint(tmp / "lm.ckpt")
+    return {"classifier": str(tmp / "runs/classifier/version_0/checkpoints/last.ckpt"), "lm": str(tmp / "lm.ckpt")}
+
+
+def _run(argv: list[str], capsys) -> tuple[int, list[str], str]:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if line.startswith("nl-lightning: error:")], err
+
+
+_results: dict[str, tuple[str, int]] = {}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.what)
+def test_bad_input_gives_one_clear_line(case: Case, good, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["nl-lightning"])
+    code, lines, err = _run(case.make(tmp_path, good), capsys)
+    assert "Traceback" not in err
+    assert len(lines) == 1, f"expected one error line, got:\n{err[-3000:]}"
+    line = lines[0].removeprefix("nl-lightning: error: ")
+    assert re.search(case.expect, line), line
+    assert code == case.code
+    for folder in (tmp_path, Path(good["lm"]).parent):
+        line = line.replace(str(folder), "<tmp>")
+    _results[case.what] = (line.replace(str(REPO), "<repo>"), code)
+
+
+def test_unexpected_errors_keep_their_traceback(monkeypatch):
+    """A bug is not a user error: it is raised as it is, with its traceback."""
+    monkeypatch.setattr("nl_lightning.cli._dispatch", lambda argv, args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["fit"])
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    from nl_lightning.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="Checkpoint not found"):
+        main(["generate", "--ckpt_path", str(tmp_path / "nope.ckpt"), "--debug"])
+
+
+def render(results: dict[str, tuple[str, int]]) -> str:
+    rows = ["| bad input | what `nl-lightning` prints (one line, on stderr) | exit code |", "|---|---|---|"]
+    for case in CASES:
+        line, code = results[case.what]
+        rows.append(f"| {case.what} | `{line.replace('|', '/')}` | {code} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_docs_table_is_what_users_see():
+    """Runs last in this file: the table in docs/reliability.md equals what the cases above printed."""
+    if len(_results) != len(CASES):
+        pytest.skip("runs only after every case above ran in the same session (run the whole file)")
+    table = render(_results)
+    text = DOC.read_text()
+    start, end = "<!-- table:cli-errors -->\n", "<!-- /table:cli-errors -->"
+    head, _, rest = text.partition(start)
+    current, _, tail = rest.partition(end)
+    if os.environ.get("NL_UPDATE_DOCS"):
+        DOC.write_text(head + start + table + end + tail)
+        return
+    assert current == table, "docs/reliability.md is out of date: run NL_UPDATE_DOCS=1 pytest tests/test_reliability.py"
