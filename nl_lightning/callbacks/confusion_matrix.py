@@ -60,7 +60,10 @@ class ConfusionMatrixMonitor(L.Callback):
         self._hook = pl_module.register_forward_hook(self._capture)
 
     def _capture(self, module: Any, args: Any, output: Any) -> None:
-        self._output = output
+        # Under DDP, Lightning routes validation_step itself through the module's call (returning
+        # None) around the inner forward: keep the logits, not that outer result.
+        if isinstance(output, torch.Tensor):
+            self._output = output
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
