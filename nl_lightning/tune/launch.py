@@ -24,7 +24,7 @@ from typing import Any
 from nl_lightning.tune.storage import STORAGE_ENV
 
 _PR_SET_PDEATHSIG = 1
-_PRELOAD = ["nl_lightning.tune.trial"]
+_PRELOAD = ["nl_lightning.tune.trial", "nl_lightning.tune.study"]
 
 
 def choose_launcher(name: str, fit_config: Mapping[str, Any]) -> str:
@@ -58,7 +58,7 @@ def run_in_process(kind: str, spec: Any, storage_url: str, timeout: float | None
     run_dir = Path(spec.run_dir)
     log = run_dir / "trial.log"
     if kind == "forkserver":
-        process = _forkserver().Process(
+        process = forkserver_context().Process(
             target=_forked_main, args=(spec, storage_url, str(log)), name=f"trial-{spec.number}",
         )
         process.start()
@@ -125,8 +125,9 @@ def _forked_main(spec: Any, storage_url: str, log_path: str) -> None:
     process_main(spec, storage_url, log_path)
 
 
-def _forkserver() -> Any:
-    """The forkserver context; its server imports the trial module (torch, Lightning) once."""
+def forkserver_context() -> Any:
+    """The forkserver context; its server imports the trial and study modules (torch, Lightning,
+    Optuna) once, and every trial or worker process is forked from it."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
     return ctx

@@ -3,11 +3,13 @@ parameter budget, run the trial, and turn its result into Optuna's terms.
 
 A trial's ``user_attrs`` say where it ran and why it ended: ``seed``, ``run_dir``, ``params``
 (parameter count), ``constraint`` (count - budget, for Optuna's constrained samplers), ``step``,
-``checkpoint`` and ``fail_reason``.
+``checkpoint``, ``fail_reason``, and ``host`` / ``pid`` of the study process that ran it.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,8 @@ class Objective:
         run_dir.mkdir(parents=True, exist_ok=True)
         fit = trial_fit_config(self.base, cfg.overrides, params, seed, run_dir)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(fit, sort_keys=False))
-        for key, value in {"seed": seed, "run_dir": str(run_dir), "fail_reason": None}.items():
+        where = {"host": socket.gethostname(), "pid": os.getpid()}  # which worker ran it
+        for key, value in {"seed": seed, "run_dir": str(run_dir), "fail_reason": None, **where}.items():
             trial.set_user_attr(key, value)  # overwrite what a retried trial inherited
         n_params = self._check_budget(trial, fit)
         result = self._run(trial, run_dir)
