@@ -7,6 +7,7 @@ version's signature differs (another input size or class count would make the sc
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from torch import nn
@@ -73,11 +74,14 @@ def signature_of(model: nn.Module) -> ModelSignature:
 
 def signature_from_manifest(manifest: dict[str, Any], num_outputs: int, task: str = "auto") -> ModelSignature:
     """The signature of an export: the manifest's input spec, the graph's output size and the task
-    (recorded by the export, else ``task``; an ``idx`` input is always a causal LM)."""
+    (recorded by the export, else ``task``, else the source checkpoint's if it is still on disk; an
+    ``idx`` input is always a causal LM)."""
     spec = manifest.get("input") or {}
     recorded = manifest.get("task")
     if spec.get("name") == "idx":
         recorded = "lm"
+    elif recorded is None and task == "auto":
+        recorded = _task_of_source(manifest.get("source"))
     resolved = recorded if task == "auto" else task
     if resolved not in ("lm", "classification", "regression"):
         raise ValueError(
@@ -88,3 +92,16 @@ def signature_from_manifest(manifest: dict[str, Any], num_outputs: int, task: st
         raise ValueError(f"task={task!r} contradicts the export manifest, which records task={recorded!r}.")
     max_len = spec.get("max_seq_len")
     return ModelSignature(resolved, spec.get("vocab_size"), spec.get("feature_dim"), max_len, num_outputs)
+
+
+def _task_of_source(source: str | None) -> str | None:
+    """The task recorded in the checkpoint an export came from, if that file is still there."""
+    if not source or not Path(source).is_file():
+        return None
+    from nl_lightning.models.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        hparams = read_checkpoint(source).get("hyper_parameters") or {}
+    except CheckpointError:
+        return None
+    return hparams.get("task")
