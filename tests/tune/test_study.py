@@ -148,3 +148,36 @@ def test_step_budget_prunes_at_global_steps(tmp_path, lm_fit):
     assert good.state == TrialState.COMPLETE and sorted(good.intermediate_values) == [10, 20, 30]
     assert bad.state == TrialState.PRUNED and sorted(bad.intermediate_values) == [10]
     assert bad.intermediate_values[10] > good.intermediate_values[10]
+
+
+def test_multi_objective_nas_reports_the_pareto_front_under_a_budget(tmp_path, classifier_fit):
+    # Loss against parameter count and measured latency; widths over max_params are pruned untrained.
+    config = make_config(
+        tmp_path, classifier_fit, n_trials=4, sampler={"name": "nsga2", "seed": 0}, pruner="none", plots=True,
+        metrics={"val/loss": "minimize", "params": "minimize", "latency_ms": "minimize"},
+        max_params=20_000, latency={"batch_size": 1, "seq_len": 16, "warmup": 1, "iters": 3},
+        space={"model.init_args.config.d_model": {"type": "categorical", "choices": [16, 32, 128]},
+               "model.init_args.config.mlp": {"type": "categorical", "choices": ["gelu", "swiglu"]}},
+        enqueue=[{"model.init_args.config.d_model": 128, "model.init_args.config.mlp": "gelu"},
+                 {"model.init_args.config.d_model": 16, "model.init_args.config.mlp": "gelu"},
+                 {"model.init_args.config.d_model": 32, "model.init_args.config.mlp": "swiglu"}],
+    )
+    study, summary, _ = tune(config, out=lambda line: None)
+    trials = study.get_trials(deepcopy=False)
+    too_big = trials[0]
+    assert too_big.state == TrialState.PRUNED and too_big.user_attrs["params"] > 20_000
+    assert too_big.user_attrs["constraint"] == [too_big.user_attrs["params"] - 20_000.0]  # Optuna constraint
+    assert not list((tmp_path / "study" / "trial_0000").glob("events.out.tfevents.*"))  # never trained
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) >= 2
+    for t in done:
+        loss, params, latency = t.values
+        assert params == t.user_attrs["params"] <= 20_000 and latency > 0
+    front = {b["number"] for b in summary["best"]}
+    assert front == {t.number for t in study.best_trials}
+    out = tmp_path / "study"
+    assert {p.name for p in (out / "pareto").glob("*.yaml")} == {f"trial_{n:04d}.yaml" for n in front}
+    best = yaml.safe_load((out / "best.yaml").read_text())  # the front trial best on the first objective
+    first = min(study.best_trials, key=lambda t: t.values[0])
+    assert best["model"]["init_args"]["config"]["d_model"] == first.params["model.init_args.config.d_model"]
+    assert {"pareto_front.png", "pareto_front.html"} <= {p.name for p in (out / "plots").iterdir()}
