@@ -5,6 +5,7 @@ run; bad settings fail before the first step with the setting and the fix in the
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 from nl_lightning import _imports
 from nl_lightning.cli import build_cli, main
 from nl_lightning.track import TrackingSetupError
+from tracking_utils import mlflow_uri
 from wandb_records import history
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +37,7 @@ EXPECTED_LOGGERS = {
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # fragments write under runs/ in the working directory
+    mlflow_uri(tmp_path / "runs")  # runs/mlflow.db: an already-migrated empty store (saves seconds per test)
     monkeypatch.setattr("sys.argv", ["nl-lightning"])
     monkeypatch.setenv("WANDB_SILENT", "true")
 
@@ -133,6 +136,7 @@ def test_unknown_backend_is_named_with_the_choices(capsys):
 
 
 def test_unwritable_log_dir_fails_before_training(tmp_path, capsys):
+    shutil.rmtree("runs")
     Path("runs").write_text("a file where the run folder should go")
     line = _error(capsys, ["fit", "--config", str(CHAR_LM), "--config", str(TRACK / "tensorboard.yaml"), *TINY])
     assert re.search(r"trainer.logger\[0\] TensorBoardLogger save_dir='runs/char_lm' is not writable .*"
