@@ -1,8 +1,9 @@
 """``ExportCallback``: at fit end, write the trained model in the chosen formats plus a manifest.
 
 A thin hook over ``nl_lightning.export.export_formats``: the formats, parity tolerances and
-calibration size come from an ``ExportConfig``; static INT8 is calibrated on the validation
-DataLoader. Runs on rank 0 only; writes are atomic.
+calibration size come from an ``ExportConfig``; static INT8 is calibrated, and INT8 artifacts are
+checked, on the validation DataLoader. The export runs on rank 0; under FSDP2
+(``ModelParallelStrategy``) every rank first takes part in gathering the full weights.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
-from nl_lightning.export.bundle import ExportConfig, export_formats
+from nl_lightning.export.bundle import QUANTIZED_FORMATS, ExportConfig, export_formats
+from nl_lightning.export.gather import gather_unsharded, is_sharded
 
 
 class ExportCallback(L.Callback):
@@ -22,7 +25,7 @@ class ExportCallback(L.Callback):
     def __init__(self, dirpath: str | None = None, config: ExportConfig | None = None) -> None:
         """
         Args:
-            dirpath: output folder (default ``<default_root_dir>/export``).
+            dirpath: output folder (default ``<default_root_dir>/export``); replaced as a whole.
             config: formats and checks (default: ONNX, ORT-optimized ONNX, ORT dynamic INT8).
         """
         self.dirpath = dirpath
@@ -36,19 +39,42 @@ class ExportCallback(L.Callback):
             check_tensorrt()  # before training, not after it
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        model = model_on_rank_zero(trainer, pl_module)
+        if model is None:
             return
         out_dir = Path(self.dirpath or Path(trainer.default_root_dir) / "export")
-        needs_data = "onnx_int8_static" in self.config.formats
+        needs_data = any(f in QUANTIZED_FORMATS for f in self.config.formats)
         self.manifest = export_formats(
-            pl_module, out_dir, self.config, calibration=validation_batches(trainer) if needs_data else None,
+            model, out_dir, self.config, calibration=validation_batches(trainer) if needs_data else None,
             source=f"{type(pl_module).__qualname__} after {trainer.global_step} steps",
         )
         for entry in self.manifest["artifacts"]:
-            rank_zero_info(
-                f"[export] {entry['format']:<18} {entry['bytes'] / 1e6:8.2f} MB  max |diff| vs eager "
-                f"{entry['max_abs_err']:.2e}  -> {out_dir / entry['files'][0]['path']}"
-            )
+            check = entry.get("agreement") or {}
+            quality = (f"top-1 agreement {check['top1_agreement']:.2f}%" if check.get("top1_agreement") is not None
+                       else f"max |diff| vs eager {entry['max_abs_err']:.2e}")
+            rank_zero_info(f"[export] {entry['format']:<18} {entry['bytes'] / 1e6:8.2f} MB  {quality}  -> "
+                           f"{out_dir / entry['files'][0]['path']}")
+
+
+def model_on_rank_zero(trainer: L.Trainer, pl_module: L.LightningModule) -> nn.Module | None:
+    """The module to export on global rank 0, None on the other ranks.
+
+    FSDP2-sharded parameters are gathered first, by every rank (a collective), into a plain copy
+    rebuilt from the module's hyperparameters.
+    """
+    if is_sharded(pl_module):
+        return gather_unsharded(pl_module, lambda: _rebuild(pl_module))
+    return pl_module if trainer.is_global_zero else None
+
+
+def _rebuild(pl_module: L.LightningModule) -> L.LightningModule:
+    try:
+        return type(pl_module)(**pl_module.hparams)
+    except TypeError as err:
+        raise RuntimeError(
+            f"Cannot rebuild an unsharded {type(pl_module).__name__} to export its gathered weights ({err}). "
+            "Call self.save_hyperparameters() in its __init__ so it can be rebuilt from them."
+        ) from err
 
 
 def validation_batches(trainer: L.Trainer) -> Any | None:

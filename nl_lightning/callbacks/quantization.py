@@ -1,10 +1,12 @@
-"""``QuantizationCallback``: at fit end, write quantized artifacts and measure them against fp32.
+"""``QuantizationCallback``: at fit end, write quantized artifacts and compare them with fp32.
 
 A thin hook over ``VariantBuilder`` / ``compare_variants``: for each method of a
 ``QuantizationConfig`` (ORT INT8 dynamic / static, torchao INT8, FP16 / BF16) it writes the
-artifact, then logs its size ratio, latency ratios and the change in validation accuracy and loss
-(``quantization/<method>/...``). Runs after ``PruningCallback`` has made pruning permanent
-(``on_train_end`` precedes ``on_fit_end``), so prune -> fine-tune -> quantize is one ``fit``.
+artifact, then logs its size ratio, its top-1 agreement with fp32 and the change in validation
+accuracy and loss (``quantization/<method>/...``). Latency is left to ``nl-lightning profile`` and
+``benchmarks/compression.py``, which time repeated, interleaved runs. Runs after
+``PruningCallback`` has made pruning permanent (``on_train_end`` precedes ``on_fit_end``), so
+prune -> fine-tune -> quantize is one ``fit``; under FSDP2 the weights are gathered first.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from nl_lightning.callbacks.export import validation_batches
+from nl_lightning.callbacks.export import model_on_rank_zero, validation_batches
 from nl_lightning.compress.quantize import QuantizationConfig
 from nl_lightning._imports import ONNX_AVAILABLE, ORT_AVAILABLE, TORCHAO_AVAILABLE, require
 from nl_lightning.export.atomic import write_json
 from nl_lightning.export.compare import compare_variants
-from nl_lightning.export.inputs import batch_input
 from nl_lightning.export.variants import VariantBuilder
 
 REPORT_NAME = "quantization.json"
+LOGGED = ("size_ratio", "agreement", "accuracy_delta", "loss_delta")
 
 
 class QuantizationCallback(L.Callback):
@@ -34,7 +36,7 @@ class QuantizationCallback(L.Callback):
         """
         Args:
             dirpath: output folder (default ``<default_root_dir>/quantized``).
-            config: methods and measurement settings (default: ORT dynamic INT8).
+            config: methods and how much validation data to use (default: ORT dynamic INT8).
         """
         self.dirpath = dirpath
         self.config = QuantizationConfig(**config) if isinstance(config, dict) else (config or QuantizationConfig())
@@ -49,37 +51,31 @@ class QuantizationCallback(L.Callback):
             require(TORCHAO_AVAILABLE, "torchao", "export", what)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        out_dir = Path(self.dirpath or Path(trainer.default_root_dir) / "quantized")
         loader = validation_batches(trainer)
         if loader is None:
             raise RuntimeError(
                 "QuantizationCallback measures the quantized model on validation data, but this fit has no "
                 "val_dataloader. Give the DataModule a val_dataloader (or remove the callback)."
             )
+        model = model_on_rank_zero(trainer, pl_module)
+        if model is None:
+            return
+        out_dir = Path(self.dirpath or Path(trainer.default_root_dir) / "quantized")
         cfg = self.config
-        seq_len = batch_input(next(iter(loader))).size(1)
-        builder = VariantBuilder(pl_module, out_dir, calibration=loader, calibration_batches=cfg.calibration_batches,
-                                 threads=cfg.threads)
-        self.results = compare_variants(builder, cfg.methods, loader, cfg.eval_batches, cfg.latency_batch_sizes,
-                                        seq_len, cfg.warmup, cfg.iters)
+        builder = VariantBuilder(model, out_dir, calibration=loader, calibration_batches=cfg.calibration_batches)
+        self.results = compare_variants(builder, cfg.methods, loader, cfg.eval_batches)
         write_json(out_dir / REPORT_NAME, {"config": asdict(cfg), "results": self.results})
         metrics = self.metrics()
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         for row in self.results[1:]:
             rank_zero_info(
-                f"[quantization] {row['variant']}: {row['size_ratio']:.2f}x smaller, "
-                f"{row[f'latency_ratio_b{cfg.latency_batch_sizes[0]}']:.2f}x faster at batch "
-                f"{cfg.latency_batch_sizes[0]}, accuracy {row['accuracy_delta']:+.2f} points -> {row['path']}"
+                f"[quantization] {row['variant']}: {row['size_ratio']:.2f}x smaller, top-1 agreement with fp32 "
+                f"{row['agreement']:.2f}%, accuracy {row['accuracy_delta']:+.2f} points on {row['samples']} "
+                f"predictions -> {row['path']}"
             )
 
     def metrics(self) -> dict[str, float]:
-        """``quantization/<method>/<size_ratio|latency_ratio_b<B>|accuracy_delta|loss_delta>``."""
-        out = {}
-        for row in self.results[1:]:
-            for key, value in row.items():
-                if key == "size_ratio" or key.startswith("latency_ratio") or key.endswith("_delta"):
-                    out[f"quantization/{row['variant']}/{key}"] = float(value)
-        return out
+        """``quantization/<method>/<size_ratio|agreement|accuracy_delta|loss_delta>``."""
+        return {f"quantization/{row['variant']}/{key}": float(row[key])
+                for row in self.results[1:] for key in LOGGED if row.get(key) is not None}

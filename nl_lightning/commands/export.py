@@ -1,16 +1,16 @@
 """``nl-lightning export``: a checkpoint from ``fit`` -> ONNX / ORT-optimized / INT8 / .pt2 / TorchScript.
 
-    nl-lightning export --config configs/export.yaml --ckpt_path runs/classifier/checkpoints/last.ckpt
+    nl-lightning export --config configs/export.yaml --ckpt_path runs/classifier
 
-Every artifact is checked against the eager model at several batch and sequence sizes, and a
-``manifest.json`` records files, sizes, measured errors, opset and the input spec. Static INT8 is
-calibrated on ``--data`` or, by default, on the DataModule recorded in the checkpoint.
+Every fp32 artifact is checked against the eager model at several batch and sequence sizes, INT8
+ones by their top-1 agreement with it on validation batches; ``manifest.json`` records files,
+sizes, SHA-256s, measured errors, the checkpoint's SHA-256, opset and the input spec. Static INT8
+is calibrated, and INT8 checked, on ``--data`` or, by default, on the DataModule recorded in the
+checkpoint (only DataModules on nl_lightning's allow-list are rebuilt from a checkpoint).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
@@ -18,37 +18,43 @@ from typing import Any, Optional
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nl_lightning.export.bundle import ExportConfig, export_formats
+from nl_lightning.export.bundle import QUANTIZED_FORMATS, ExportConfig, export_formats
+from nl_lightning.export.manifest import sha256_path
 from nl_lightning.models.checkpoint import load_checkpoint, read_checkpoint
 from nl_lightning.models.runs import find_checkpoint
+from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="nl-lightning export", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--ckpt_path", type=str, required=True, help="A .ckpt written by `nl-lightning fit`.")
+    parser.add_argument("--ckpt_path", type=str, required=True,
+                        help="A .ckpt written by `nl-lightning fit`, or its run folder (newest last.ckpt).")
     parser.add_argument("--out_dir", type=Optional[str], default=None,
-                        help="Output folder (default: <checkpoint folder>/../export).")
+                        help="Output folder, replaced as a whole (default: export/ beside checkpoints/).")
     parser.add_argument("--data", type=Optional[L.LightningDataModule], default=None,
-                        help="Calibration data for static INT8 (default: the checkpoint's own DataModule).")
+                        help="Data to calibrate and check INT8 on (default: the checkpoint's own DataModule).")
     parser.add_class_arguments(ExportConfig, None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.instantiate_classes(parser.parse_args(argv))
+    args = parser.instantiate(parser.parse_args(argv))
     config = ExportConfig(**{f.name: args[f.name] for f in fields(ExportConfig)})
     args.ckpt_path = str(find_checkpoint(args.ckpt_path))
     model = load_checkpoint(args.ckpt_path)
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args.ckpt_path)
     calibration = None
-    if "onnx_int8_static" in config.formats:
+    if any(f in QUANTIZED_FORMATS for f in config.formats):
         calibration = val_dataloader(args.data or datamodule_from_checkpoint(args.ckpt_path))
-    manifest = export_formats(model, out_dir, config, calibration=calibration, source=str(args.ckpt_path))
+    manifest = export_formats(model, out_dir, config, calibration=calibration, source=str(args.ckpt_path),
+                              source_sha256=sha256_path(args.ckpt_path))
     for entry in manifest["artifacts"]:
-        print(f"{entry['format']:<18} {entry['bytes'] / 1e6:9.3f} MB  max |diff| {entry['max_abs_err']:.2e}  "
-              f"{out_dir / entry['files'][0]['path']}")
+        check = entry.get("agreement") or {}
+        quality = (f"top-1 agreement {check['top1_agreement']:6.2f}%" if check.get("top1_agreement") is not None
+                   else f"max |diff| {entry['max_abs_err']:.2e}")
+        print(f"{entry['format']:<18} {entry['bytes'] / 1e6:9.3f} MB  {quality}  {out_dir / entry['files'][0]['path']}")
     print(f"manifest: {out_dir / 'manifest.json'}")
     return 0
 
@@ -60,17 +66,21 @@ def default_out_dir(ckpt_path: str | Path) -> Path:
 
 
 def datamodule_from_checkpoint(ckpt_path: str | Path) -> L.LightningDataModule | None:
-    """Rebuild the DataModule recorded by ``fit`` (only classes inside nl_lightning are trusted)."""
+    """Rebuild the DataModule recorded by ``fit``: only a class on nl_lightning's allow-list
+    (``models.trust``), called with arguments its own signature accepts; anything else is refused
+    before it is imported. None when the checkpoint records no DataModule."""
     hparams = dict(read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
-    if not class_path or not str(class_path).startswith("nl_lightning."):
-        if class_path:
-            print(f"Not rebuilding the checkpoint's DataModule {class_path!r} (outside nl_lightning); "
-                  "pass --data to calibrate on real data.", file=sys.stderr)
+    if class_path is None:
         return None
-    module_name, _, name = str(class_path).rpartition(".")
-    return getattr(importlib.import_module(module_name), name)(**hparams)
+    try:
+        cls = resolve_class(class_path, L.LightningDataModule, "DataModule", source=ckpt_path)
+        arguments = bind_arguments(cls, hparams, source=ckpt_path)
+    except UntrustedClassError as err:
+        raise UntrustedClassError(f"{err} To export anyway, pass the data yourself: --data.class_path=... "
+                                  "(or export formats without INT8).") from None
+    return cls(**arguments)
 
 
 def val_dataloader(datamodule: L.LightningDataModule | None) -> Any | None:

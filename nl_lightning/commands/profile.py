@@ -4,12 +4,15 @@
 
 Variants (``eager``, ``compile``, ``ort_fp32``, ``ort_optimized``, ``ort_int8_dynamic``,
 ``ort_int8_static``, ``torchao_int8_dynamic``, ``torchao_int8_weight``, ``fp16``, ``bf16``) are
-built from the checkpoint; ``--onnx`` adds existing ONNX files as extra sessions. Prints a table
-and writes JSON (and a PNG chart with ``--chart_path``).
+built from the checkpoint; ``--onnx`` adds existing ONNX files as extra sessions. All runners are
+timed in interleaved rounds (the order rotates each round) with the same intra-op thread count for
+torch and ONNX Runtime (1 by default: per-core latency, steady on a shared machine); the table,
+the JSON (and a PNG chart with ``--chart_path``) carry the thread count and the load average.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -17,7 +20,7 @@ from typing import Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nl_lightning.export.ort import ort_runner, ort_session
-from nl_lightning.export.profile import profile
+from nl_lightning.export.profile import profile, validate_profile
 from nl_lightning.export.report import format_table, save_chart, save_results
 from nl_lightning.export.variants import VariantBuilder, resolve_variant, torch_threads
 from nl_lightning.models.checkpoint import load_checkpoint
@@ -33,8 +36,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--batch_sizes", type=list[int], default=[1, 32])
     parser.add_argument("--seq_len", type=int, default=64, help="Clamped to what the model accepts.")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=30)
-    parser.add_argument("--threads", type=Optional[int], default=None, help="torch and ORT intra-op threads.")
+    parser.add_argument("--iters", type=int, default=10, help="Timed calls per runner in each round.")
+    parser.add_argument("--rounds", type=int, default=5, help="Interleaved rounds; the order rotates each round.")
+    parser.add_argument("--threads", type=Optional[int], default=1,
+                        help="Intra-op threads for torch and ONNX Runtime (null = each library's default).")
     parser.add_argument("--work_dir", type=Optional[str], default=None,
                         help="Where variants are built (default: a temp dir).")
     parser.add_argument("--json_path", type=Optional[str], default="profile.json")
@@ -44,13 +49,17 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        names = [resolve_variant(v) for v in args.variants]  # unknown names fail before any work
+    try:  # every argument is checked before any work
+        names = [resolve_variant(v) for v in args.variants]
+        validate_profile(args.batch_sizes, args.warmup, args.iters, args.rounds)
     except ValueError as err:
-        raise SystemExit(f"--variants: {err}") from None
+        raise ValueError(f"nl-lightning profile: {err}") from None
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"nl-lightning profile: --threads={args.threads} must be >= 1, or null for the libraries' "
+                         "defaults.")
     missing = [p for p in args.onnx if not Path(p).is_file()]
     if missing:
-        raise SystemExit(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
+        raise FileNotFoundError(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
     model = load_checkpoint(find_checkpoint(args.ckpt_path))
     with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp:
         builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads)
@@ -59,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             runners = {name: builder.build(name).run for name in names}
             runners.update({Path(p).name: ort_runner(ort_session(p, args.threads)) for p in args.onnx})
             make_input = lambda b: builder.spec.example(b, seq)  # noqa: E731
-            results = profile(runners, make_input, args.batch_sizes, args.warmup, args.iters)
+            results = profile(runners, make_input, args.batch_sizes, args.warmup, args.iters, args.rounds)
     print(format_table(results))
     if args.json_path:
-        save_results(results, args.json_path, extra={"ckpt_path": args.ckpt_path, "threads": args.threads})
+        save_results(results, args.json_path, extra={"ckpt_path": args.ckpt_path, "threads": args.threads,
+                                                     "cores": os.cpu_count()})
         print(f"json: {args.json_path}")
     if args.chart_path:
         save_chart(results, args.chart_path)

@@ -29,18 +29,16 @@ _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 @dataclass
 class QuantizationConfig:
-    """Which quantized variants to build and how to measure them against fp32."""
+    """Which quantized variants to build, and how much validation data to calibrate and compare them on.
+
+    Latency is not measured at fit end (one short run on a busy machine gives ratios with no
+    meaning): profile the written artifacts with ``nl-lightning profile`` or the benchmark."""
 
     methods: list[QuantMethod] = field(default_factory=lambda: ["ort_int8_dynamic"])
     calibration_batches: int = 8
     """Validation batches that calibrate static INT8 activation ranges."""
     eval_batches: int | None = 20
     """Validation batches for the metric comparison (None = all)."""
-    latency_batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
-    warmup: int = 3
-    iters: int = 10
-    threads: int | None = None
-    """Threads for torch and ONNX Runtime while timing (None = torch's current setting)."""
 
     def __post_init__(self) -> None:
         validate_methods(self.methods)
@@ -48,12 +46,6 @@ class QuantizationConfig:
             raise ValueError(f"QuantizationConfig.calibration_batches={self.calibration_batches} must be >= 1.")
         if self.eval_batches is not None and self.eval_batches < 1:
             raise ValueError(f"QuantizationConfig.eval_batches={self.eval_batches} must be >= 1 or None (all).")
-        if not self.latency_batch_sizes or min(self.latency_batch_sizes) < 1:
-            raise ValueError(
-                f"QuantizationConfig.latency_batch_sizes={self.latency_batch_sizes} must be positive sizes."
-            )
-        if self.iters < 1 or self.warmup < 0:
-            raise ValueError(f"QuantizationConfig iters={self.iters} must be >= 1 and warmup={self.warmup} >= 0.")
 
 
 def validate_methods(methods: list[str], allowed: tuple[str, ...] = QUANT_METHODS) -> None:

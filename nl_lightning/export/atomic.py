@@ -1,32 +1,86 @@
-"""Atomic artifact writes: build files in a temporary folder beside the target, then ``os.replace``.
+"""Atomic writes: build in a hidden, locked temporary folder beside the target, then move it in one step.
 
-A reader never sees a half-written model, and a crash leaves the previous artifact in place.
-Formats that write side files (ONNX external data next to ``model.onnx``) keep their relative
-names, because every file of the folder moves together and the main file moves last.
+``atomic_output`` does it for one file (and its side files), ``staged_dir`` for a whole folder
+(an export): the folder is built as ``.<name>.tmp-XXXX`` and exchanged with the target in one
+``renameat2(RENAME_EXCHANGE)`` call on Linux, so a reader sees the old folder or the new one,
+never a mix. Each temporary folder holds an ``flock`` while its writer lives; a writer killed
+(even by SIGKILL) drops the lock, and the next write to the same target removes the leftovers.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so stale folders are not cleaned automatically
+    fcntl = None  # type: ignore[assignment]
+
+TMP_MARK = ".tmp-"
+
+
+def temp_prefix(target: Path) -> str:
+    """Temporary folders for ``target`` are named ``.<target name>.tmp-<random>``."""
+    return f".{target.name}{TMP_MARK}"
+
+
+@contextmanager
+def locked_temp_dir(target: str | Path) -> Iterator[Path]:
+    """A fresh hidden folder beside ``target``, locked while in use and removed on exit.
+
+    Stale folders of earlier writers to the same target (killed before they could clean up) are
+    removed first.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
+    fd = _lock(tmp)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+
+
+def clean_stale(target: str | Path) -> list[Path]:
+    """Remove the temporary folders of ``target`` whose writer is gone (their lock is free)."""
+    target = Path(target)
+    if fcntl is None or not target.parent.is_dir():
+        return []
+    removed = []
+    for path in target.parent.glob(f"{temp_prefix(target)}*"):
+        if path.is_dir() and not path.is_symlink():
+            fd = _lock(path, blocking=False)
+            if fd is None:
+                continue  # a live writer holds it
+            shutil.rmtree(path, ignore_errors=True)
+            os.close(fd)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
 
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path with ``path``'s file name; on success move it (and siblings) into place.
 
-    Returns nothing on failure: the temporary folder is removed and ``path`` is untouched.
+    Side files the writer puts beside it (ONNX external data) keep their relative names and move
+    first; the main file moves last. On failure nothing is moved and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with locked_temp_dir(path) as tmp_dir:
         yield tmp_dir / path.name
         main = tmp_dir / path.name
         if not main.exists():
@@ -34,8 +88,34 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         for side in sorted(p for p in tmp_dir.iterdir() if p != main):
             os.replace(side, path.parent / side.name)
         os.replace(main, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(target: str | Path) -> Iterator[Path]:
+    """Yield an empty folder to build ``target`` in; on success it replaces ``target`` in one step.
+
+    Until then the old ``target`` (if any) stays whole; on failure or a kill it is untouched.
+    Temporary files that libraries make through ``tempfile`` (ONNX Runtime's quantizer) are
+    created inside the staging folder too, so a kill leaves nothing outside it.
+    """
+    target = Path(target)
+    with locked_temp_dir(target) as tmp:
+        build = tmp / "build"
+        build.mkdir()
+        with _tempfile_dir(tmp):
+            yield build
+        replace_dir(build, target, tmp / "old")
+
+
+def replace_dir(new: Path, target: Path, trash: Path) -> None:
+    """Put folder ``new`` at ``target``. The previous ``target`` ends up at ``new`` (exchanged) or
+    at ``trash``; both should lie inside a locked temporary folder, which removes them."""
+    if not target.exists():
+        os.rename(new, target)
+    elif not _exchange(new, target):
+        # No atomic exchange (not Linux, or the filesystem lacks it): two renames, old folder first.
+        os.rename(target, trash)
+        os.rename(new, target)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -52,3 +132,47 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def _lock(path: Path, blocking: bool = True) -> int | None:
+    """An exclusive ``flock`` on folder ``path``: its fd, or None if another process holds it."""
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: this filesystem cannot exchange
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
+@contextmanager
+def _tempfile_dir(folder: Path) -> Iterator[None]:
+    before = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+

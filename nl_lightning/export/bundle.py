@@ -2,11 +2,14 @@
 
 The one entry point behind ``ExportCallback`` and ``nl-lightning export``. ONNX-derived formats
 (optimized, INT8 dynamic / static) are built from ``model.onnx``, which is therefore always written
-when any of them is asked for.
+when any of them is asked for. The whole export is built in a hidden folder beside ``out_dir``
+and replaces it in one step, so ``out_dir`` always holds one complete export (see ``atomic``).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -16,11 +19,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from nl_lightning.export.inputs import InputSpec, input_spec
-from nl_lightning.export.manifest import artifact_entry, build_manifest, write_manifest
+from nl_lightning.export.atomic import staged_dir
+from nl_lightning.export.inputs import InputSpec, batch_input, input_spec
+from nl_lightning.export.manifest import MANIFEST_NAME, artifact_entry, build_manifest, listed_files, write_manifest
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
 from nl_lightning.export.ort import OptimizationLevel
-from nl_lightning.export.parity import ParityError, Tolerance, check_parity, parity_inputs
+from nl_lightning.export.parity import (
+    AgreementTolerance, ParityError, Tolerance, check_agreement, check_parity, parity_inputs,
+)
 
 ExportFormat = Literal[
     "onnx", "onnx_optimized", "onnx_int8_dynamic", "onnx_int8_static", "pt2", "torchscript", "tensorrt",
@@ -51,13 +57,17 @@ class ExportConfig:
     """Sequence lengths to check; None = [L // 2, L] with L = min(32, max_seq_len)."""
     atol: float = 1e-4
     rtol: float = 1e-3
-    quantized_atol: float = 0.15
-    """INT8 formats: max |diff| allowed as a fraction of the largest eager logit."""
+    min_agreement: float = 95.0
+    """INT8 formats: percent of top-1 predictions on real batches that must equal eager's."""
+    max_relative_error: float = 0.2
+    """INT8 formats: bound on RMS(int8 - eager) / RMS(eager logits - their mean) on those batches."""
+    check_batches: int = 8
+    """Batches of the validation / calibration data the INT8 check runs on."""
     calibration_batches: int = 8
     per_channel: bool = True
     """Per-channel weight scales for static INT8."""
     strict: bool = True
-    """Raise ``ParityError`` when a format exceeds its tolerance (the manifest is written first)."""
+    """Raise ``ParityError`` when a format fails its check (the export and manifest are written first)."""
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FILENAMES]
@@ -70,23 +80,31 @@ class ExportConfig:
             if values is not None and (not values or any(v < 1 for v in values)):
                 raise ValueError(f"ExportConfig.{name}={values!r} must be a non-empty list of positive sizes.")
         Tolerance(self.atol, self.rtol)
-        Tolerance(self.quantized_atol, 0.0)
-        if self.calibration_batches < 1:
-            raise ValueError(f"ExportConfig.calibration_batches={self.calibration_batches} must be >= 1.")
+        self.quantized_tolerance()
+        for name in ("calibration_batches", "check_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ExportConfig.{name}={getattr(self, name)} must be >= 1.")
 
-    def tolerance(self, fmt: str) -> Tolerance:
-        if fmt in QUANTIZED_FORMATS:
-            return Tolerance(self.quantized_atol, 0.0, relative=True)
-        return Tolerance(self.atol, self.rtol)
+    def tolerance(self, fmt: str) -> Tolerance | None:
+        """The elementwise tolerance on the shape grid; None for INT8 (judged by ``quantized_tolerance``)."""
+        return None if fmt in QUANTIZED_FORMATS else Tolerance(self.atol, self.rtol)
+
+    def quantized_tolerance(self) -> AgreementTolerance:
+        return AgreementTolerance(self.min_agreement, self.max_relative_error)
 
 
 def export_formats(
     model: nn.Module, out_dir: str | Path, config: ExportConfig | None = None, spec: InputSpec | None = None,
-    calibration: Iterable[Any] | None = None, source: str | None = None,
+    calibration: Iterable[Any] | None = None, source: str | None = None, source_sha256: str | None = None,
+    validation: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``config.formats`` of ``model`` into ``out_dir`` and return the manifest (also saved).
 
     ``calibration``: batches for static INT8 (e.g. a ``val_dataloader()``); None = random inputs.
+    ``validation``: batches INT8 artifacts are checked on (default: ``calibration``); without
+    either, they are checked on random inputs, by their error only. ``source`` /
+    ``source_sha256`` name the checkpoint the model came from. ``out_dir`` must be new, empty or
+    an earlier export: it is replaced as a whole.
     """
     config = config or ExportConfig()
     if "tensorrt" in config.formats:
@@ -94,28 +112,89 @@ def export_formats(
 
         check_tensorrt()  # fail before spending time on the other formats
     out_dir = Path(out_dir)
+    check_replaceable(out_dir)
     spec = spec or input_spec(model)
     net = inference_copy(model)
+    calibration = _take(calibration, max(config.calibration_batches, config.check_batches))
+    checks = _check_inputs(spec, validation if validation is not None else calibration, config)
+    with staged_dir(out_dir) as build:
+        manifest = _write_all(net, build, spec, config, calibration, checks)
+        manifest.update(source=source, source_sha256=source_sha256)
+        write_manifest(build, manifest)
+    failures = [a["format"] for a in manifest["artifacts"] if not a["parity_ok"]]
+    if failures:
+        message = f"Parity check failed for {failures}; measured errors are in {out_dir / MANIFEST_NAME}."
+        if config.strict:
+            raise ParityError(message + " Loosen atol / min_agreement / max_relative_error only if the loss is "
+                                        "expected, or drop the format.")
+        warnings.warn(message, stacklevel=2)
+    return manifest
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a folder that holds anything an export did not write (checkpoints, ...)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise NotADirectoryError(f"out_dir {out_dir} is a file; pass a folder for the export.")
+    entries = {p.name for p in out_dir.iterdir()}
+    if not entries:
+        return
+    try:
+        listed = {name.split("/")[0] for name in listed_files(json.loads((out_dir / MANIFEST_NAME).read_text()))}
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        listed = set()
+    extra = sorted(entries - listed) if listed else sorted(entries)
+    if extra:
+        raise ValueError(
+            f"out_dir {out_dir} holds {extra[:5]}, which no export wrote there. An export replaces its whole "
+            "folder, so pass a new or empty folder, or the folder of an earlier export."
+        )
+
+
+def _write_all(net: nn.Module, out_dir: Path, spec: InputSpec, config: ExportConfig, calibration: list[Any] | None,
+               checks: tuple[list[Tensor], str] | None) -> dict[str, Any]:
     inputs = parity_inputs(spec.example, config.parity_batch_sizes, _seq_lens(spec, config))
-    artifacts, failures = [], []
+    artifacts = []
     for fmt in _ordered(config.formats):
         path = out_dir / FILENAMES[fmt]
         runner = _WRITERS[fmt](net, path, spec, config, out_dir, calibration)
         tol = config.tolerance(fmt)
         records = check_parity(net, runner, inputs, tol, name=fmt, strict=False)
         files = onnx_files(path) if fmt.startswith("onnx") else [path]
-        artifacts.append(artifact_entry(fmt, files, out_dir, asdict(tol), records))
-        if not artifacts[-1]["parity_ok"]:
-            failures.append(fmt)
+        entry = artifact_entry(fmt, files, out_dir, asdict(tol) if tol else None, records)
+        if fmt in QUANTIZED_FORMATS:
+            qtol = config.quantized_tolerance()
+            entry["tolerance"] = asdict(qtol)
+            entry["agreement"] = check_agreement(net, runner, checks[0], qtol, data=checks[1])
+            entry["parity_ok"] = entry["parity_ok"] and entry["agreement"]["ok"]
+        artifacts.append(entry)
     opset = config.opset if any(f.startswith("onnx") for f in config.formats) else None
-    manifest = build_manifest(artifacts, spec.to_dict(), opset, source)
-    write_manifest(out_dir, manifest)
-    if failures:
-        message = f"Parity check failed for {failures}; measured errors are in {out_dir / 'manifest.json'}."
-        if config.strict:
-            raise ParityError(message + " Loosen atol / quantized_atol only if the loss is expected.")
-        warnings.warn(message, stacklevel=2)
-    return manifest
+    return build_manifest(artifacts, spec.to_dict(), opset)
+
+
+def _take(batches: Iterable[Any] | None, n: int) -> list[Any] | None:
+    """The first ``n`` batches, read once (a generator is not re-iterable)."""
+    return None if batches is None else list(itertools.islice(batches, n))
+
+
+def _check_inputs(spec: InputSpec, batches: Iterable[Any] | None,
+                  config: ExportConfig) -> tuple[list[Tensor], str] | None:
+    """Model inputs for the INT8 check: real batches, or (with a warning) random ones."""
+    if not any(f in QUANTIZED_FORMATS for f in config.formats):
+        return None
+    if batches is not None:
+        inputs = [batch_input(b) for b in itertools.islice(batches, config.check_batches)]
+        if not inputs:
+            raise ValueError("The validation / calibration data is empty: the INT8 check needs at least one batch.")
+        return inputs, "real"
+    warnings.warn(
+        "INT8 artifacts are checked on random inputs because no data was given, by their error only; pass "
+        "validation batches (ExportCallback and `nl-lightning export` do) to check their top-1 agreement.",
+        stacklevel=3,
+    )
+    seq = spec.clamp_seq(32)
+    return [spec.example(8, seq, seed=100 + i) for i in range(config.check_batches)], "random"
 
 
 def _seq_lens(spec: InputSpec, config: ExportConfig) -> list[int]:

@@ -1,9 +1,12 @@
 """``profile``: latency (mean / p50 / p95 / p99), throughput and peak memory of several runners.
 
-Each runner is ``fn(x) -> output`` (eager, compiled, ORT session, quantized); each is warmed up,
-then timed call by call at every batch size. Peak memory is CUDA's allocator peak on GPU, and on
-CPU the resident-set growth above the pre-run level, sampled every millisecond (so it includes
-ONNX Runtime's arena, which torch's counters cannot see).
+Each runner is ``fn(x) -> output`` (eager, compiled, ORT session, quantized). At every batch size
+each is warmed up, then all are timed in ``rounds`` rounds of ``iters`` calls, the order rotating
+every round, so a change in the machine's load falls on every runner alike rather than on
+whichever ran last. Every result carries the thread count and the load average it was measured
+under: latency on a CPU means little without them. Peak memory is CUDA's allocator peak on GPU,
+and on CPU the resident-set growth above the pre-run level, sampled every millisecond (so it
+includes ONNX Runtime's arena, which torch's counters cannot see).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+Clock = Callable[[], float]
+
 
 @dataclass
 class ProfileResult:
@@ -26,23 +31,32 @@ class ProfileResult:
     batch_size: int
     seq_len: int
     iters: int
+    """Timed calls in all (rounds x calls per round)."""
+    rounds: int
     mean_ms: float
     p50_ms: float
     p95_ms: float
     p99_ms: float
     throughput: float
-    """Samples (sequences) per second at the mean latency."""
+    """Samples (sequences) per second at the median latency."""
     peak_mem_mb: float | None
+    threads: int
+    """torch's intra-op threads while timing (``nl-lightning profile`` gives ONNX Runtime the same)."""
+    load_avg_1m: float | None
+    """The machine's 1-minute load average right after this batch size was timed."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def validate_profile(batch_sizes: Sequence[int], warmup: int, iters: int) -> None:
+def validate_profile(batch_sizes: Sequence[int], warmup: int, iters: int, rounds: int = 1) -> None:
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise ValueError(f"profile batch_sizes={list(batch_sizes)} must be a non-empty list of positive sizes.")
-    if warmup < 0 or iters < 1:
-        raise ValueError(f"profile needs warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}.")
+    if warmup < 0 or iters < 1 or rounds < 1:
+        raise ValueError(
+            f"profile needs warmup >= 0, iters >= 1 and rounds >= 1, got warmup={warmup}, iters={iters}, "
+            f"rounds={rounds}."
+        )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -53,7 +67,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def time_calls(fn: Callable[[Tensor], Any], x: Tensor, warmup: int = 5, iters: int = 20) -> list[float]:
+def time_calls(fn: Callable[[Tensor], Any], x: Tensor, warmup: int = 5, iters: int = 20,
+               clock: Clock = time.perf_counter) -> list[float]:
     """Wall time of each call in milliseconds, after ``warmup`` untimed calls."""
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     with torch.inference_mode():
@@ -62,30 +77,55 @@ def time_calls(fn: Callable[[Tensor], Any], x: Tensor, warmup: int = 5, iters: i
         sync()
         times = []
         for _ in range(iters):
-            start = time.perf_counter()
+            start = clock()
             fn(x)
             sync()
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((clock() - start) * 1e3)
     return times
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def profile(
     runners: Mapping[str, Callable[[Tensor], Any]], make_input: Callable[[int], Tensor], batch_sizes: Sequence[int],
-    warmup: int = 5, iters: int = 20,
+    warmup: int = 5, iters: int = 20, rounds: int = 5, clock: Clock = time.perf_counter,
 ) -> list[ProfileResult]:
-    """Profile every runner at every batch size; ``make_input(batch_size)`` gives the input."""
-    validate_profile(batch_sizes, warmup, iters)
+    """Profile every runner at every batch size; ``make_input(batch_size)`` gives the input.
+
+    Each runner gets ``warmup`` untimed calls, then ``rounds`` x ``iters`` timed ones, interleaved
+    with the other runners (the order rotates every round)."""
+    validate_profile(batch_sizes, warmup, iters, rounds)
+    names = list(runners)
     results = []
     for batch_size in batch_sizes:
         x = make_input(batch_size)
-        for name, fn in runners.items():
-            with PeakMemory(x.is_cuda) as mem:
-                times = time_calls(fn, x, warmup, iters)
-            mean = statistics.fmean(times)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        peaks: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(-1, rounds):  # round -1: warm-up
+            shift = max(r, 0) % len(names)
+            for name in names[shift:] + names[:shift]:
+                with PeakMemory(x.is_cuda) as mem:
+                    if r < 0:
+                        time_calls(runners[name], x, warmup, 0, clock)
+                    else:
+                        times[name] += time_calls(runners[name], x, 0, iters, clock)
+                if mem.peak_mb is not None:
+                    peaks[name].append(mem.peak_mb)
+        load = load_average()
+        for name in names:
+            p50 = percentile(times[name], 50)
             results.append(ProfileResult(
-                name=name, batch_size=batch_size, seq_len=x.size(1), iters=iters, mean_ms=mean,
-                p50_ms=percentile(times, 50), p95_ms=percentile(times, 95), p99_ms=percentile(times, 99),
-                throughput=batch_size / (mean / 1e3), peak_mem_mb=mem.peak_mb,
+                name=name, batch_size=batch_size, seq_len=x.size(1), iters=len(times[name]), rounds=rounds,
+                mean_ms=statistics.fmean(times[name]), p50_ms=p50, p95_ms=percentile(times[name], 95),
+                p99_ms=percentile(times[name], 99), throughput=batch_size / (p50 / 1e3) if p50 > 0 else float("inf"),
+                peak_mem_mb=max(peaks[name]) if peaks[name] else None, threads=torch.get_num_threads(),
+                load_avg_1m=load,
             ))
     return results
 

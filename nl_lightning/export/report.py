@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,19 @@ def format_table(results: Sequence[ProfileResult], baseline: str | None = None) 
     widths = [max(len(r[i]) for r in cells) for i in range(len(_COLUMNS))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return "\n".join([caption(results)] + lines)
+
+
+def caption(results: Sequence[ProfileResult]) -> str:
+    """What the figures were measured under: threads, load average, rounds and calls."""
+    if not results:
+        return "no results"
+    threads = sorted({r.threads for r in results})
+    loads = [r.load_avg_1m for r in results if r.load_avg_1m is not None]
+    load = f"{min(loads):.2f}-{max(loads):.2f}" if loads else "unknown"
+    return (f"{'/'.join(map(str, threads))} intra-op thread(s), load average {load} on {os.cpu_count()} cores; "
+            f"{results[0].rounds} interleaved rounds, {results[0].iters} timed calls per runner and batch size; "
+            "speedup = baseline p50 / p50")
 
 
 def save_results(results: Sequence[ProfileResult], path: str | Path, baseline: str | None = None,

@@ -27,7 +27,6 @@ def prune_then_quantize(tmp_path_factory):
     model = TransformerClassifier(CONFIG, num_classes=3, optimizer=dict(lr=3e-3))
     quant = QuantizationCallback(root / "quantized", QuantizationConfig(
         methods=["ort_int8_dynamic", "ort_int8_static", "bf16"], calibration_batches=2, eval_batches=None,
-        latency_batch_sizes=[1, 8], warmup=1, iters=2,
     ))
     pruning = PruningCallback(amount=0.5, start_epoch=0, end_epoch=1, curve="linear")
     trainer = L.Trainer(
@@ -38,15 +37,18 @@ def prune_then_quantize(tmp_path_factory):
     return root, quant, trainer
 
 
-def test_quantized_models_are_smaller_and_stay_within_tolerance(prune_then_quantize):
+def test_quantized_models_are_smaller_and_agree_with_fp32(prune_then_quantize):
     root, quant, _ = prune_then_quantize
     rows = {r["variant"]: r for r in quant.results}
     assert list(rows) == ["eager", "ort_int8_dynamic", "ort_int8_static", "bf16"]
     assert rows["eager"]["accuracy"] > 70  # the fine-tuned, pruned fp32 model learned the task
-    for name in ("ort_int8_dynamic", "ort_int8_static", "bf16"):
+    assert rows["eager"]["samples"] == 204 and rows["eager"]["agreement"] == 100.0  # the whole validation split
+    # A 1-layer, 32-wide model: the fp32 norms, biases and INT8 scales are a large share of its bytes.
+    for name, min_ratio in (("ort_int8_dynamic", 2.0), ("ort_int8_static", 1.7), ("bf16", 1.7)):  # 2.18, 1.80, 1.76
         row = rows[name]
         assert (root / "quantized" / row["path"].rsplit("/", 1)[-1]).is_file()
-        assert row["size_ratio"] > 1.5, row  # smaller on disk than the fp32 state dict
+        assert row["size_ratio"] >= min_ratio, row  # smaller on disk than the fp32 state dict
+        assert row["agreement"] >= 95.0, row  # top-1 predictions kept
         assert row["accuracy_delta"] >= -ACCURACY_TOLERANCE, row
         assert abs(row["loss_delta"]) < 0.1, row
     report = json.loads((root / "quantized" / "quantization.json").read_text())
@@ -64,11 +66,12 @@ def test_quantization_runs_on_the_pruned_fine_tuned_weights(prune_then_quantize)
     assert float(trainer.callback_metrics["pruning/sparsity"]) == pytest.approx(0.5, abs=1e-3)
 
 
-def test_size_latency_and_metric_deltas_are_logged(prune_then_quantize):
+def test_size_agreement_and_metric_deltas_are_logged_and_no_latency(prune_then_quantize):
     root, quant, trainer = prune_then_quantize
     metrics = quant.metrics()
-    for key in ("size_ratio", "latency_ratio_b1", "latency_ratio_b8", "accuracy_delta", "loss_delta"):
-        assert f"quantization/ort_int8_static/{key}" in metrics
+    assert sorted(k for k in metrics if k.startswith("quantization/ort_int8_static/")) == [
+        f"quantization/ort_int8_static/{key}" for key in ("accuracy_delta", "agreement", "loss_delta", "size_ratio")]
+    assert metrics["quantization/ort_int8_static/agreement"] == quant.results[2]["agreement"]
     with open(root / "logs" / "version_0" / "metrics.csv") as f:
         header = next(csv.reader(f))
     assert "quantization/ort_int8_dynamic/size_ratio" in header and "pruning/sparsity" in header

@@ -1,53 +1,87 @@
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
+import signal
+import time
 
 import pytest
+import torch
 
 from nl_lightning.export.bundle import ExportConfig, export_formats
+from nl_lightning.export.manifest import read_manifest
 from nl_lightning.export.parity import ParityError
+from nl_lightning.models import CausalLM, TransformerConfig
 
 
 @pytest.fixture(scope="module")
-def classifier_bundle(models, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundle")
+def classifier_bundle(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "export"
     with pytest.warns(DeprecationWarning, match="deprecated"):  # torch.jit.trace: TorchScript is legacy
         manifest = export_formats(
-            models["classifier"], out,
+            trained.model, out,
             ExportConfig(formats=["onnx_optimized", "onnx_int8_dynamic", "pt2", "torchscript"],
-                         parity_batch_sizes=[1, 3], parity_seq_lens=[5, 16], quantized_atol=0.3),
-            source="test",
+                         parity_batch_sizes=[1, 3], parity_seq_lens=[5, 16], check_batches=4),
+            source="test", source_sha256="ab" * 32, validation=trained.val,
         )
     return out, manifest
 
 
-def test_manifest_lists_files_sizes_and_measured_errors(classifier_bundle):
+def test_manifest_lists_files_sizes_hashes_and_measured_errors(classifier_bundle):
     out, manifest = classifier_bundle
-    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert read_manifest(out) == manifest == json.loads((out / "manifest.json").read_text())
     formats = [a["format"] for a in manifest["artifacts"]]
     assert formats == ["onnx", "onnx_optimized", "onnx_int8_dynamic", "pt2", "torchscript"]  # base ONNX added
-    assert manifest["opset"] == 18 and manifest["source"] == "test"
-    assert manifest["input"] | {} == manifest["input"] and manifest["input"]["name"] == "x"
-    assert manifest["input"]["shape"] == ["batch", "seq", 8] and manifest["input"]["dtype"] == "float32"
+    assert (manifest["manifest_version"], manifest["opset"]) == (2, 18)
+    assert (manifest["source"], manifest["source_sha256"]) == ("test", "ab" * 32)
+    assert manifest["input"] == {"name": "x", "vocab_size": None, "feature_dim": 8, "max_seq_len": None,
+                                 "output_name": "logits", "dtype": "float32", "shape": ["batch", "seq", 8]}
     assert manifest["versions"]["onnxruntime"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", "model.onnx", "model.optimized.onnx", "model.int8_dynamic.onnx", "model.pt2",
+         "model.torchscript.pt"])
     for artifact in manifest["artifacts"]:
         for f in artifact["files"]:
-            assert (out / f["path"]).stat().st_size == f["bytes"] > 0
+            data = (out / f["path"]).read_bytes()
+            assert f["bytes"] == len(data) > 0 and f["sha256"] == hashlib.sha256(data).hexdigest()
         assert [(r["batch_size"], r["seq_len"]) for r in artifact["parity"]] == [(1, 5), (1, 16), (3, 5), (3, 16)]
         assert artifact["parity_ok"] and artifact["max_abs_err"] == max(r["max_abs_err"] for r in artifact["parity"])
-    fp32 = {a["format"]: a for a in manifest["artifacts"]}
-    assert fp32["onnx"]["tolerance"] == {"atol": 1e-4, "rtol": 1e-3, "relative": False}
-    assert fp32["onnx"]["max_abs_err"] < 1e-5 and fp32["pt2"]["max_abs_err"] < 1e-5
-    assert fp32["onnx_int8_dynamic"]["bytes"] < fp32["onnx"]["bytes"]
+    by_format = {a["format"]: a for a in manifest["artifacts"]}
+    assert by_format["onnx"]["tolerance"] == {"atol": 1e-4, "rtol": 1e-3, "relative": False}
+    assert by_format["onnx"]["max_abs_err"] < 1e-5 and by_format["pt2"]["max_abs_err"] < 1e-5
 
 
-def test_failed_parity_raises_after_writing_the_manifest(models, tmp_path):
-    config = ExportConfig(formats=["onnx_int8_dynamic"], quantized_atol=0.0, parity_batch_sizes=[2],
-                          parity_seq_lens=[4])
-    with pytest.raises(ParityError, match=r"Parity check failed for \['onnx_int8_dynamic'\]"):
-        export_formats(models["lm"], tmp_path, config)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+def test_int8_is_checked_by_top1_agreement_on_the_validation_batches(classifier_bundle):
+    _, manifest = classifier_bundle
+    int8 = {a["format"]: a for a in manifest["artifacts"]}["onnx_int8_dynamic"]
+    assert int8["tolerance"] == {"min_agreement": 95.0, "max_relative_error": 0.2}
+    check = int8["agreement"]
+    assert (check["data"], check["batches"], check["predictions"], check["agreement_checked"]) == ("real", 4, 128, True)
+    assert check["top1_agreement"] >= 95.0 and check["relative_error"] < 0.1 and check["ok"]
+    assert "agreement" not in {a["format"]: a for a in manifest["artifacts"]}["onnx"]  # fp32: elementwise only
+
+
+def test_without_data_int8_is_checked_on_random_inputs_and_a_failed_check_raises_after_writing(models, tmp_path):
+    config = ExportConfig(formats=["onnx_int8_dynamic"], min_agreement=100.0, max_relative_error=1e-6,
+                          parity_batch_sizes=[1], parity_seq_lens=[4], check_batches=2)
+    with pytest.warns(UserWarning, match="checked on random inputs because no data was given"):
+        with pytest.raises(ParityError, match=r"Parity check failed for \['onnx_int8_dynamic'\]"):
+            export_formats(models["lm"], tmp_path / "export", config)
+    manifest = read_manifest(tmp_path / "export")  # written, complete, and saying what failed
     assert [a["parity_ok"] for a in manifest["artifacts"]] == [True, False]
+    check = manifest["artifacts"][1]["agreement"]
+    assert (check["data"], check["batches"], check["agreement_checked"]) == ("random", 2, False)
+    assert check["relative_error"] > 1e-6 and not check["ok"]  # the error bound failed, not the agreement
+
+
+def test_an_export_never_replaces_a_folder_it_did_not_write(models, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    with pytest.raises(ValueError, match=r"holds \['checkpoints'\], which no export wrote there"):
+        export_formats(models["lm"], tmp_path, ExportConfig(formats=["onnx"]))
+    assert (tmp_path / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]  # no temporary folder left
 
 
 @pytest.mark.parametrize(
@@ -59,8 +93,62 @@ def test_failed_parity_raises_after_writing_the_manifest(models, tmp_path):
         (dict(parity_batch_sizes=[0]), r"parity_batch_sizes=\[0\] must be a non-empty list"),
         (dict(atol=-1.0), "must be >= 0"),
         (dict(calibration_batches=0), "calibration_batches=0 must be >= 1"),
+        (dict(check_batches=0), "check_batches=0 must be >= 1"),
+        (dict(min_agreement=95.5 * 2), r"min_agreement=191.0 is a percentage"),
+        (dict(max_relative_error=-0.1), r"max_relative_error=-0.1 must be > 0"),
     ],
 )
 def test_export_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ExportConfig(**kwargs)
+
+
+def _export(out, seed: int) -> dict:
+    """Export a tiny LM with weights from ``seed``: .pt2 then TorchScript, so a kill can land between them."""
+    torch.manual_seed(seed)
+    model = CausalLM(TransformerConfig(n_layers=1, d_model=32, n_heads=4, max_seq_len=32)).eval()
+    config = ExportConfig(formats=["pt2", "torchscript"], parity_batch_sizes=[1], parity_seq_lens=[8])
+    return export_formats(model, out, config)
+
+
+def _artifacts(manifest: dict) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Files and hashes; TorchScript archives differ byte-wise between identical saves, so those
+    are compared by their outputs (``_same_torchscript``)."""
+    return [(a["format"], [(f["path"], f["sha256"] if a["format"] != "torchscript" else "-") for f in a["files"]])
+            for a in manifest["artifacts"]]
+
+
+def _same_torchscript(a, b) -> bool:
+    x = torch.randint(0, 256, (2, 8))
+    return torch.equal(torch.jit.load(a / "model.torchscript.pt")(x), torch.jit.load(b / "model.torchscript.pt")(x))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace
+def test_a_re_export_killed_mid_build_leaves_the_old_export_whole(tmp_path):
+    """SIGKILL while the new export is half built: the folder is still the old, complete export;
+    the next export cleans up the killed one's leftovers and equals an uninterrupted run."""
+    work = tmp_path / "work"
+    old = _export(work / "export", seed=1)
+    new = _export(tmp_path / "reference", seed=2)  # the uninterrupted run of the new weights
+    assert _artifacts(old) != _artifacts(new) and not _same_torchscript(work / "export", tmp_path / "reference")
+
+    # A forked child (modules already imported: no second start-up cost), killed with SIGKILL as
+    # soon as its new model.pt2 is in the staging folder and before the TorchScript file is.
+    child = multiprocessing.get_context("fork").Process(target=_export, args=(work / "export", 2))
+    child.start()
+    deadline = time.monotonic() + 120
+    while child.is_alive() and time.monotonic() < deadline and not any(work.glob(".export.tmp-*/build/model.pt2")):
+        time.sleep(0.002)
+    child.kill()
+    child.join()
+    assert child.exitcode == -signal.SIGKILL, "the export finished before it could be killed"
+    assert not any(work.glob(".export.tmp-*/build/model.torchscript.pt"))  # killed half way
+    assert read_manifest(work / "export") == old  # every file verified against the old manifest's hashes
+    assert not _same_torchscript(work / "export", tmp_path / "reference")
+    assert [p.name for p in work.glob(".export.tmp-*")]  # the kill's debris, for the next run to clean
+
+    _export(work / "export", seed=2)
+    assert _artifacts(read_manifest(work / "export")) == _artifacts(new)
+    assert _same_torchscript(work / "export", tmp_path / "reference")
+    assert [p.name for p in work.iterdir()] == ["export"]  # no hidden folder left behind

@@ -4,7 +4,6 @@ import onnx
 import pytest
 import torch
 
-from nl_lightning.export.atomic import atomic_output
 from nl_lightning.export.inputs import InputSpec, input_spec
 from nl_lightning.export.onnx import export_onnx, has_external_data, onnx_files, onnx_opset
 from nl_lightning.export.ort import ort_runner, ort_session
@@ -44,22 +43,6 @@ def test_external_data_is_written_beside_the_model_and_loads(fresh_lm, tmp_path)
     x = torch.randint(0, 256, (2, 7))
     with torch.inference_mode():
         torch.testing.assert_close(ort_runner(ort_session(path))(x), model(x), atol=ATOL, rtol=RTOL)
-
-
-def test_atomic_output_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "model.onnx"
-    target.write_text("previous")
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_output(target) as tmp:
-            tmp.write_text("half written")
-            raise RuntimeError("boom")
-    assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
-
-
-def test_atomic_output_requires_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="did not produce model.onnx"):
-        with atomic_output(tmp_path / "model.onnx"):
-            pass
 
 
 def test_input_spec_reserves_the_cls_position_and_rejects_plain_modules():

@@ -13,7 +13,7 @@ from nl_lightning.export.ort import (
     quantize_onnx_dynamic,
     quantize_onnx_static,
 )
-from nl_lightning.export.parity import Tolerance, compare
+from nl_lightning.export.parity import AgreementTolerance, check_agreement
 
 
 def _size(path) -> int:
@@ -28,22 +28,26 @@ def test_optimized_graph_is_its_own_model_and_matches(models, onnx_paths, name, 
         torch.testing.assert_close(ort_runner(ort_session(path))(x), models[name](x), atol=1e-4, rtol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["lm", "classifier"])
-@pytest.mark.parametrize("mode", ["dynamic", "static"])
-def test_int8_is_smaller_and_close(models, onnx_paths, name, mode, tmp_path):
-    spec = input_spec(models[name])
+@pytest.mark.parametrize(("mode", "min_size_ratio"), [("dynamic", 3.0), ("static", 2.5)])
+def test_int8_of_a_trained_model_is_smaller_and_agrees_on_validation_data(trained, mode, min_size_ratio, tmp_path):
+    """README: dynamic INT8 is 3.2-3.65x smaller. Static stores a scale and zero point per channel and
+    per activation (QDQ pairs), so it is a little larger. Both must keep >= 95% of the trained
+    model's top-1 predictions on held-out batches (measured: 99.0-99.8%)."""
     dst = tmp_path / f"{mode}.onnx"
     if mode == "dynamic":
-        quantize_onnx_dynamic(onnx_paths[name], dst)
+        quantize_onnx_dynamic(trained.onnx, dst)
     else:
-        batches = [(spec.example(8, 12, seed=i), None) for i in range(4)]
-        quantize_onnx_static(onnx_paths[name], dst, DataLoaderCalibrationReader(batches, spec.name, 4))
-    assert _size(dst) < 0.6 * _size(onnx_paths[name])  # scales and fp32 norms weigh a lot in a tiny model
+        quantize_onnx_static(trained.onnx, dst, DataLoaderCalibrationReader(trained.val[:4], "x", 4))
+    assert _size(trained.onnx) / _size(dst) >= min_size_ratio
     assert sorted(p.name for p in tmp_path.iterdir()) == [dst.name]  # pre-processing files cleaned up
-    x = spec.example(3, 12, seed=99)
-    with torch.inference_mode():
-        result = compare(models[name](x), ort_runner(ort_session(dst))(x), Tolerance(0.3, 0.0, relative=True))
-    assert result["ok"], result  # untrained weights: within 30% of the largest logit (trained: ~5-10%)
+    inputs = [x for x, _ in trained.val]
+    record = check_agreement(trained.model, ort_runner(ort_session(dst)), inputs, AgreementTolerance(95.0, 0.1))
+    assert record["ok"] and record["predictions"] == sum(len(x) for x in inputs), record
+    assert record["top1_agreement"] >= 95.0 and record["relative_error"] < 0.1
+
+
+def test_trained_fixture_learned_the_task(trained):
+    assert trained.accuracy > 80  # chance is 33%: its logits have margins the INT8 checks rely on
 
 
 def test_calibration_reader_stops_after_n_batches():

@@ -1,0 +1,86 @@
+"""Atomic files and folders: a reader sees the old version or the new one, and a killed writer's
+leftovers are removed by the next write."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+from nl_lightning.export import atomic
+from nl_lightning.export.atomic import atomic_output, clean_stale, locked_temp_dir, staged_dir
+
+
+def _tree(path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_text("previous")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_output(target) as tmp:
+            tmp.write_text("half written")
+            raise RuntimeError("boom")
+    assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_atomic_output_requires_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="did not produce model.onnx"):
+        with atomic_output(tmp_path / "model.onnx"):
+            pass
+
+
+@pytest.fixture
+def old_export(tmp_path):
+    out = tmp_path / "export"
+    with staged_dir(out) as build:
+        (build / "model.onnx").write_bytes(b"old graph")
+        (build / "manifest.json").write_text("old")
+    return out
+
+
+def test_staged_dir_replaces_the_whole_folder_in_one_step(old_export, tmp_path):
+    with staged_dir(old_export) as build:
+        (build / "model.pt2").write_bytes(b"new program")
+        (build / "manifest.json").write_text("new")
+        assert _tree(old_export) == {"manifest.json": b"old", "model.onnx": b"old graph"}  # untouched until the end
+        assert build.parent.name.startswith(".export.tmp-") and build.parent.parent == tmp_path
+    assert _tree(old_export) == {"manifest.json": b"new", "model.pt2": b"new program"}  # no stale model.onnx
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # old folder and staging area gone
+
+
+def test_a_failed_build_leaves_the_old_folder_whole(old_export, tmp_path):
+    with pytest.raises(RuntimeError, match="killed"):
+        with staged_dir(old_export) as build:
+            (build / "model.onnx").write_bytes(b"new graph")
+            raise RuntimeError("killed")
+    assert _tree(old_export) == {"manifest.json": b"old", "model.onnx": b"old graph"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_without_an_atomic_exchange_the_fallback_still_swaps(old_export, tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)  # as on macOS / filesystems without it
+    with staged_dir(old_export) as build:
+        (build / "manifest.json").write_text("new")
+    assert _tree(old_export) == {"manifest.json": b"new"} and sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_library_temp_files_go_into_the_staging_folder(tmp_path):
+    with staged_dir(tmp_path / "export") as build:
+        with tempfile.NamedTemporaryFile() as f:
+            assert os.path.dirname(f.name) == str(build.parent)  # removed with it, even after a kill
+    assert tempfile.gettempdir() != str(build.parent)
+
+
+def test_stale_folders_of_dead_writers_go_and_live_ones_stay(tmp_path):
+    target = tmp_path / "export"
+    stale = tmp_path / ".export.tmp-dead1234"  # a writer killed mid-build: nobody holds its lock
+    (stale / "build").mkdir(parents=True)
+    (stale / "build" / "model.onnx").write_bytes(b"half")
+    (tmp_path / ".other.tmp-x").mkdir()  # another target's: not ours to judge
+    with locked_temp_dir(target) as live:  # the next writer removes the stale folder on its way in
+        assert not stale.exists()
+        assert clean_stale(target) == [] and live.is_dir()  # while a live writer's folder stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-x"]
