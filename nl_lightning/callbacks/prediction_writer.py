@@ -32,7 +32,7 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(
         self,
         output_dir: str = "predictions",
-        format: ShardFormat = "parquet",
+        format: ShardFormat = "npz",
         rows_per_shard: int = 65536,
         allow_pickle: bool = False,
         overwrite: bool = False,
@@ -41,7 +41,8 @@ class PredictionWriter(BasePredictionWriter):
         """
         Args:
             output_dir: folder of the shards, their records and ``manifest.json``.
-            format: ``parquet``, ``npz``, ``npy`` (one structured array), ``jsonl`` or ``pickle``.
+            format: ``npz`` (NumPy only), ``parquet`` (needs pyarrow: the ``data`` extra), ``npy`` (one
+                structured array), ``jsonl``, or ``pickle`` (with ``allow_pickle``).
             rows_per_shard: rows per shard, rounded up to whole batches.
             allow_pickle: permit ``format='pickle'`` (its files run code when loaded).
             overwrite: delete what ``output_dir`` holds and start over, instead of resuming.

@@ -144,7 +144,7 @@ def test_sigkill_mid_run_then_resume_writes_every_sample_exactly_once(tmp_path):
         time.sleep(0.05)
     job.send_signal(signal.SIGKILL)
     job.wait(30)
-    before = {p.name: p.read_bytes() for p in out.glob("part-*")}
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("part-*")}
     assert 2 <= len(before) < 4, sorted(before)  # killed mid-run, not after it
     resumed = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=300)
@@ -153,7 +153,7 @@ def test_sigkill_mid_run_then_resume_writes_every_sample_exactly_once(tmp_path):
     assert len(np.unique(got["row_id"])) == len(got["row_id"]) == ROWS  # no duplicate, none missing
     run(str(tmp_path / "uninterrupted"))
     assert_same(got, read_predictions(tmp_path / "uninterrupted"))
-    assert {p.name: p.read_bytes() for p in out.glob("part-*") if p.name in before} == before
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("part-*") if p.name in before} == before
     assert not list(out.glob(".part-*"))  # no temporary file left behind
 
 

@@ -37,6 +37,26 @@ def test_both_backends_predict_what_the_model_computes(regressor_version, backen
     np.testing.assert_array_equal(got["row_id"], np.arange(30))
 
 
+class CountingPredictor(Predictor):
+    def forward(self, x):
+        self.rows = getattr(self, "rows", 0) + len(x)
+        return super().forward(x)
+
+
+def test_a_resumed_job_runs_the_model_only_on_unwritten_shards(regressor_version, tmp_path):
+    folder = regressor_version[1]
+    x = raw_features(40, seed=9)
+    first = predict(Predictor(str(folder)), x, tmp_path)
+    last = sorted(tmp_path.glob("part-*"))[-1]  # rows 32-39: as if the job died before writing it
+    last.unlink()
+    (tmp_path / "_records" / f"{last.name}.json").unlink()
+    (tmp_path / "manifest.json").unlink()
+    counting = CountingPredictor(str(folder))
+    resumed = predict(counting, x, tmp_path)
+    assert counting.rows == 8
+    np.testing.assert_array_equal(resumed["values"], first["values"])
+
+
 def test_predict_config_runs_end_to_end(regressor_version, tmp_path, monkeypatch):
     """The shipped YAML, as its comment says to run it, from a fresh working directory."""
     model, folder = regressor_version
@@ -44,8 +64,8 @@ def test_predict_config_runs_end_to_end(regressor_version, tmp_path, monkeypatch
     monkeypatch.setattr("sys.argv", ["nl-lightning"])
     x = raw_features(40, seed=8)
     np.save(tmp_path / "features.npy", x)
-    main(["predict", "--config", str(CONFIG), f"--model.init_args.source={folder}",
-          "--trainer.enable_progress_bar=false"])
+    assert main(["predict", "--config", str(CONFIG), f"--model.init_args.source={folder}",
+                 "--trainer.enable_progress_bar=false"]) == 0
     got = read_predictions(tmp_path / "predictions")
     with torch.no_grad():
         np.testing.assert_allclose(got["values"], model(torch.from_numpy(x)).numpy(), rtol=1e-6, atol=1e-6)
