@@ -11,9 +11,11 @@ from nl_lightning.callbacks.throughput import TaskThroughputMonitor
 from nl_lightning.callbacks.run_metadata import RunMetadata
 from nl_lightning.callbacks.curves import CurvesCallback
 from nl_lightning.callbacks.model_registry import ModelRegistryCallback
+from nl_lightning.callbacks.prediction_writer import PredictionWriter
 
 __all__ = [
     "TextSampleCallback", "ExportCallback", "PruningCallback", "QuantizationCallback",
     "GradientMonitor", "NonFiniteGradientError", "HistogramMonitor", "ConfusionMatrixMonitor",
     "TaskThroughputMonitor", "RunMetadata", "CurvesCallback", "ModelRegistryCallback",
+    "PredictionWriter",
 ]
