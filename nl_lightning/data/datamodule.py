@@ -11,11 +11,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 
 from nl_lightning.data.cache import CacheKind, make_cache
 from nl_lightning.data.dataset import ArrayDataset, collate_batch
 from nl_lightning.data.readers.base import Reader
+from nl_lightning.data.resumable import EpochSampler, ResumableDataLoader, SkippingBatchSampler
 from nl_lightning.data.sampler import ArrayBatchSampler
 from nl_lightning.data.split import split_rows
 from nl_lightning.data.stats import feature_moments
@@ -211,12 +212,15 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         if self.num_workers > 0:
             workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
         dataset, train = self.datasets[split], split == "train"
-        sampler = RandomSampler(dataset) if train and self.shuffle else SequentialSampler(dataset)
-        batches = ArrayBatchSampler(sampler, self.batch_size, drop_last=train and self.drop_last)
-        return DataLoader(
-            dataset, batch_sampler=batches, num_workers=self.num_workers, pin_memory=self.pin_memory,
-            collate_fn=collate_batch, **workers,
-        )
+        if not train:
+            batches = ArrayBatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
+            return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
+                              pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
+        # Training: order from (seed, epoch) only, and resumable mid-epoch (``data/resumable.py``).
+        sampler = EpochSampler(dataset, self.seed) if self.shuffle else SequentialSampler(dataset)
+        batches = SkippingBatchSampler(sampler, self.batch_size, drop_last=self.drop_last)
+        return ResumableDataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
+                                   pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", "fit")
@@ -253,11 +257,19 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         return self._generators[device]
 
     def state_dict(self) -> dict[str, Any]:
-        """Normalize statistics, so validate / predict / serve use the training split's."""
-        return {"normalize": self.normalizer.state_dict()} if self.normalizer.fitted else {}
+        """Normalize statistics (for models that do not normalize themselves) and the state of the
+        batch-augmentation generators, so a resumed run draws the same noise as an uninterrupted one."""
+        state: dict[str, Any] = {"normalize": self.normalizer.state_dict()} if self.normalizer.fitted else {}
+        if self._generators:
+            state["generators"] = {str(device): g.get_state() for device, g in self._generators.items()}
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.normalizer.load_state_dict(state_dict.get("normalize", {}))
+        for device, generator_state in state_dict.get("generators", {}).items():
+            generator = torch.Generator(device=device)
+            generator.set_state(generator_state)
+            self._generators[torch.device(device)] = generator
 
 
 def _check_args(batch_size: int, num_workers: int, prefetch_factor: int | None, validate: bool,

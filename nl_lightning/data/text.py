@@ -6,12 +6,15 @@ any text round-trips. The default corpus is ``pydoc_data.topics`` (~465 KB of CP
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+
+from nl_lightning.data.resumable import EpochSampler, ResumableDataLoader, SkippingBatchSampler
 
 VOCAB_SIZE = 256
 
@@ -58,27 +61,38 @@ class TokenChunks(Dataset):
 class CharTextDataModule(L.LightningDataModule):
     """Byte-level LM data from a text file, or from Python's own docs when ``path`` is None.
 
-    The split is deterministic: the last ``val_fraction`` of the text is validation (and test).
+    The split is deterministic and contiguous: ``[train | val | test]``, the test slice last. The
+    training order depends only on ``(seed, epoch)`` and the loader is resumable mid-epoch, so a run
+    resumed from a checkpoint sees exactly the batches an uninterrupted run would.
     """
 
     def __init__(
         self, path: str | None = None, seq_len: int = 128, batch_size: int = 32,
-        val_fraction: float = 0.1, num_workers: int = 0,
+        val_fraction: float = 0.1, test_fraction: float = 0.05, num_workers: int = 0, seed: int | None = None,
     ) -> None:
         """
         Args:
             path: a UTF-8 text file; None uses ``pydoc_data.topics``.
             seq_len: tokens per training example.
-            val_fraction: tail fraction of the text held out for validation.
+            val_fraction: fraction of the text held out for validation (before the test slice).
+            test_fraction: fraction held out at the end for ``test`` (0 = no test split).
+            num_workers: DataLoader worker processes.
+            seed: seeds the training order; None = the seed of ``seed_everything`` (else 0).
         """
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction} must be in (0, 1).")
+        if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
+            raise ValueError(
+                f"test_fraction={test_fraction} must be in [0, 1) and leave text for training "
+                f"(val_fraction + test_fraction = {val_fraction + test_fraction} >= 1)."
+            )
         if seq_len < 1 or batch_size < 1:
             raise ValueError(f"seq_len={seq_len} and batch_size={batch_size} must be >= 1.")
         self.save_hyperparameters()
         self.path, self.seq_len, self.batch_size = path, seq_len, batch_size
-        self.val_fraction, self.num_workers = val_fraction, num_workers
+        self.val_fraction, self.test_fraction, self.num_workers = val_fraction, test_fraction, num_workers
+        self.seed = seed
         self.vocab_size = VOCAB_SIZE
 
     def load_text(self) -> str:
@@ -94,24 +108,34 @@ class CharTextDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         tokens = encode(self.load_text())
-        split = int(tokens.numel() * (1.0 - self.val_fraction))
-        self.train_set = TokenChunks(tokens[:split], self.seq_len)
-        self.val_set = TokenChunks(tokens[split:], self.seq_len)
+        n = tokens.numel()
+        val_start = int(n * (1.0 - self.val_fraction - self.test_fraction))
+        test_start = int(n * (1.0 - self.test_fraction))
+        self.train_set = TokenChunks(tokens[:val_start], self.seq_len)
+        self.val_set = TokenChunks(tokens[val_start:test_start], self.seq_len)
+        self.test_set = TokenChunks(tokens[test_start:], self.seq_len) if self.test_fraction > 0 else None
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            drop_last=shuffle, persistent_workers=self.num_workers > 0,
-        )
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        workers = {"persistent_workers": self.num_workers > 0, "num_workers": self.num_workers}
+        if not train:
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **workers)
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        batches = SkippingBatchSampler(EpochSampler(dataset, seed), self.batch_size, drop_last=True)
+        return ResumableDataLoader(dataset, batch_sampler=batches, **workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        if self.test_set is None:
+            raise ValueError(
+                "CharTextDataModule has no test split (test_fraction=0): set test_fraction (e.g. 0.05) to hold "
+                "out the end of the text for `test`; the validation slice is not reused as a test set."
+            )
+        return self._loader(self.test_set, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, train=False)

@@ -58,10 +58,10 @@ def test_config_uses_the_file_datamodule(name, monkeypatch):
     assert cli.datamodule.val_fraction == 0.1
 
 
-def test_missing_data_file_through_the_cli(tmp_path, monkeypatch):
+def test_missing_data_file_through_the_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["nl-lightning"])
     args = ["fit", "--config", str(CONFIGS / "classifier_hdf5.yaml"), "--data.init_args.train_path=missing.h5",
             "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"]
-    with pytest.raises(FileNotFoundError, match=r"Data file not found: 'missing\.h5'"):
-        main(args)
+    assert main(args) == 1
+    assert "nl-lightning: error: FileNotFoundError: Data file not found: 'missing.h5'" in capsys.readouterr().err
