@@ -3,7 +3,8 @@
     python benchmarks/attention.py           # T = 256 ... 4096
     python benchmarks/attention.py --quick   # T = 256 ... 1024, fewer repeats (< 60 s on 2 cores)
 
-Both sides run in this process for timing (median of repeats after warm-up). Peak memory is
+Both sides run in this process for timing, interleaved: the two implementations alternate call by
+call (the first one alternating too), and each figure is the median of its calls. Peak memory is
 measured in one fresh child process per implementation (Linux only): glibc's mmap threshold is
 pinned so freed tensors go back to the OS at once, the kernel's RSS high-water mark is reset
 after a warm-up call (``/proc/self/clear_refs``), and the figure is ``VmHWM - VmRSS`` around one
@@ -12,7 +13,8 @@ scratch), not just the scores. The T x T score-matrix size of one fp32 copy is p
 as a theoretical reference, labelled as such.
 Torch runs one intra-op thread unless ``--threads N`` (0 = torch's default): on a machine shared
 with other jobs, two OpenMP threads slow down many-fold whenever another job takes a core.
-The last stdout line is one JSON object with all figures.
+Figures go to ``benchmarks/results/attention.json`` (the last stdout line is the same JSON); README's
+section comes from it through ``render``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from _results import write_result
 
 from nl_lightning.nn.attention import naive_attention
 
@@ -54,19 +57,25 @@ def run_once(impl: str, mode: str, q: torch.Tensor, k: torch.Tensor, v: torch.Te
 
 
 def median_ms(
-    impl: str, mode: str, shape: tuple[int, int, int, int], warmup: int, repeats: int, min_time: float,
-) -> float:
-    """Median of at least ``repeats`` calls, more (up to 100) until ``min_time`` seconds are spent:
-    short calls get many samples, which steadies them on a shared machine."""
-    q, k, v = make_inputs(*shape, grad=mode == "fwd_bwd")
-    for _ in range(warmup):
-        run_once(impl, mode, q, k, v)
-    times: list[float] = []
-    while len(times) < repeats or (sum(times) < min_time * 1e3 and len(times) < 100):
-        start = time.perf_counter()
-        run_once(impl, mode, q, k, v)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    mode: str, shape: tuple[int, int, int, int], warmup: int, repeats: int, min_time: float,
+) -> dict[str, float]:
+    """Median ms per implementation, calls interleaved (sdpa, naive, naive, sdpa, ...): at least
+    ``repeats`` calls each, more (up to 100) until ``min_time`` seconds are spent, which steadies
+    short calls on a shared machine; a load change falls on both sides alike."""
+    inputs = {impl: make_inputs(*shape, grad=mode == "fwd_bwd") for impl in IMPLS}
+    for impl in IMPLS:
+        for _ in range(warmup):
+            run_once(impl, mode, *inputs[impl])
+    times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
+    order = list(IMPLS)
+    while min(len(t) for t in times.values()) < repeats or (
+            sum(map(sum, times.values())) < min_time * 1e3 * len(IMPLS) and len(times[order[0]]) < 100):
+        for impl in order:
+            start = time.perf_counter()
+            run_once(impl, mode, *inputs[impl])
+            times[impl].append((time.perf_counter() - start) * 1e3)
+        order.reverse()
+    return {impl: statistics.median(t) for impl, t in times.items()}
 
 
 def _proc_kib(field: str) -> int:
@@ -112,9 +121,9 @@ def bench_length(t: int, peaks: dict[str, dict], args: argparse.Namespace) -> di
     shape = (args.batch, args.heads, t, args.head_dim)
     check_parity(shape)
     row: dict[str, float] = {"T": t, "scores_mib_theoretical": args.batch * args.heads * t * t * 4 / MIB}
-    for impl in IMPLS:
-        for mode in MODES:
-            row[f"{impl}_{mode}_ms"] = median_ms(impl, mode, shape, args.warmup, args.repeats, args.min_time)
+    for mode in MODES:
+        for impl, ms in median_ms(mode, shape, args.warmup, args.repeats, args.min_time).items():
+            row[f"{impl}_{mode}_ms"] = ms
             row[f"{impl}_{mode}_peak_mib"] = peaks[impl][t][mode] / MIB
     for mode in MODES:
         row[f"{mode}_speedup"] = row[f"naive_{mode}_ms"] / row[f"sdpa_{mode}_ms"]
@@ -169,15 +178,43 @@ def main() -> None:
     for t in args.lengths:
         rows.append(bench_length(t, peaks, args))
         print_row(rows[-1])
-    print(json.dumps({
-        "benchmark": "attention", "torch": torch.__version__, "device": "cpu", "threads": torch.get_num_threads(),
+    figures = {
         "dtype": "float32", "causal": True, "batch": args.batch, "heads": args.heads, "head_dim": args.head_dim,
-        "load_avg_1m": round(os.getloadavg()[0], 2),  # the machine is shared; high load = noisy times
         "warmup": args.warmup, "min_repeats": args.repeats, "min_time_s": args.min_time,
+        "timing": "medians of interleaved calls (sdpa / naive alternating)",
         "memory_method": "peak RSS (VmHWM reset via /proc/self/clear_refs) minus pre-call RSS, one fresh "
                          "subprocess per implementation (all T), MALLOC_MMAP_THRESHOLD_=65536",
         "results": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
-    }))
+    }
+    write_result("attention", figures, args, quick=args.quick)
+
+
+def render(figures: dict) -> str:
+    """README section: speed-ups and measured peaks per sequence length."""
+    lines = [
+        f"SDPA vs naive causal attention, fp32, B={figures['batch']}, H={figures['heads']}, D={figures['head_dim']}; "
+        "times are medians of interleaved calls, peaks are measured (RSS high-water mark, one fresh process per "
+        "implementation):",
+        "",
+        "| T | forward speed-up | fwd+bwd speed-up | forward peak SDPA / naive | fwd+bwd peak SDPA / naive |",
+        "|---|---|---|---|---|",
+    ]
+    for r in figures["results"]:
+        lines.append(
+            f"| {r['T']} | {r['fwd_speedup']:.2f}x | {r['fwd_bwd_speedup']:.2f}x | "
+            f"{_mib(r['sdpa_fwd_peak_mib'])} / {_mib(r['naive_fwd_peak_mib'])} MiB | "
+            f"{_mib(r['sdpa_fwd_bwd_peak_mib'])} / {_mib(r['naive_fwd_bwd_peak_mib'])} MiB |"
+        )
+    slower = [r["T"] for r in figures["results"] if min(r["fwd_speedup"], r["fwd_bwd_speedup"]) < 1.0]
+    longest = figures["results"][-1]
+    lines += ["", (f"SDPA is faster at every length measured; at T={longest['T']} it needs "
+                   f"{longest['fwd_mem_ratio']:.0f}x less forward memory." if not slower else
+                   f"SDPA is **slower** at T = {slower}.")]
+    return "\n".join(lines)
+
+
+def _mib(value: float) -> str:
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 if __name__ == "__main__":

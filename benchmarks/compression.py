@@ -1,12 +1,16 @@
-"""Compression benchmark: size, latency and accuracy of quantized / pruned variants against eager fp32.
+"""Compression benchmark: size, latency and accuracy of quantized / pruned variants against fp32.
 
     python benchmarks/compression.py            # full: char LM (char_lm.yaml architecture) + classifier
     python benchmarks/compression.py --quick    # < 60 s on 2 cores: smaller models, fewer steps
 
 Both models are trained briefly in this process, then every variant is built from the same weights
-and measured in the same process: size_ratio (fp32 state dict bytes / artifact bytes), latency_ratio
-at batch 1 and 32 (fp32 p50 / variant p50, same thread count for torch and ONNX Runtime) and the
-change in validation accuracy (points) and loss. The last stdout line is one JSON object.
+and measured in the same process: size_ratio (fp32 state dict bytes / artifact bytes), top-1
+agreement with eager fp32 and the change in validation accuracy (points) and loss; latency at
+batch 1 and 32 from ``nl_lightning.export.profile`` (every variant warmed up, then timed in
+interleaved rounds whose order rotates; same thread count for torch and ONNX Runtime). Latency
+ratios are given against eager PyTorch fp32 (``vs_eager``) and against ONNX Runtime fp32
+(``vs_ort_fp32``): the first mixes ONNX Runtime's lower framework overhead with INT8, the second
+is INT8's own share. Figures go to ``benchmarks/results/compression.json``.
 Targets for ORT INT8 (dynamic): >= 2.5x faster than eager fp32, >= 3.5x smaller, accuracy drop <= 1 point.
 """
 
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import tempfile
 import time
@@ -24,11 +27,13 @@ from typing import Any
 
 import lightning as L
 import torch
+from _results import write_result
 
 from nl_lightning.callbacks import PruningCallback
 from nl_lightning.data import CharTextDataModule, SyntheticSequenceDataModule
 from nl_lightning.export.compare import compare_variants
-from nl_lightning.export.variants import VariantBuilder
+from nl_lightning.export.profile import profile
+from nl_lightning.export.variants import VariantBuilder, torch_threads
 from nl_lightning.models import TransformerClassifier, TransformerLM
 
 TARGETS = {"latency_ratio": 2.5, "size_ratio": 3.5, "accuracy_drop": 1.0}
@@ -40,7 +45,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "classifier": dict(config=dict(input_dim=8, n_layers=2, d_model=64, n_heads=4, max_seq_len=16,
                                        position="none", causal=False), samples=2048, epochs=3),
         "variants": ["ort_fp32", "ort_int8_dynamic", "ort_int8_static"],
-        "eval_batches": 8, "warmup": 2, "iters": 10, "prune": False,
+        "eval_batches": 8, "warmup": 2, "iters": 5, "rounds": 3, "prune": False,
     },
     "full": {
         "lm": dict(config=dict(n_layers=4, d_model=128, n_heads=4, max_seq_len=128), seq_len=128, steps=400),
@@ -48,7 +53,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                                        position="none", causal=False), samples=4096, epochs=6),
         "variants": ["ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static", "torchao_int8_weight",
                      "bf16"],
-        "eval_batches": 40, "warmup": 3, "iters": 20, "prune": True,
+        "eval_batches": 40, "warmup": 3, "iters": 10, "rounds": 6, "prune": True,
     },
 }
 
@@ -83,36 +88,46 @@ def prune_and_fine_tune(model: L.LightningModule, data: L.LightningDataModule, s
     return pruned
 
 
+BATCHES = (1, 32)
+BASELINES = ("eager", "ort_fp32")
+
+
 def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, seq_len: int, settings: dict,
             threads: int, work_dir: Path) -> dict[str, Any]:
     data.setup("validate")
     val = data.val_dataloader()
     builder = VariantBuilder(model, work_dir / name, calibration=val, calibration_batches=8, threads=threads)
-    rows = compare_variants(builder, settings["variants"], val, settings["eval_batches"], (1, 32), seq_len,
-                            settings["warmup"], settings["iters"])
+    rows = compare_variants(builder, settings["variants"], val, settings["eval_batches"])
+    runners = {row["variant"]: builder.build(row["variant"]).run for row in rows}
     if settings["prune"]:
         pruned = prune_and_fine_tune(model, data, steps=40)
         pruned_builder = VariantBuilder(pruned, work_dir / f"{name}_pruned", threads=threads)
-        extra = compare_variants(pruned_builder, ["ort_int8_dynamic"], val, settings["eval_batches"], (1, 32),
-                                 seq_len, settings["warmup"], settings["iters"])
-        base = rows[0]
-        for row in extra:  # re-express against the unpruned fp32 baseline
-            row["variant"] = f"pruned50_{row['variant']}"
-            row["size_ratio"] = base["bytes"] / row["bytes"]
-            for b in (1, 32):
-                row[f"latency_ratio_b{b}"] = base[f"latency_ms_b{b}"] / row[f"latency_ms_b{b}"]
-            row["accuracy_delta"] = row["accuracy"] - base["accuracy"]
-            row["loss_delta"] = row["loss"] - base["loss"]
-        rows += extra
+        extra = compare_variants(pruned_builder, ["ort_int8_dynamic"], val, settings["eval_batches"])[1]
+        base = rows[0]  # re-expressed against the unpruned fp32 baseline
+        extra.update(variant="pruned50_ort_int8_dynamic", size_ratio=base["bytes"] / extra["bytes"],
+                     accuracy_delta=extra["accuracy"] - base["accuracy"], loss_delta=extra["loss"] - base["loss"])
+        extra.pop("agreement")  # with the pruned fp32 model, not the baseline
+        rows.append(extra)
+        runners[extra["variant"]] = pruned_builder.build("ort_int8_dynamic").run
+    spec = builder.spec
+    with torch_threads(threads):
+        timings = profile(runners, lambda b: spec.example(b, spec.clamp_seq(seq_len)), BATCHES, settings["warmup"],
+                          settings["iters"], settings["rounds"])
+    p50 = {(t.name, t.batch_size): t.p50_ms for t in timings}
     for row in rows:
         row.pop("path", None)
-    return {"seq_len": seq_len, "variants": rows}
+        for b in BATCHES:
+            row[f"latency_ms_b{b}"] = p50[(row["variant"], b)]
+            for baseline in BASELINES:
+                if (baseline, b) in p50:
+                    row[f"latency_b{b}_vs_{baseline}"] = p50[(baseline, b)] / p50[(row["variant"], b)]
+    return {"seq_len": seq_len, "variants": rows, "load_avg_1m": [t.load_avg_1m for t in timings[:: len(runners)]]}
 
 
 def check_targets(task: dict[str, Any]) -> dict[str, Any]:
     row = next(r for r in task["variants"] if r["variant"] == TARGET_VARIANT)
     result = {
-        "latency_ratio_b1": row["latency_ratio_b1"], "latency_ratio_b32": row["latency_ratio_b32"],
+        "latency_ratio_b1": row["latency_b1_vs_eager"], "latency_ratio_b32": row["latency_b32_vs_eager"],
         "size_ratio": row["size_ratio"], "accuracy_drop": -row["accuracy_delta"],
     }
     result["met"] = (min(result["latency_ratio_b1"], result["latency_ratio_b32"]) >= TARGETS["latency_ratio"]
@@ -122,13 +137,19 @@ def check_targets(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(task_name: str, task: dict[str, Any]) -> None:
-    print(f"\n{task_name} (seq {task['seq_len']})")
-    print(f"{'variant':<28}{'MB':>8}{'size x':>8}{'b1 ms':>9}{'b1 x':>7}{'b32 ms':>9}{'b32 x':>7}{'acc %':>8}"
-          f"{'d acc':>7}{'d loss':>8}")
+    print(f"\n{task_name} (seq {task['seq_len']}); latency x = eager p50 / variant p50 (ORT fp32 p50 / variant p50)")
+    print(f"{'variant':<28}{'MB':>8}{'size x':>8}{'b1 ms':>9}{'b1 x':>16}{'b32 ms':>9}{'b32 x':>16}{'agree %':>9}"
+          f"{'acc %':>8}{'d acc':>7}{'d loss':>8}")
     for r in task["variants"]:
-        print(f"{r['variant']:<28}{r['bytes'] / 1e6:8.3f}{r['size_ratio']:8.2f}{r['latency_ms_b1']:9.2f}"
-              f"{r['latency_ratio_b1']:7.2f}{r['latency_ms_b32']:9.2f}{r['latency_ratio_b32']:7.2f}"
-              f"{r['accuracy']:8.2f}{r['accuracy_delta']:+7.2f}{r['loss_delta']:+8.4f}")
+        agree = f"{r['agreement']:9.2f}" if r.get("agreement") is not None else f"{'-':>9}"
+        print(f"{r['variant']:<28}{r['bytes'] / 1e6:8.3f}{r['size_ratio']:8.2f}"
+              + "".join(f"{r[f'latency_ms_b{b}']:9.2f}{_ratios(r, b):>16}" for b in BATCHES)
+              + f"{agree}{r['accuracy']:8.2f}{r['accuracy_delta']:+7.2f}{r['loss_delta']:+8.4f}")
+
+
+def _ratios(row: dict[str, Any], b: int) -> str:
+    vs_ort = row.get(f"latency_b{b}_vs_ort_fp32")
+    return f"{row[f'latency_b{b}_vs_eager']:.2f} ({vs_ort:.2f})" if vs_ort else f"{row[f'latency_b{b}_vs_eager']:.2f}"
 
 
 def main() -> None:
@@ -157,7 +178,45 @@ def main() -> None:
     results["targets"] = {"thresholds": TARGETS, "variant": TARGET_VARIANT,
                           **{name: check_targets(task) for name, task in results["tasks"].items()}}
     results["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(results))
+    write_result("compression", results, args, quick=args.quick)
+
+
+TASK_TITLES = {"char_lm": "char LM", "classifier": "classifier"}
+
+
+def render(figures: dict[str, Any]) -> str:
+    """README section: one table per model, every variant against eager fp32 and ORT fp32, and the targets."""
+    lines = [
+        f"Each variant against fp32 in the same process, {figures['threads']} intra-op thread(s) for torch and ONNX "
+        "Runtime; latency ratios are p50 over interleaved rounds, against eager PyTorch fp32 and (in brackets) "
+        "against ONNX Runtime fp32, so the share of ONNX Runtime's lower overhead and the share of INT8 show apart "
+        "(x > 1: faster); size ratio = fp32 state-dict bytes / artifact bytes; agreement = top-1 predictions equal to "
+        "eager fp32's.",
+    ]
+    for name, task in figures["tasks"].items():
+        lines += ["", f"**{TASK_TITLES.get(name, name)}** (seq {task['seq_len']}):", "",
+                  "| variant | size ratio | latency b1 | latency b32 | agreement | accuracy delta |",
+                  "|---|---|---|---|---|---|"]
+        for r in task["variants"]:
+            if r["variant"] == "eager":
+                continue
+            agree = f"{r['agreement']:.1f}%" if r.get("agreement") is not None else "-"
+            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {_cell(r, 1)} | {_cell(r, 32)} | "
+                         f"{agree} | {r['accuracy_delta']:+.2f} pt |")
+    t, thresholds = figures["targets"], figures["targets"]["thresholds"]
+    verdicts = "; ".join(
+        f"{TASK_TITLES.get(name, name)}: {'met' if t[name]['met'] else '**not met**'} ({t[name]['size_ratio']:.2f}x "
+        f"smaller, {t[name]['latency_ratio_b1']:.2f}x / {t[name]['latency_ratio_b32']:.2f}x faster at batch 1 / 32, "
+        f"{-t[name]['accuracy_drop']:+.2f} pt)" for name in figures["tasks"])
+    lines += ["", f"Targets for `{t['variant']}` (>= {thresholds['latency_ratio']}x faster than eager fp32, >= "
+                  f"{thresholds['size_ratio']}x smaller, accuracy drop <= {thresholds['accuracy_drop']} point): "
+                  f"{verdicts}."]
+    return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any], b: int) -> str:
+    vs_ort = row.get(f"latency_b{b}_vs_ort_fp32")
+    return f"{row[f'latency_b{b}_vs_eager']:.2f}x" + (f" ({vs_ort:.2f}x)" if vs_ort is not None else "")
 
 
 if __name__ == "__main__":

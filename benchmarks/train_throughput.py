@@ -20,16 +20,16 @@ start-up is not counted), the plain loops over the same steps. Sides:
 The order rotates every repeat; each ratio is the median of per-repeat ratios, by wall time and
 by this process's CPU time. Torch runs one intra-op thread unless ``--threads N`` (0 = torch's
 default): on a machine shared with other jobs, two OpenMP threads slow down many-fold whenever
-another job takes a core, while one thread gives steady ratios. The last stdout line is JSON.
+another job takes a core, while one thread gives steady ratios. Figures go to
+``benchmarks/results/train_throughput.json`` (the last stdout line is the same JSON); README's
+section comes from it through ``render``.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
-import os
 import statistics
 import time
 from typing import Any
@@ -37,6 +37,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from _results import write_result
 from torch.utils.data import DataLoader
 
 from nl_lightning.data import CharTextDataModule
@@ -44,6 +45,7 @@ from nl_lightning.models import OptimizerConfig, SchedulerConfig, TransformerCon
 from nl_lightning.models.optim import build_optimizer
 
 CLIP = 1.0
+TARGET = 0.95
 
 
 def clock() -> tuple[float, float]:
@@ -179,13 +181,32 @@ def main() -> None:
     print(f"lightning / plain: {summary['ratio']:.3f} (CPU time {summary['ratio_cpu_time']:.3f}); lightning / "
           f"plain_ppl: {summary['ratio_vs_plain_ppl']:.3f} (CPU time {summary['ratio_vs_plain_ppl_cpu_time']:.3f}); "
           "medians of per-repeat ratios, target >= 0.95")
-    print(json.dumps({
-        "benchmark": "train_throughput", "torch": torch.__version__, "lightning": L.__version__, "device": "cpu",
-        "threads": torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2), "model": config,
-        "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": args.steps, "warmup": args.warmup,
-        "repeats": args.repeats, **summary, "target": 0.95,
+    figures = {
+        "model": config, "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": args.steps,
+        "warmup": args.warmup, "repeats": args.repeats, **summary, "target": TARGET,
         "final_loss": {k: round(v, 5) for k, v in losses.items()},  # same weights, batches and updates
-    }))
+    }
+    write_result("train_throughput", figures, args, quick=args.quick)
+
+
+def render(figures: dict[str, Any]) -> str:
+    """README section: tokens/s of each side and the ratios against the target."""
+    m, tps = figures["model"], figures["median_tokens_per_s"]
+    met = "met" if figures["ratio"] >= figures["target"] else "**not met**"
+    return "\n".join([
+        f"`TransformerLM` ({m['n_layers']} layers, d_model {m['d_model']}, batch {figures['batch_size']} x "
+        f"{figures['seq_len']} tokens) under `Trainer` vs a plain PyTorch loop: same weights, batches, AdamW groups "
+        f"and clipping; Trainer start-up excluded; {figures['repeats']} repeats in rotating order:",
+        "",
+        "| side | tokens/s (median) |",
+        "|---|---|",
+        *(f"| {name} | {value:.0f} |" for name, value in tps.items()),
+        "",
+        f"Ratio lightning / plain: **{figures['ratio']:.3f}** (CPU time {figures['ratio_cpu_time']:.3f}; target >= "
+        f"{figures['target']}: {met}); lightning / plain_ppl (the Trainer's own overhead): "
+        f"{figures['ratio_vs_plain_ppl']:.3f}. Final losses: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in figures["final_loss"].items()) + ".",
+    ])
 
 
 def summarize(wall: dict[str, list[float]], cpu: dict[str, list[float]]) -> dict[str, Any]:
