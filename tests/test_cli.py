@@ -43,11 +43,16 @@ def _needs_files(config: Path) -> bool:
 
 
 @pytest.mark.parametrize("config", FIT_CONFIGS, ids=lambda p: p.stem)
-def test_fast_dev_run_every_fit_config(config: Path, tmp_path, monkeypatch):
+def test_short_max_steps_run_of_every_fit_config(config: Path, tmp_path, monkeypatch):
+    """README's "try it quickly" pattern: a couple of steps, ending mid-epoch before any validation,
+    with the config's own callbacks and loggers (fast_dev_run would switch those off)."""
     if _needs_files(config):
         pytest.skip("reads user files: tests/data/test_configs.py writes them and runs this config end to end")
     monkeypatch.chdir(tmp_path)  # configs write under runs/ relative to the working directory
-    main(["fit", "--config", str(config), "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"])
+    args = ["fit", "--config", str(config), "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+            "--data.init_args.batch_size=4", "--trainer.enable_progress_bar=false"]
+    assert main(args) == 0
+    assert list(tmp_path.glob("runs/*/version_0/checkpoints/last.ckpt"))
 
 
 def test_print_config(capsys):
