@@ -25,7 +25,9 @@ class ExportCallback(L.Callback):
     def __init__(self, dirpath: str | None = None, config: ExportConfig | None = None) -> None:
         """
         Args:
-            dirpath: output folder (default ``<default_root_dir>/export``); replaced as a whole.
+            dirpath: output folder, replaced as a whole (default: ``export/`` in the run's folder, the
+                first logger's ``log_dir``, beside ``checkpoints/``; ``<default_root_dir>/export``
+                without a logger).
             config: formats and checks (default: ONNX, ORT-optimized ONNX, ORT dynamic INT8).
         """
         self.dirpath = dirpath
@@ -42,7 +44,7 @@ class ExportCallback(L.Callback):
         model = model_on_rank_zero(trainer, pl_module)
         if model is None:
             return
-        out_dir = Path(self.dirpath or Path(trainer.default_root_dir) / "export")
+        out_dir = Path(self.dirpath or run_dir(trainer) / "export")
         needs_data = any(f in QUANTIZED_FORMATS for f in self.config.formats)
         self.manifest = export_formats(
             model, out_dir, self.config, calibration=validation_batches(trainer) if needs_data else None,
@@ -75,6 +77,11 @@ def _rebuild(pl_module: L.LightningModule) -> L.LightningModule:
             f"Cannot rebuild an unsharded {type(pl_module).__name__} to export its gathered weights ({err}). "
             "Call self.save_hyperparameters() in its __init__ so it can be rebuilt from them."
         ) from err
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run's folder: the first logger's ``log_dir`` (``runs/<name>/version_N``), else ``default_root_dir``."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 def validation_batches(trainer: L.Trainer) -> Any | None:

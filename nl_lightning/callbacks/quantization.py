@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from nl_lightning.callbacks.export import model_on_rank_zero, validation_batches
+from nl_lightning.callbacks.export import model_on_rank_zero, run_dir, validation_batches
 from nl_lightning.compress.quantize import QuantizationConfig
 from nl_lightning._imports import ONNX_AVAILABLE, ORT_AVAILABLE, TORCHAO_AVAILABLE, require
 from nl_lightning.export.atomic import write_json
@@ -35,7 +35,8 @@ class QuantizationCallback(L.Callback):
     def __init__(self, dirpath: str | None = None, config: QuantizationConfig | None = None) -> None:
         """
         Args:
-            dirpath: output folder (default ``<default_root_dir>/quantized``).
+            dirpath: output folder (default: ``quantized/`` in the run's folder, the first logger's
+                ``log_dir``; ``<default_root_dir>/quantized`` without a logger).
             config: methods and how much validation data to use (default: ORT dynamic INT8).
         """
         self.dirpath = dirpath
@@ -60,7 +61,7 @@ class QuantizationCallback(L.Callback):
         model = model_on_rank_zero(trainer, pl_module)
         if model is None:
             return
-        out_dir = Path(self.dirpath or Path(trainer.default_root_dir) / "quantized")
+        out_dir = Path(self.dirpath or run_dir(trainer) / "quantized")
         cfg = self.config
         builder = VariantBuilder(model, out_dir, calibration=loader, calibration_batches=cfg.calibration_batches)
         self.results = compare_variants(builder, cfg.methods, loader, cfg.eval_batches)

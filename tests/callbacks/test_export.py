@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.loggers import CSVLogger
 import pytest
 import torch
 
@@ -25,9 +26,10 @@ from nl_lightning.models import TransformerLM
 LM_CONFIG = dict(n_layers=1, d_model=32, n_heads=4, max_seq_len=32)
 
 
-def _trainer(callbacks, tmp_path, max_steps: int = 2):
-    return L.Trainer(max_steps=max_steps, limit_val_batches=1, callbacks=callbacks, logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+def _trainer(callbacks, tmp_path, max_steps: int = 2, logger=False):
+    return L.Trainer(max_steps=max_steps, limit_val_batches=1, callbacks=callbacks, logger=logger,
+                     enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                     default_root_dir=tmp_path)
 
 
 def test_export_callback_writes_formats_and_manifest_at_fit_end(tmp_path):
@@ -38,10 +40,10 @@ def test_export_callback_writes_formats_and_manifest_at_fit_end(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # 20 steps: after 2, the logits are so near-uniform that static INT8 flips ~9% of the argmaxes.
-        _trainer([callback], tmp_path, max_steps=20).fit(TransformerLM(LM_CONFIG),
-                                                         CharTextDataModule(seq_len=32, batch_size=4))
+        trainer = _trainer([callback], tmp_path, max_steps=20, logger=CSVLogger(tmp_path, name="run"))
+        trainer.fit(TransformerLM(LM_CONFIG), CharTextDataModule(seq_len=32, batch_size=4))
     assert not [w for w in caught if "random inputs" in str(w.message)]  # calibrated on validation data
-    out = tmp_path / "export"
+    out = tmp_path / "run" / "version_0" / "export"  # the run's folder (the logger's log_dir)
     manifest = read_manifest(out)
     assert manifest == callback.manifest and manifest["input"]["name"] == "idx"
     assert manifest["source"] == "TransformerLM after 20 steps"
@@ -57,6 +59,7 @@ def test_export_callback_writes_formats_and_manifest_at_fit_end(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json", "model.int8_static.onnx", "model.onnx", "model.pt2",
     ]  # no temporary files left behind
+    assert not list(out.parent.glob(".export.tmp-*"))  # nor a staging folder beside it
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
