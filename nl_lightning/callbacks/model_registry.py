@@ -17,6 +17,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from nl_lightning.track.backends import DEFAULT_MLFLOW_URI, check_tracking_uri, require_logger
+from nl_lightning.track.loggers import run_dir
 
 
 class ModelRegistryCallback(L.Callback):
@@ -81,7 +82,8 @@ def _export_files(trainer: L.Trainer) -> dict[str, Path]:
 
     for callback in trainer.callbacks:
         if isinstance(callback, ExportCallback) and callback.manifest is not None:
-            out_dir = Path(callback.dirpath or Path(trainer.default_root_dir) / "export")
+            # where ExportCallback wrote; not Trainer.log_dir, which broadcasts (we run on rank 0 only)
+            out_dir = Path(callback.dirpath or run_dir(trainer.loggers, trainer.default_root_dir) / "export")
             files = {"manifest.json": out_dir / "manifest.json"}
             for entry in callback.manifest["artifacts"]:
                 if entry["format"] == "onnx":  # the model file and its external data, if any

@@ -101,13 +101,12 @@ def flush(logger: Any) -> None:
 
 
 def run_dir(loggers: list[Any], default_root_dir: str | Path) -> Path:
-    """The run folder: the first logger's ``log_dir`` (``runs/<name>/version_N``), else ``default_root_dir``.
-
-    Read from the logger itself, not ``Trainer.log_dir`` (which broadcasts, so would hang under DDP
-    when only rank 0 asks).
-    """
-    for logger in loggers[:1]:
-        log_dir = getattr(logger, "log_dir", None)
-        if log_dir:
-            return Path(log_dir)
-    return Path(default_root_dir)
+    """What ``Trainer.log_dir`` gives, without its broadcast (a collective that hangs under DDP when
+    only rank 0 asks): the first logger's ``log_dir`` (TensorBoard / CSV: ``runs/<name>/version_N``),
+    another first logger's ``save_dir``, else ``default_root_dir``."""
+    if not loggers:
+        return Path(default_root_dir)
+    first = loggers[0]
+    local = {cls.__name__ for cls in type(first).__mro__} & {"TensorBoardLogger", "CSVLogger"}
+    folder = first.log_dir if local else first.save_dir
+    return Path(folder or default_root_dir)

@@ -23,7 +23,7 @@ def test_best_checkpoint_and_onnx_registered_and_loaded_back(tmp_path):
     uri = mlflow_uri(tmp_path / "mlflow")
     logger = MLFlowLogger(experiment_name="reg", tracking_uri=uri, artifact_location=(tmp_path / "art").as_uri())
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/acc", mode="max", save_top_k=1)
-    export = ExportCallback(dirpath=str(tmp_path / "export"), config=ExportConfig(formats=["onnx"]))
+    export = ExportCallback(config=ExportConfig(formats=["onnx"]))  # default folder: found by the registry too
     registry = ModelRegistryCallback(name="tiny-classifier")
     run = trainer(tmp_path, logger=logger, max_steps=8, val_check_interval=4, enable_checkpointing=True,
                   callbacks=[checkpoint, registry, export])  # registry before export: it still sees the export
