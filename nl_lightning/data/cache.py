@@ -11,6 +11,11 @@ import functools
 import json
 import os
 import shutil
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; stale versions are pruned unconditionally
+    fcntl = None  # type: ignore[assignment]
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
@@ -93,8 +98,10 @@ class DiskCache(SampleCache):
 
     ``name`` identifies what is cached (source, keys, dtypes, cached transforms) and
     ``fingerprint`` its version (it must change with the file's size or mtime_ns): a new
-    fingerprint starts an empty cache and removes the stale ``<name>-*`` versions. Rows are filled
-    on first read, by any process (DataLoader workers, DDP ranks), and flagged after writing.
+    fingerprint starts an empty cache and removes the stale ``<name>-*`` versions that no running
+    process uses: every process that uses a version holds a shared lock on its ``.lock`` file, and
+    pruning skips a version it cannot lock exclusively. Rows are filled on first read, by any
+    process (DataLoader workers, DDP ranks), and flagged after writing.
     """
 
     def __init__(
@@ -110,11 +117,15 @@ class DiskCache(SampleCache):
         self.layout = {"fingerprint": fingerprint, "length": int(length), "fields": [[list(s), np.dtype(d).str] for s, d in fields]}
         if not _matches(self.path, self.layout):
             _create(self.path, self.layout)
-            _prune(self.path.parent, name, keep=self.path)
+        self._lock = _hold_shared(self.path)  # before pruning: another job's new version never prunes ours
+        _prune(self.path.parent, name, keep=self.path)
         self._maps = LazyHandle(functools.partial(_open_maps, str(self.path), len(self.layout["fields"])))
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**vars(self), "_lock": None}  # workers take their own lock when they open the maps
+
     def read(self, rows: np.ndarray, load: Loader) -> Fields:
-        filled, maps = self._maps.get()
+        filled, maps, _ = self._maps.get()
         hit = filled[rows].astype(bool)
         n_hit = int(hit.sum())
         self.hits += n_hit
@@ -182,15 +193,38 @@ def _create(path: Path, layout: dict[str, Any]) -> None:
 
 
 def _prune(directory: Path, name: str, keep: Path) -> None:
+    """Remove stale versions of ``name`` that no running process holds (see :func:`_hold_shared`)."""
     for stale in directory.glob(f"{name}-*"):
-        if stale != keep and ".tmp" not in stale.name:
+        if stale == keep or ".tmp" in stale.name or not stale.is_dir():
+            continue
+        try:
+            fd = os.open(stale / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while any process uses this version
             shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass  # in use by another job: left for a later run to prune
+        finally:
+            os.close(fd)
 
 
-def _open_maps(path: str, n_fields: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def _hold_shared(path: Path) -> Any:
+    """A shared lock on ``path/.lock``, held while the returned file object lives (closed on GC)."""
+    if fcntl is None:
+        return None
+    handle = open(path / ".lock", "a+b")  # noqa: SIM115 - kept open on purpose: it is the lock
+    fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+    return handle
+
+
+def _open_maps(path: str, n_fields: int) -> tuple[np.ndarray, list[np.ndarray], Any]:
+    lock = _hold_shared(Path(path))  # this process (a DataLoader worker, a DDP rank) uses the version too
     filled = np.lib.format.open_memmap(os.path.join(path, "filled.npy"), mode="r+")
     maps = [np.lib.format.open_memmap(os.path.join(path, f"field{i}.npy"), mode="r+") for i in range(n_fields)]
-    return filled, maps
+    return filled, maps, lock
 
 
 def default_cache_dir() -> Path:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
+
 import os
 
 import numpy as np
@@ -72,10 +76,33 @@ def test_disk_cache_new_fingerprint_starts_empty_and_prunes_stale(arrays, tmp_pa
     x, y = arrays
     old = _disk(tmp_path, x, y, fingerprint="old")
     old.read(ROWS, CountingLoader(x, y))
+    old_path = old.path
+    del old
+    gc.collect()  # no longer used by anyone: prunable
     new = _disk(tmp_path, x * 2, y, fingerprint="new")
     load = CountingLoader(x * 2, y)
     np.testing.assert_array_equal(new.read(ROWS, load)[0], x[ROWS] * 2)
-    assert new.misses == 4 and not old.path.exists()
+    assert new.misses == 4 and not old_path.exists()
+
+
+def test_pruning_skips_a_version_another_job_has_open(arrays, tmp_path):
+    """Another running job still reads the old version: it is kept until that job has gone."""
+    x, y = arrays
+    code = ("import sys, time, numpy as np\n"
+            "from nl_lightning.data.cache import DiskCache\n"
+            "c = DiskCache(sys.argv[1], 'src', 'old', 40, [((3, 4), 'float32'), ((), 'int64')])\n"
+            "c.read(np.arange(4), lambda r: (np.zeros((len(r), 3, 4), np.float32), np.zeros(len(r), np.int64)))\n"
+            "print('open', flush=True)\ntime.sleep(120)")
+    job = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cache")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "open"
+        _disk(tmp_path, x * 2, y, fingerprint="new")
+        assert (tmp_path / "cache" / "src-old" / "field0.npy").exists()  # still mapped by the other job: kept
+    finally:
+        job.kill()
+        job.wait()
+    _disk(tmp_path, x * 3, y, fingerprint="newer")
+    assert not (tmp_path / "cache" / "src-old").exists()  # the job is gone: pruned now
 
 
 def test_hybrid_counts_memory_and_disk_hits(arrays, tmp_path):
@@ -109,6 +136,8 @@ def test_datamodule_disk_cache_is_invalidated_when_the_source_changes(arrays, tm
     assert (cache.hits, cache.misses) == (40, 0)
     write("hdf5", tmp_path, x + 1, y)  # same path, new content: size may match, mtime_ns does not
     os.utime(spec["path"], ns=(os.stat(spec["path"]).st_atime_ns, os.stat(spec["path"]).st_mtime_ns + 1))
+    del cache
+    gc.collect()  # the old DataModule is gone: its cache version is no longer in use
     third, cache = epoch()
     np.testing.assert_array_equal(third, x + 1)
     assert (cache.hits, cache.misses) == (0, 40)
