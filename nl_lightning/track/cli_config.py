@@ -4,7 +4,8 @@
 - Loggers left at Lightning's unnamed default (``lightning_logs``) are named after the run:
   ``trainer.default_root_dir``'s last part (``runs/char_lm`` -> ``char_lm``), so a fragment from
   ``configs/track/`` keeps ``runs/<name>/version_N`` for any fit config. An MLflow
-  ``artifact_location`` given as a relative path becomes an absolute ``file:`` URI.
+  ``artifact_location`` given as a relative path becomes an absolute ``file:`` URI, and a W&B
+  ``save_dir`` an absolute path.
 - An MLflow ``tracking_uri`` must be reachable (a local store writable) before the logger opens it.
 - ``--config .../track/<name>.yaml`` naming no shipped fragment is an unknown backend.
 """
@@ -52,6 +53,8 @@ def prepare_loggers(config: Any) -> None:
         if spec.class_path.endswith("MLFlowLogger") and getattr(init, "tracking_uri", None):
             # before the logger is built: building it already opens (or creates) the store
             check_tracking_uri(init.tracking_uri, "trainer.logger MLFlowLogger tracking_uri")
+        if spec.class_path.endswith("WandbLogger") and getattr(init, "save_dir", None):
+            init.save_dir = str(Path(init.save_dir).resolve())  # wandb resolves it against its first cwd
         location = getattr(init, "artifact_location", None)
         if location and "://" not in str(location) and not str(location).startswith("file:"):
             setattr(init, "artifact_location", Path(location).resolve().as_uri())
