@@ -24,7 +24,7 @@ from typing import Any
 from nl_lightning.tune.storage import STORAGE_ENV
 
 _PR_SET_PDEATHSIG = 1
-_PRELOAD = ["nl_lightning.tune.trial", "nl_lightning.tune.study"]
+_PRELOAD = ["nl_lightning.tune.trial", "nl_lightning.tune.study", "nl_lightning.tune.warmup"]
 
 
 def choose_launcher(name: str, fit_config: Mapping[str, Any]) -> str:
@@ -58,7 +58,7 @@ def run_in_process(kind: str, spec: Any, storage_url: str, timeout: float | None
     run_dir = Path(spec.run_dir)
     log = run_dir / "trial.log"
     if kind == "forkserver":
-        process = forkserver_context().Process(
+        process = forkserver_context(warmup=str(run_dir / "fit.yaml")).Process(
             target=_forked_main, args=(spec, storage_url, str(log)), name=f"trial-{spec.number}",
         )
         process.start()
@@ -125,11 +125,26 @@ def _forked_main(spec: Any, storage_url: str, log_path: str) -> None:
     process_main(spec, storage_url, log_path)
 
 
-def forkserver_context() -> Any:
+def forkserver_context(warmup: str | None = None) -> Any:
     """The forkserver context; its server imports the trial and study modules (torch, Lightning,
-    Optuna) once, and every trial or worker process is forked from it."""
+    Optuna) once, and every trial or worker process is forked from it. When the server is not yet
+    running, ``warmup`` (a fit YAML) is parsed and built in it first (``nl_lightning.tune.warmup``)."""
+    import multiprocessing.forkserver
+
+    from nl_lightning.tune.warmup import WARMUP_ENV
+
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
+    if warmup is not None:
+        previous = os.environ.get(WARMUP_ENV)
+        os.environ[WARMUP_ENV] = warmup  # read by the server at start; a running server ignores it
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if previous is None:
+                os.environ.pop(WARMUP_ENV, None)
+            else:
+                os.environ[WARMUP_ENV] = previous
     return ctx
 
 

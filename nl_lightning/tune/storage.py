@@ -28,6 +28,7 @@ def default_storage_url(output_dir: str | Path) -> str:
 
 def open_storage(
     url: str, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int | None = 3,
+    skip_compatibility_check: bool = False,
 ) -> RDBStorage:
     """An ``RDBStorage``; with ``heartbeat_interval``, stale trials are failed and retried."""
     if url.startswith("sqlite:///"):
@@ -41,8 +42,8 @@ def open_storage(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
             return RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                heartbeat_stale_trial_callback=retry,
+                url, engine_kwargs=engine_kwargs, skip_compatibility_check=skip_compatibility_check,
+                heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry,
             )
     except ImportError as err:
         raise ModuleNotFoundError(

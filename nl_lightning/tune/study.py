@@ -180,6 +180,11 @@ def tune(
         except KeyboardInterrupt:
             interrupted = True
             out("interrupted: finished trials are kept; run the same command again to resume.")
+    if report_only and prepared.study_name not in optuna.study.get_all_study_names(open_storage(prepared.storage_url)):
+        raise ValueError(
+            f"--report_only: there is no study {prepared.study_name!r} in {redact(prepared.storage_url)}; "
+            "run the same command without --report_only to start it."
+        )
     study = load_study(prepared)
     text, summary = write_report(study, config, prepared.base, prepared.output_dir)
     if config.plots:

@@ -145,8 +145,8 @@ def connect(spec: TrialSpec, storage_url: str) -> optuna.Trial:
     from nl_lightning.tune.samplers import build_pruner
     from nl_lightning.tune.storage import open_storage
 
-    study = optuna.load_study(
-        study_name=spec.study_name, storage=open_storage(storage_url),
+    study = optuna.load_study(  # the study process has checked the schema: skip the check here
+        study_name=spec.study_name, storage=open_storage(storage_url, skip_compatibility_check=True),
         sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(spec.pruner, len(spec.metrics)),
     )
     return optuna.Trial(study, spec.trial_id)

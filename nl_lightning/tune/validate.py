@@ -55,7 +55,7 @@ def _fit_parser(base: Mapping[str, Any], overrides: Mapping[str, Any], source: s
     for key in overrides:
         with_keys(base, {key: overrides[key]})  # a malformed key fails here with its own message
     try:
-        with _quiet():
+        with quiet():
             cli = build_cli(args=with_keys(base, overrides), run=False, parser_kwargs={"exit_on_error": False})
     except Exception as err:
         bad = [k for k in overrides if _parses_alone(base, k, overrides[k])] if overrides else []
@@ -69,7 +69,7 @@ def _parses_alone(base: Mapping[str, Any], key: str, value: Any) -> bool:
     from nl_lightning.cli import build_cli
 
     try:
-        with _quiet():
+        with quiet():
             build_cli(args=with_keys(base, {key: value}), run=False, parser_kwargs={"exit_on_error": False})
     except Exception:
         return True
@@ -92,7 +92,7 @@ def _check_one(parser: Any, config: Mapping[str, Any], name: str, key: str, valu
 
 def _parses(parser: Any, config: Mapping[str, Any]) -> Exception | None:
     try:
-        with _quiet():
+        with quiet():
             parser.parse_object(dict(config))
     except Exception as err:  # jsonargparse.ArgumentError (exit_on_error=False)
         return err
@@ -125,7 +125,7 @@ _NOISE = ("Given value", "Subtypes:", "Errors:", "Does not validate", "Problem w
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Silence the Trainer's start-up banner and LightningCLI's args-with-argv warning."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]

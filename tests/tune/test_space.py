@@ -90,3 +90,22 @@ def test_dotted_keys_find_and_create_values_under_init_args():
         set_key(config, "model.optimizer.lr.x", 1)
     with pytest.raises(ValueError, match=r"'5' is not an index of a list of 1"):
         set_key(config, "trainer.callbacks.5", {})
+
+
+CORE = ("space", "keys", "config", "samplers", "storage", "fit_config")
+
+
+def test_search_space_core_imports_no_trainer():
+    """The search-space core works without Lightning (no Trainer, no LightningCLI, no torch)."""
+    import ast
+    from pathlib import Path
+
+    import nl_lightning.tune
+
+    folder = Path(nl_lightning.tune.__file__).parent
+    for name in CORE:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        heavy = sorted(m for m in imported if m.split(".")[0] in ("lightning", "torch") or m == "nl_lightning.cli")
+        assert not heavy, f"nl_lightning/tune/{name}.py imports {heavy}"
