@@ -1,6 +1,6 @@
 """Models shared across the export tests: tiny untrained ones with their ONNX exports (exporting is
-the slow part), and one trained classifier (built once per session) for the INT8 checks, whose
-predictions have real margins, so "INT8 agrees with fp32" means something."""
+the slow part), and one trained classifier with its export (built once per session) for the INT8
+checks: its predictions have real margins, so "INT8 agrees with fp32" means something."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from nl_lightning.data import SyntheticSequenceDataModule
+from nl_lightning.export.bundle import ExportConfig, export_formats
 from nl_lightning.export.onnx import export_onnx
 from nl_lightning.models import CausalLM, SequenceClassifier, TransformerConfig
 
@@ -35,8 +36,18 @@ class Trained:
     model: SequenceClassifier
     val: list[tuple[torch.Tensor, torch.Tensor]]
     """Validation batches (x, y), never trained on."""
-    onnx: Path
+    export_dir: Path
+    """``export_formats`` of the model with ``EXPORT_CONFIG`` (read-only: tests share it)."""
+    manifest: dict
     accuracy: float
+
+    @property
+    def onnx(self) -> Path:
+        return self.export_dir / "model.onnx"
+
+
+EXPORT_CONFIG = dict(formats=["onnx_optimized", "onnx_int8_dynamic", "pt2", "torchscript"], parity_batch_sizes=[1, 3],
+                     parity_seq_lens=[5, 16], check_batches=4)
 
 
 def train_classifier(steps: int = TRAIN_STEPS) -> tuple[SequenceClassifier, SyntheticSequenceDataModule]:
@@ -85,4 +96,8 @@ def trained(tmp_path_factory) -> Trained:
     with torch.inference_mode():
         correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in val)
     accuracy = 100.0 * correct / sum(len(y) for _, y in val)
-    return Trained(model, val, export_onnx(model, tmp_path_factory.mktemp("trained") / "model.onnx"), accuracy)
+    out = tmp_path_factory.mktemp("trained") / "export"
+    with pytest.warns(DeprecationWarning, match="deprecated"):  # torch.jit.trace: TorchScript is legacy
+        manifest = export_formats(model, out, ExportConfig(**EXPORT_CONFIG), source="test", source_sha256="ab" * 32,
+                                  validation=val)
+    return Trained(model, val, out, manifest, accuracy)
