@@ -21,6 +21,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
+from nl_lightning.track.loggers import run_dir
+
 LOCK_NAME = ".nl_lightning.lock"
 
 
@@ -97,8 +99,8 @@ class RunLock(L.Callback):
             return
         folders = {Path(cb.dirpath).resolve() for cb in trainer.checkpoint_callbacks
                    if isinstance(cb, ModelCheckpoint) and cb.dirpath}
-        if trainer.loggers and trainer.log_dir:
-            folders.add(Path(trainer.log_dir).resolve())
+        if trainer.loggers:  # not trainer.log_dir: it broadcasts, and only rank 0 is here (a DDP hang)
+            folders.add(run_dir(trainer.loggers, trainer.default_root_dir).resolve())
         for folder in sorted(folders):
             self._held.append(acquire(folder))
 

@@ -250,6 +250,16 @@ class ReaderDataModule(L.LightningDataModule, ABC):
             x = self.normalizer(x)
         return batch if x is batch["x"] else {**batch, "x": x}
 
+    def locate_rows(self, rows: Any) -> list[str]:
+        """Where source ``rows`` of the split being run live (file, key, row), for error messages."""
+        stage = getattr(getattr(self.trainer, "state", None), "stage", None)
+        split = {"train": "train", "sanity_check": "val", "validate": "val", "test": "test",
+                 "predict": "predict"}.get(getattr(stage, "value", None), "train")
+        dataset = self.datasets.get(split)
+        if dataset is None:
+            return [f"row {int(r)}" for r in rows]
+        return [dataset.features.locate(int(r)) for r in rows]
+
     def _device_generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:
             rank = self.trainer.global_rank if self.trainer is not None else 0

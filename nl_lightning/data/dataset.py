@@ -121,6 +121,7 @@ class ArrayDataset(Dataset):
         batch = {"x": x}
         if self.targets is not None:
             batch["y"] = torch.from_numpy(fields[1])
+        batch["row_id"] = torch.from_numpy(wanted)  # source rows: errors name them, prediction writers key on them
         return batch
 
     def __getitem__(self, index: int) -> Batch:

@@ -128,13 +128,26 @@ class TransformerClassifier(TaskModule):
         else:
             raise ValueError("TransformerClassifier expects batches (x, y) or {'x': ..., 'y': ...}.")
         if x.is_floating_point() and not torch.isfinite(x).all():
-            raise ValueError("Batch features contain NaN or Inf; clean the data or use the data validation policy 'drop'.")
+            raise ValueError(f"Batch features contain NaN or Inf{self._where_non_finite(x, batch)}; clean the data or "
+                             "use the data validation policy on_bad='drop'.")
         if self.task == "classification":
             if y.is_floating_point() or y.dim() != 1:
                 raise ValueError(f"Classification targets must be integer class ids of shape (batch,), got {tuple(y.shape)} {y.dtype}.")
             if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
                 raise ValueError(f"Class ids must be in [0, {self.num_classes}); got min {int(y.min())}, max {int(y.max())}. Check num_classes.")
         return x, y, mask
+
+    def _where_non_finite(self, x: Tensor, batch: Any) -> str:
+        """`` at <file> dataset <key> row N (and k more)``, from the batch's ``row_id``, when it has one."""
+        bad = (~torch.isfinite(x.flatten(1))).any(1).nonzero().flatten().cpu()
+        row_ids = batch.get("row_id") if isinstance(batch, dict) else None
+        if row_ids is None:
+            return f" in batch position(s) {bad.tolist()[:5]}"
+        rows = row_ids.cpu()[bad].tolist()
+        datamodule = _datamodule(self)
+        where = datamodule.locate_rows(rows[:1]) if hasattr(datamodule, "locate_rows") else [f"row {rows[0]}"]
+        more = f" (and {len(rows) - 1} more in this batch)" if len(rows) > 1 else ""
+        return f" at {where[0]}{more}"
 
 
 def _datamodule(module: TaskModule) -> object | None:

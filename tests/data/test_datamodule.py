@@ -85,7 +85,7 @@ def test_separate_sources_concatenated_files_and_predict_without_targets(arrays,
     dm = FileDataModule(predict_path=pred["path"], feature_shape=[3, 4])
     dm.setup("predict")
     batch = next(iter(dm.predict_dataloader()))
-    assert set(batch) == {"x"}
+    assert set(batch) == {"x", "row_id"}  # no "y" without targets
     np.testing.assert_array_equal(batch["x"].numpy(), x[:9])
 
 

@@ -84,7 +84,7 @@ def test_single_npy_file_cannot_hold_targets(arrays, tmp_path):
         FileDataModule(train_path=str(tmp_path / "x.npy")).setup("fit")
     dm = FileDataModule(train_path=str(tmp_path / "x.npy"), targets=None)
     dm.setup("fit")
-    assert set(next(iter(dm.train_dataloader()))) == {"x"}
+    assert set(next(iter(dm.train_dataloader()))) == {"x", "row_id"}
 
 
 def test_list_of_columns_only_for_parquet(arrays, tmp_path):

@@ -151,3 +151,22 @@ def test_feature_norm_names_a_wrong_feature_count():
     norm.set_stats([0.0] * 4, [1.0] * 4)
     with pytest.raises(ValueError, match=r"normalizes 4 features .* last dimension is 3"):
         norm(torch.zeros(2, 5, 3))
+
+
+def test_a_kept_nan_row_is_named_with_its_file_and_row(tmp_path):
+    """on_bad='warn' keeps the row; when it reaches the model, the error names the file and the row."""
+    import h5py
+
+    from nl_lightning.data import FileDataModule
+
+    x, y = _raw_data(64, seed=4)
+    x[37, 3, 2] = np.inf
+    with h5py.File(tmp_path / "train.h5", "w") as f:
+        f["x"], f["y"] = x, y
+    dm = FileDataModule(train_path=str(tmp_path / "train.h5"), features="/x", targets="/y", on_bad="warn",
+                        normalize=True, batch_size=64, shuffle=False)
+    model = TransformerClassifier(TransformerConfig(input_dim=4, n_layers=1, d_model=16, n_heads=2, max_seq_len=8,
+                                                    position="none"), num_classes=3)
+    with pytest.warns(UserWarning, match="1 bad row"), \
+            pytest.raises(ValueError, match=r"NaN or Inf at '.*train\.h5' dataset '/x' row 37; clean the data"):
+        _trainer(tmp_path, max_steps=1).fit(model, dm)
