@@ -100,13 +100,19 @@ class NLLightningCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Check every logger's folder / tracking URI before the first step (``track.check_loggers``),
-        and lock the run folder against a second live run writing into it (``callbacks/run_lock.py``)."""
+        lock the run folder against a second live run writing into it (``callbacks/run_lock.py``), and
+        record run metadata and curves.png for every run."""
+        from nl_lightning.callbacks.curves import CurvesCallback
         from nl_lightning.callbacks.run_lock import RunLock
+        from nl_lightning.callbacks.run_metadata import RunMetadata
         from nl_lightning.track.backends import check_loggers
 
         check_loggers(self.trainer.loggers)
-        if not any(isinstance(cb, RunLock) for cb in self.trainer.callbacks):
-            self.trainer.callbacks.append(RunLock())
+        # Every `nl-lightning fit` locks its run folder, records its metadata and draws curves.png
+        # at the end, whether or not the config lists these callbacks.
+        for callback in (RunLock, RunMetadata, CurvesCallback):
+            if not any(isinstance(cb, callback) for cb in self.trainer.callbacks):
+                self.trainer.callbacks.append(callback())
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) -> NLLightningCLI:
