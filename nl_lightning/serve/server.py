@@ -89,6 +89,7 @@ def serve(config: ServeConfig) -> int:
     runtime = Path(tempfile.mkdtemp(prefix="nl-serve-"))
     metrics_dir = runtime / "prometheus"
     metrics_dir.mkdir()
+    previous_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # before prometheus_client is imported
     try:
         with _graceful_signals():
@@ -102,6 +103,10 @@ def serve(config: ServeConfig) -> int:
     finally:
         _stop_children(config.shutdown_timeout)
         shutil.rmtree(runtime, ignore_errors=True)
+        if previous_dir is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous_dir
     return 0
 
 

@@ -136,7 +136,7 @@ def test_keep_predictions_returns_them_too(tmp_path):
 def test_sigkill_mid_run_then_resume_writes_every_sample_exactly_once(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    job = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--delay", "0.3"], cwd=ROOT, env=env,
+    job = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--delay", "0.2"], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while len(list((out / "_records").glob("part-*.json"))) < 2 and time.monotonic() < deadline:

@@ -1,0 +1,60 @@
+"""Request schemas of the inputs the HTTP tests do not serve: token classifiers, tabular rows, small vocabularies."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from pydantic import ValidationError
+
+from nl_lightning.serve.config import ServeLimits
+from nl_lightning.serve.schemas import REQUEST_ID, request_schema
+from nl_lightning.serve.signature import ModelSignature
+
+
+def errors(schema, body) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationError) as err:
+        schema.model_validate(body)
+    return [(".".join(map(str, e["loc"])), e["msg"]) for e in err.value.errors()]
+
+
+def test_token_classifier_takes_ids_below_the_vocabulary():
+    schema = request_schema(ModelSignature("classification", 16, None, 8, 3), ServeLimits())
+    assert schema.model_validate({"tokens": [0, 15, 3]}).tokens == [0, 15, 3]
+    assert errors(schema, {"tokens": [1, 16]}) == [("tokens.1", "Input should be less than 16")]
+    assert errors(schema, {"tokens": [1] * 9}) == [("tokens", "List should have at most 8 items after validation, not 9")]
+    assert errors(schema, {"tokens": ["1"]}) == [("tokens.0", "Input should be a valid integer")]
+    assert errors(schema, {"features": [[1.0]]})[0][0] in ("tokens", "features")
+
+
+def test_tabular_models_take_one_flat_row():
+    schema = request_schema(ModelSignature("regression", None, 1, 6, 2), ServeLimits())
+    assert schema.model_validate({"features": [0.5, 1, 2]}).features == [0.5, 1.0, 2.0]
+    assert errors(schema, {"features": [[0.5]]}) == [("features.0", "Input should be a valid number")]
+
+
+def test_a_longer_limit_than_the_model_is_the_servers_choice():
+    schema = request_schema(ModelSignature("classification", None, 2, None, 3), ServeLimits(max_seq_len=3))
+    assert errors(schema, {"features": [[0.0, 0.0]] * 4}) == [
+        ("features", "List should have at most 3 items after validation, not 4")]
+    with pytest.raises(ValueError, match="set limits.max_seq_len in the serve config"):
+        request_schema(ModelSignature("classification", None, 2, None, 3), ServeLimits())
+
+
+def test_an_lm_without_a_byte_vocabulary_takes_ids_only():
+    schema = request_schema(ModelSignature("lm", 32, None, 16, 32), ServeLimits())
+    assert errors(schema, {"prompt": "hello"}) == [
+        ("prompt", "prompt text needs a byte vocabulary (256 tokens); this model has vocab_size=32: send token ids in "
+                   "`tokens`")]
+    request = schema.model_validate({"tokens": [1, 2]})
+    assert request.top_k == 32  # the default top_k (40) is capped at the vocabulary
+
+
+def test_a_request_reaches_the_worker_as_a_plain_dict_with_its_id():
+    schema = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
+    token = REQUEST_ID.set("req-1")
+    try:
+        request = schema.model_validate({"features": [[1.0, 2.0]]})
+    finally:
+        REQUEST_ID.reset(token)
+    assert pickle.loads(pickle.dumps(request)) == {"features": [[1.0, 2.0]], "request_id": "req-1"}
