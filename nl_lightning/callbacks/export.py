@@ -17,6 +17,7 @@ from torch import nn
 
 from nl_lightning.export.bundle import QUANTIZED_FORMATS, ExportConfig, export_formats
 from nl_lightning.export.gather import gather_unsharded, is_sharded
+from nl_lightning.track.loggers import run_dir as logger_run_dir
 
 
 class ExportCallback(L.Callback):
@@ -80,8 +81,9 @@ def _rebuild(pl_module: L.LightningModule) -> L.LightningModule:
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The run's folder: the first logger's ``log_dir`` (``runs/<name>/version_N``), else ``default_root_dir``."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """The run's folder: the first logger's ``log_dir`` (``runs/<name>/version_N``), else
+    ``default_root_dir``. Not ``Trainer.log_dir``: it broadcasts, which hangs when rank 0 alone asks."""
+    return logger_run_dir(trainer.loggers, trainer.default_root_dir)
 
 
 def validation_batches(trainer: L.Trainer) -> Any | None:

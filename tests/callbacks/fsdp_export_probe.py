@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 from nl_lightning.callbacks import ExportCallback, QuantizationCallback
@@ -47,12 +48,13 @@ def main(out: Path) -> None:
     torch.set_num_threads(1)
     L.seed_everything(0, verbose=False)
     # torch.export and a BF16 cast: the cheapest formats that need the whole model (ONNX adds ~10 s here).
-    export = ExportCallback(str(out / "export"), ExportConfig(formats=["pt2"], parity_batch_sizes=[1, 2],
-                                                              parity_seq_lens=[8]))
-    quant = QuantizationCallback(str(out / "quantized"), {"methods": ["bf16"], "eval_batches": 2})
+    # No dirpath: both write into the logger's run folder, found on rank 0 alone without a collective.
+    export = ExportCallback(config=ExportConfig(formats=["pt2"], parity_batch_sizes=[1, 2], parity_seq_lens=[8]))
+    quant = QuantizationCallback(config={"methods": ["bf16"], "eval_batches": 2})
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1),
-        max_steps=3, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        max_steps=3, limit_val_batches=1, num_sanity_val_steps=0, logger=CSVLogger(out, name="run"),
+        enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
         callbacks=[export, quant, Report(out, export, quant)],
     )

@@ -98,7 +98,8 @@ def test_export_under_fsdp2_gathers_the_full_weights_on_every_rank_and_exports_o
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [(r["sharded"], r["exported"], r["quantized"]) for r in reports] == [(True, True, True),
                                                                               (True, False, False)]
-    manifest = read_manifest(tmp_path / "export")
+    run = tmp_path / "run" / "version_0"  # the logger's folder: both callbacks' default
+    manifest = read_manifest(run / "export")
     assert [(a["format"], a["parity_ok"]) for a in manifest["artifacts"]] == [("pt2", True)]
 
     full = torch.load(tmp_path / "full_weights.pt", weights_only=True)
@@ -106,6 +107,6 @@ def test_export_under_fsdp2_gathers_the_full_weights_on_every_rank_and_exports_o
     model.load_state_dict(full)  # the whole model: every parameter at its full size
     x = torch.randint(0, 256, (3, 20))
     with torch.inference_mode():
-        torch.testing.assert_close(load_pt2(tmp_path / "export" / "model.pt2")(x), model(x), atol=1e-5, rtol=1e-4)
-    rows = json.loads((tmp_path / "quantized" / "quantization.json").read_text())["results"]
+        torch.testing.assert_close(load_pt2(run / "export" / "model.pt2")(x), model(x), atol=1e-5, rtol=1e-4)
+    rows = json.loads((run / "quantized" / "quantization.json").read_text())["results"]
     assert [r["variant"] for r in rows] == ["eager", "bf16"] and rows[1]["agreement"] >= 95.0
