@@ -109,3 +109,26 @@ def test_search_space_core_imports_no_trainer():
         imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         heavy = sorted(m for m in imported if m.split(".")[0] in ("lightning", "torch") or m == "nl_lightning.cli")
         assert not heavy, f"nl_lightning/tune/{name}.py imports {heavy}"
+
+
+def test_a_retried_failure_is_counted_once():
+    from optuna.trial import TrialState, create_trial
+
+    from nl_lightning.tune.progress import StopWhenDone
+    from nl_lightning.tune.storage import counted_trials
+
+    study = optuna.create_study()
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0))
+    study.add_trial(create_trial(state=TrialState.FAIL))  # killed: its heartbeat stopped...
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=2.0,  # ...and retried
+                                 system_attrs={"failed_trial": 1, "retry_history": [1]}))
+    study.add_trial(create_trial(state=TrialState.FAIL))  # a crash: counts (a study of crashes still ends)
+    study.add_trial(create_trial(state=TrialState.PRUNED))
+    study.add_trial(create_trial(state=TrialState.WAITING))  # not finished: does not count
+    assert counted_trials(study) == 4
+    stopped = []
+    study.stop = lambda: stopped.append(True)  # StopWhenDone calls it from optimize's callback
+    StopWhenDone(5)(study, study.trials[-1])
+    assert not stopped
+    StopWhenDone(4)(study, study.trials[-1])
+    assert stopped
