@@ -12,10 +12,11 @@ from nl_lightning.callbacks.run_metadata import RunMetadata
 from nl_lightning.callbacks.curves import CurvesCallback
 from nl_lightning.callbacks.model_registry import ModelRegistryCallback
 from nl_lightning.callbacks.prediction_writer import PredictionWriter
+from nl_lightning.callbacks.lr_finder import LRFinder
 
 __all__ = [
     "TextSampleCallback", "ExportCallback", "PruningCallback", "QuantizationCallback",
     "GradientMonitor", "NonFiniteGradientError", "HistogramMonitor", "ConfusionMatrixMonitor",
     "TaskThroughputMonitor", "RunMetadata", "CurvesCallback", "ModelRegistryCallback",
-    "PredictionWriter",
+    "PredictionWriter", "LRFinder",
 ]
