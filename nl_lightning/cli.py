@@ -25,6 +25,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "tune": "nl_lightning.commands.tune:main",
     "lr-find": "nl_lightning.commands.lr_find:main",
     "plot": "nl_lightning.commands.plot:main",
+    "consolidate": "nl_lightning.commands.consolidate:main",
 }
 
 

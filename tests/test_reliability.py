@@ -85,7 +85,7 @@ CASES = [
     Case("folder without checkpoints", lambda t, g: ["generate", "--ckpt_path", str(_mkdir(t / "empty_run"))],
          r"empty_run is a folder with no checkpoint in it", 1),
     Case("sharded (FSDP2) checkpoint folder", lambda t, g: ["generate", "--ckpt_path", _dcp(t)],
-         r"sharded torch\.distributed\.checkpoint folder .*consolidate_checkpoint", 1),
+         r"sharded torch\.distributed\.checkpoint folder .*nl-lightning consolidate .*sharded\.ckpt --output", 1),
     Case("a bare state dict, not a Lightning checkpoint",
          lambda t, g: ["generate", "--ckpt_path", _save(t / "bare.pt", {"weight": torch.zeros(2)})],
          r"bare\.pt is not a Lightning checkpoint \(no 'state_dict'\)", 1),

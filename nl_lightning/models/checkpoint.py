@@ -16,7 +16,7 @@ from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resol
 if TYPE_CHECKING:
     from nl_lightning.models.base import TaskModule
 
-CONSOLIDATE = "python -m lightning.pytorch.utilities.consolidate_checkpoint {dir} --output_file {dir}.consolidated.ckpt"
+CONSOLIDATE = "nl-lightning consolidate {dir} --output {dir}.consolidated.ckpt"
 
 
 class CheckpointError(ValueError):

@@ -122,7 +122,7 @@ def test_directory_is_named_a_folder(saved, tmp_path):
 def test_sharded_folder_says_how_to_consolidate(tmp_path):
     (tmp_path / "last.ckpt").mkdir()
     (tmp_path / "last.ckpt" / ".metadata").write_bytes(b"x")
-    with pytest.raises(CheckpointError, match=r"sharded torch\.distributed\.checkpoint folder .*consolidate_checkpoint .*last\.ckpt --output_file"):
+    with pytest.raises(CheckpointError, match=r"sharded torch\.distributed\.checkpoint folder .*nl-lightning consolidate .*last\.ckpt --output"):
         read_checkpoint(tmp_path / "last.ckpt")
 
 

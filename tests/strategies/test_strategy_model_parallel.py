@@ -7,7 +7,9 @@ which hands ``configure_model`` a device mesh whose "data_parallel" dimension it
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -61,19 +63,12 @@ def test_model_parallel_fsdp2_shards_trains_and_writes_distributed_checkpoint(tm
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert ckpt.is_dir(), "ModelParallelStrategy writes a torch.distributed.checkpoint directory"
     assert {".metadata", "meta.pt", "__0_0.distcp", "__1_0.distcp"} <= {p.name for p in ckpt.iterdir()}
-    with pytest.raises(CheckpointError, match="sharded torch.distributed.checkpoint directory"):
+    with pytest.raises(CheckpointError, match="sharded torch.distributed.checkpoint folder") as refused:
         TransformerLM.load(ckpt)  # the safe loader refuses DCP's pickled metadata, naming the fix
-    model = _load_distributed(ckpt, tmp_path / "consolidated.pt")
+    # The fix the message gives, run as a user would copy it: one ordinary file, loaded safely.
+    command = re.search(r"nl-lightning consolidate (\S+) --output (\S+)", str(refused.value))
+    subprocess.run([sys.executable, "-m", "nl_lightning", "consolidate", command[1], "--output", command[2]],
+                   check=True, capture_output=True, timeout=300)
+    model = TransformerLM.load(command[2])
     torch.testing.assert_close(model.state_dict(), weights[0], rtol=0, atol=0)
     assert torch.isfinite(model(torch.randint(0, 256, (2, 16)))).all()
-
-
-def _load_distributed(ckpt_dir: Path, out: Path) -> TransformerLM:
-    """Shards -> one ordinary checkpoint file (torch's converter plus Lightning's ``meta.pt``),
-    then the package's safe loader."""
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-    dcp_to_torch_save(ckpt_dir, out)
-    meta = torch.load(ckpt_dir / "meta.pt", weights_only=True)  # hparams, loops, callbacks
-    torch.save({**meta, "state_dict": torch.load(out, weights_only=True)["state_dict"]}, out)
-    return TransformerLM.load(out)
