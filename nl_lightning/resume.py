@@ -30,12 +30,15 @@ def resolve_ckpt_path(value: str, default_root_dir: str | None) -> str:
     if value == "last":
         root = Path(default_root_dir or ".")
         try:
-            return str(find_checkpoint(root))
+            found = find_checkpoint(root) if root.is_dir() else None
         except CheckpointError:
+            found = None
+        if found is None or found == root:
             raise CheckpointError(
                 f"--ckpt_path last: no last.ckpt under {root} (trainer.default_root_dir); pass the checkpoint "
                 "file or the run folder to resume from."
-            ) from None
+            )
+        return str(found)
     if value in ("best", "hpc", "registry") or value.startswith("registry:"):
         return value  # Lightning's own meanings
     return str(find_checkpoint(value))
