@@ -53,15 +53,17 @@ class Reply:
 
 
 class Client:
-    """One keep-alive HTTP connection (one per thread under load)."""
+    """One keep-alive HTTP connection (one per thread under load); ``api_key`` goes in ``X-API-Key``."""
 
-    def __init__(self, port: int, timeout: float = 60.0) -> None:
+    def __init__(self, port: int, timeout: float = 60.0, api_key: str | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.api_key = api_key
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
                 raw: bytes | None = None) -> Reply:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        hdrs = {"Content-Type": "application/json", **({"X-API-Key": self.api_key} if self.api_key else {}),
+                **(headers or {})}
         try:
             self.conn.request(method, path, body=data, headers=hdrs)
             response = self.conn.getresponse()
@@ -87,8 +89,9 @@ class Client:
 class ServerProcess:
     """``python -m nl_lightning serve --config <yaml>`` with ``settings`` written to that YAML."""
 
-    def __init__(self, workdir: Path, **settings: Any) -> None:
-        self.workdir, self.port = workdir, free_port()
+    def __init__(self, workdir: Path, api_key: str | None = None, **settings: Any) -> None:
+        """``api_key``: start with LitServe's ``LIT_SERVER_API_KEY`` set to it."""
+        self.workdir, self.port, self.api_key = workdir, free_port(), api_key
         self.config = workdir / "serve.yaml"
         self.config.write_text(yaml.safe_dump({"port": self.port, "log_level": "info", **settings}))
         self.log_path = workdir / "server.log"
@@ -98,6 +101,8 @@ class ServerProcess:
     def start(self, timeout: float = 240.0) -> "ServerProcess":
         env = {**os.environ, "OMP_NUM_THREADS": "1", "NL_SERVE_ADMIN_KEY": ADMIN_KEY, "PYTHONUNBUFFERED": "1"}
         env.pop("LIT_SERVER_API_KEY", None)
+        if self.api_key:
+            env["LIT_SERVER_API_KEY"] = self.api_key
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nl_lightning", "serve", "--config", str(self.config)],
@@ -108,7 +113,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if Client(self.port, timeout=5).get("/health").status == 200:
+                if self.client(timeout=5).get("/health").status == 200:
                     self.family = descendants(self.proc.pid)
                     return self
             except OSError:
@@ -116,8 +121,8 @@ class ServerProcess:
             time.sleep(0.25)
         raise TimeoutError(f"server not ready after {timeout} s:\n{self.log_tail()}")
 
-    def client(self) -> Client:
-        return Client(self.port)
+    def client(self, timeout: float = 60.0) -> Client:
+        return Client(self.port, timeout, self.api_key)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 120.0) -> int:
         """Send ``sig`` to the main process only, as a supervisor would, and wait for it to exit."""
@@ -150,6 +155,17 @@ class ServerProcess:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def listening_addresses(port: int) -> list[str]:
+    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp)."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
+            found.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
 
 
 def descendants(root: int) -> dict[int, str]:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from model_files import classifier, fit_normalized, raw_features, save
-from servers import ADMIN_KEY, Client, ServerProcess, port_is_free
+from servers import ADMIN_KEY, Client, ServerProcess, listening_addresses, port_is_free
 
 from nl_lightning.models import load_checkpoint
 from nl_lightning.serve.runners import file_sha256
@@ -186,9 +186,10 @@ def test_info_describes_the_live_model(client, models):
     assert info["batching"]["max_batch_size"] == 8 and info["batching"]["max_payload_bytes"] == 64_000
 
 
-def test_health_is_litserves(client):
+def test_health_is_litserves_and_only_localhost_listens(server, client):
     reply = client.get("/health")
     assert (reply.status, reply.body) == (200, b"ok")
+    assert listening_addresses(server.port) == ["127.0.0.1"]  # the default host, not every interface
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -1,4 +1,5 @@
-"""A real regressor server on the ONNX Runtime backend, chosen from an export manifest."""
+"""A real regressor server on the ONNX Runtime backend (chosen from an export manifest), behind
+LitServe's own API key (``LIT_SERVER_API_KEY``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from model_files import raw_features
-from servers import ServerProcess
+from servers import Client, ServerProcess
 
 pytestmark = pytest.mark.slow
+API_KEY = "litserve-api-key-for-tests"
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,8 @@ def model(regressor_version):
 
 @pytest.fixture(scope="module")
 def server(regressor_version, tmp_path_factory):
-    process = ServerProcess(tmp_path_factory.mktemp("server"), model_dir=str(regressor_version[1].parent), backend="onnx",
+    process = ServerProcess(tmp_path_factory.mktemp("server"), api_key=API_KEY,
+                            model_dir=str(regressor_version[1].parent), backend="onnx",
                             task="regression", max_batch_size=4, limits={"max_seq_len": 8})
     try:
         yield process.start()
@@ -46,3 +49,13 @@ def test_info_names_the_artifact_and_its_manifest(server, model):
     assert info["workers"][0]["onnx_format"] == "onnx_optimized"
     assert info["source"] == str(model[1] / optimized["files"][0]["path"])
     assert info["sha256"] == optimized["files"][0]["sha256"]
+
+
+@pytest.mark.parametrize("path", ["/predict", "/info", "/metrics", "/health"])
+def test_litserves_api_key_guards_every_public_route(server, path):
+    method = "POST" if path == "/predict" else "GET"
+    missing = Client(server.port).request(method, path, body={"features": [[0.0] * 4]})
+    assert (missing.status, missing.json()["detail"]) == (401, "Not authenticated")
+    wrong = Client(server.port, api_key="wrong-key").request(method, path, body={"features": [[0.0] * 4]})
+    assert wrong.status == 401 and "Invalid API Key" in wrong.json()["detail"]
+    assert server.client().request(method, path, body={"features": [[0.0] * 4]}).status == 200
