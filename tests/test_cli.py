@@ -99,3 +99,19 @@ def test_generate_command_prints_text(tmp_path, capsys):
 def test_generate_command_missing_checkpoint(tmp_path, capsys):
     assert main(["generate", "--ckpt_path", str(tmp_path / "nope.ckpt")]) == 1
     assert "nl-lightning: error: Checkpoint not found:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fragment", sorted((Path(__file__).parents[1] / "configs" / "strategy").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_strategy_fragments_compose_with_a_fit_config(fragment, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(FIT_CONFIGS[0]), "--config", str(fragment), "--print_config"])
+    assert exc.value.code == 0
+    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    wanted = yaml.safe_load(fragment.read_text())["trainer"]["strategy"]
+    assert trainer["devices"] == 2 and trainer["accelerator"] == "cpu"
+    if isinstance(wanted, str):
+        assert trainer["strategy"] == wanted
+    else:
+        assert trainer["strategy"]["class_path"] == wanted["class_path"]
+        assert trainer["strategy"]["init_args"].items() >= wanted["init_args"].items()
