@@ -69,6 +69,14 @@ def test_row_ids_are_the_source_rows_of_the_dataset(tmp_path):
     np.testing.assert_array_equal(got["first"][:, 0], keep.astype(np.float32))  # the row each output came from
 
 
+def test_a_row_id_the_batch_brings_is_used(tmp_path):
+    x = torch.from_numpy(inputs(20))
+    rows = [{"x": x[i], "row_id": torch.tensor(1000 + 7 * i)} for i in range(20)]
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, callbacks=[PredictionWriter(str(tmp_path))])
+    trainer.predict(Echo(), torch.utils.data.DataLoader(rows, batch_size=BATCH))
+    np.testing.assert_array_equal(read_predictions(tmp_path)["row_id"], 1000 + 7 * np.arange(20))
+
+
 def test_a_changed_shard_is_detected(tmp_path):
     run(str(tmp_path))
     shard = sorted(tmp_path.glob("part-*"))[1]
