@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +87,7 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
 
 def serve(config: ServeConfig) -> int:
     """Run the server in this process until SIGINT / SIGTERM; returns when every child has exited."""
+    check_port(config.host, config.port)  # before minutes of model loading, not after
     runtime = Path(tempfile.mkdtemp(prefix="nl-serve-"))
     metrics_dir = runtime / "prometheus"
     metrics_dir.mkdir()
@@ -108,6 +110,18 @@ def serve(config: ServeConfig) -> int:
         else:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous_dir
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise if something already listens on ``host:port`` (bound the way uvicorn binds)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ValueError(
+                f"port={port} on {host} is taken ({err.strerror}): stop what listens there or pick another --port."
+            ) from None
 
 
 @contextmanager

@@ -60,3 +60,17 @@ def test_bad_limits(kwargs, message):
 
 def test_limits_from_yaml_become_a_dataclass():
     assert ServeConfig(limits={"max_new_tokens": 8, "default_new_tokens": 4}).limits.max_new_tokens == 8
+
+
+def test_a_taken_port_fails_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    import socket
+
+    from nl_lightning.cli import main
+
+    monkeypatch.setattr("sys.argv", ["nl-lightning"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model_dir", str(tmp_path / "not-even-there"), "--port", str(port)]) == 1
+    assert f"port={port} on 127.0.0.1 is taken" in capsys.readouterr().err
