@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning.export.atomic import staged_dir
-from nl_lightning.export.inputs import InputSpec, batch_input, input_spec
+from nl_lightning.export.inputs import InputSpec, batch_input, input_spec, network
 from nl_lightning.export.manifest import MANIFEST_NAME, artifact_entry, build_manifest, listed_files, write_manifest
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
 from nl_lightning.export.ort import OptimizationLevel
@@ -119,7 +119,7 @@ def export_formats(
     checks = _check_inputs(spec, validation if validation is not None else calibration, config)
     with staged_dir(out_dir) as build:
         manifest = _write_all(net, build, spec, config, calibration, checks)
-        manifest.update(source=source, source_sha256=source_sha256)
+        manifest.update(source=source, source_sha256=source_sha256, **model_task(model))
         write_manifest(build, manifest)
     failures = [a["format"] for a in manifest["artifacts"] if not a["parity_ok"]]
     if failures:
@@ -129,6 +129,19 @@ def export_formats(
                                         "expected, or drop the format.")
         warnings.warn(message, stacklevel=2)
     return manifest
+
+
+def model_task(model: nn.Module) -> dict[str, Any]:
+    """``{"task": "lm" | "classification" | "regression", "num_outputs": N}`` of an nl_lightning model,
+    so a server of the export knows its request schema without the checkpoint."""
+    net = network(model)
+    head = getattr(net, "lm_head", None)
+    if isinstance(head, nn.Linear):
+        return {"task": "lm", "num_outputs": head.out_features}
+    task, head = getattr(model, "task", None), getattr(net, "head", None)
+    if task in ("classification", "regression") and isinstance(head, nn.Linear):
+        return {"task": task, "num_outputs": head.out_features}
+    return {}
 
 
 def check_replaceable(out_dir: Path) -> None:

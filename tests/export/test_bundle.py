@@ -137,3 +137,21 @@ def test_a_re_export_killed_mid_build_leaves_the_old_export_whole(tmp_path):
     _export(work / "export", seed=2)
     assert _artifacts(read_manifest(work / "export")) == _artifacts(new)
     assert [p.name for p in work.iterdir()] == ["export"]  # no hidden folder left behind
+
+
+@pytest.mark.parametrize("kind", ["lm", "regressor", "bare_network"])
+def test_manifest_records_the_task_a_server_needs(kind, models, tmp_path):
+    from nl_lightning.models import TransformerClassifier
+
+    if kind == "lm":
+        model, expected = models["lm"], {"task": "lm", "num_outputs": 256}  # the byte vocabulary
+    elif kind == "regressor":
+        model = TransformerClassifier(TransformerConfig(input_dim=8, n_layers=1, d_model=16, n_heads=2, max_seq_len=8),
+                                      num_classes=2, task="regression")
+        expected = {"task": "regression", "num_outputs": 2}
+    else:  # a bare SequenceClassifier cannot tell classification from regression: nothing is claimed
+        model, expected = models["classifier"], {}
+    config = ExportConfig(formats=["onnx"], parity_batch_sizes=[1], parity_seq_lens=[4])
+    manifest = export_formats(model, tmp_path / "export", config)
+    assert {k: manifest[k] for k in ("task", "num_outputs") if k in manifest} == expected
+    assert read_manifest(tmp_path / "export") == manifest
