@@ -36,7 +36,6 @@ class CurvesCallback(L.Callback):
         folder = run_dir(trainer.loggers, trainer.default_root_dir)
         try:
             scalars = read_scalars(folder)
-        except FileNotFoundError as err:
+            self.path = plot_curves({folder.parent.name or folder.name: scalars}, folder / self.filename)
+        except (FileNotFoundError, ValueError) as err:  # no event files, or nothing logged yet (a 2-step run)
             rank_zero_warn(f"CurvesCallback wrote no {self.filename}: {err}")
-            return
-        self.path = plot_curves({folder.parent.name or folder.name: scalars}, folder / self.filename)

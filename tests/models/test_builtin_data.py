@@ -52,12 +52,14 @@ def text_file(tmp_path):
 
 def test_split_is_deterministic_and_disjoint(text_file):
     tokens = encode(TEXT)
-    a, b = (CharTextDataModule(str(text_file), seq_len=8, val_fraction=0.25) for _ in range(2))
+    a, b = (CharTextDataModule(str(text_file), seq_len=8, val_fraction=0.25, test_fraction=0.1) for _ in range(2))
     a.setup("fit"), b.setup("fit")
     assert torch.equal(a.train_set.tokens, b.train_set.tokens) and torch.equal(a.val_set.tokens, b.val_set.tokens)
-    split = int(tokens.numel() * 0.75)
-    # Train is the head of the text, validation the tail: together the whole text, no position twice.
-    assert torch.equal(a.train_set.tokens, tokens[:split]) and torch.equal(a.val_set.tokens, tokens[split:])
+    val_start, test_start = int(tokens.numel() * 0.65), int(tokens.numel() * 0.9)
+    # [train | val | test] in text order: together the whole text, no position twice.
+    assert torch.equal(a.train_set.tokens, tokens[:val_start])
+    assert torch.equal(a.val_set.tokens, tokens[val_start:test_start])
+    assert torch.equal(a.test_set.tokens, tokens[test_start:])
     assert torch.equal(torch.stack([a.val_set[i][0] for i in range(len(a.val_set))]),
                        torch.stack([b.val_set[i][0] for i in range(len(b.val_set))]))
 
