@@ -26,11 +26,14 @@ demo: setup
 	$(BIN)/nl-lightning fit --config configs/char_lm.yaml
 	$(BIN)/nl-lightning generate --ckpt_path runs/char_lm --prompt "The " --max_new_tokens 300
 
+# Two pytest workers (pytest-xdist), one test file per worker at a time: the suite is mostly
+# single-threaded tiny models, so two processes use both cores of a small CI machine.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: setup
 	for b in benchmarks/*.py; do $(BIN)/python $$b --quick || exit 1; done
