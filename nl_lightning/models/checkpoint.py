@@ -114,12 +114,16 @@ def load_checkpoint(
 ) -> "TaskModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
+    ``path`` is a ``.ckpt`` file or a run folder (``runs/char_lm``: its newest ``last.ckpt``).
+
     The class the file names must be on the allow-list (``nl_lightning.models.trust``), be
     ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
     arguments are checked against the class's signature before it is called.
     """
     from nl_lightning.models.base import TaskModule
+    from nl_lightning.models.runs import find_checkpoint
 
+    path = find_checkpoint(path)  # a run folder (runs/char_lm) means its newest last.ckpt
     checkpoint = read_checkpoint(path, map_location)
     record = checkpoint.get("nl_lightning") or {}
     hparams = dict(checkpoint.get("hyper_parameters") or {})

@@ -142,3 +142,11 @@ def test_weights_without_training_state_cannot_resume(tmp_path):
     assert read_checkpoint(path)["state_dict"]
     with pytest.raises(CheckpointError, match=r"no Lightning training state \('pytorch-lightning_version' is missing\)"):
         read_checkpoint(path, lightning=True)
+
+
+def test_a_run_folder_loads_its_newest_last_checkpoint(saved, tmp_path):
+    (tmp_path / "runs" / "lm" / "version_0" / "checkpoints").mkdir(parents=True)
+    target = tmp_path / "runs" / "lm" / "version_0" / "checkpoints" / "last.ckpt"
+    target.write_bytes(saved.read_bytes())
+    model = TransformerLM.load(tmp_path / "runs" / "lm")
+    torch.testing.assert_close(model.state_dict(), load_checkpoint(saved).state_dict())
