@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from nl_lightning.serve.signature import signature_from_manifest
 import torch
 from model_files import raw_features
 
@@ -28,10 +30,14 @@ def test_onnx_and_torch_runners_agree_on_outputs(regressor_version):
     assert onnx_runner.sha256 == file_sha256(onnx_runner.source.path)
 
 
-def test_an_export_without_a_recorded_task_needs_one(regressor_version):
+def test_an_export_records_its_task_and_an_older_one_needs_it(regressor_version):
     source = ModelRegistry(regressor_version[1], backend="onnx").source()
+    assert source.manifest["task"] == "regression"  # recorded by the export: no checkpoint needed
+    signature = OnnxRunner(source).signature
+    assert (signature.task, signature.num_outputs) == ("regression", source.manifest["num_outputs"])
+    older = {k: v for k, v in source.manifest.items() if k not in ("task", "num_outputs", "source")}
     with pytest.raises(ValueError, match="The export manifest does not record the model's task; set `task: "):
-        OnnxRunner(source)
+        signature_from_manifest(older, num_outputs=1)
 
 
 def test_a_task_that_contradicts_the_checkpoint_is_refused(regressor_version):
