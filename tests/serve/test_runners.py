@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from nl_lightning.serve.signature import signature_from_manifest
 import torch
 from model_files import raw_features
 
 from nl_lightning.serve.registry import ModelRegistry, resolve_source
 from nl_lightning.serve.runners import OnnxRunner, TorchRunner, file_sha256, load_runner
+from nl_lightning.serve.signature import signature_from_manifest
 
 
 def test_onnx_and_torch_runners_agree_on_outputs(regressor_version):
