@@ -53,17 +53,23 @@ LOG_EVERY = 25
 
 
 class StepTimer(L.Callback):
-    """(wall, CPU) seconds from the start of batch ``first`` to the end of the last batch."""
+    """(wall, CPU) seconds and optimizer steps from the start of global step ``first`` to the last step.
+
+    Counted by ``trainer.global_step``, not ``batch_idx`` (which restarts every epoch: the char LM's epoch
+    is shorter than a run).
+    """
 
     def __init__(self, first: int) -> None:
-        self.first, self.start, self.end = first, (0.0, 0.0), (0.0, 0.0)
+        self.first, self.start, self.end, self.steps = first, (0.0, 0.0), (0.0, 0.0), 0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        if batch_idx == self.first:
+        if trainer.global_step == self.first and self.steps == 0:
             self.start = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        self.end = (time.perf_counter(), time.process_time())
+        if trainer.global_step > self.first:
+            self.end = (time.perf_counter(), time.process_time())
+            self.steps = trainer.global_step - self.first
 
 
 def loggers_and_callbacks(side: str, root: Path, mlflow_uri: str) -> tuple[list[Any], list[L.Callback]]:
@@ -91,6 +97,8 @@ def run(side: str, config: dict[str, Any], dm: CharTextDataModule, args: argpars
         enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
     )
     trainer.fit(model, train_dataloaders=loader)
+    if timer.steps != args.steps:
+        raise RuntimeError(f"timed {timer.steps} steps, expected {args.steps}")
     return timer.end[0] - timer.start[0], timer.end[1] - timer.start[1]
 
 
@@ -102,7 +110,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="runs per side")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 = torch's default)")
     args = parser.parse_args()
-    args.steps = args.steps or (50 if args.quick else 200)
+    args.steps = args.steps or (50 if args.quick else 100)
     args.repeats = args.repeats or (2 if args.quick else 4)
     if args.threads:
         torch.set_num_threads(args.threads)

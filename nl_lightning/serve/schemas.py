@@ -32,6 +32,13 @@ class ServeRequest(BaseModel):
     def model_post_init(self, context: Any) -> None:
         self._request_id = REQUEST_ID.get()
 
+    def __repr__(self) -> str:
+        # LitServe logs every request with an f-string (evaluated even when debug logging is off): a
+        # short repr keeps inputs out of logs and costs ~1 us instead of ~70 us for 128 floats.
+        return f"{type(self).__name__}(request_id={self._request_id!r})"
+
+    __str__ = __repr__
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled into LitServe's request queue as a plain dict: the worker needs no schema class
         # (these are built per server and would not be importable there) and never re-validates.

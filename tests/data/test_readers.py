@@ -74,6 +74,37 @@ def test_hdf5_layouts_read_sorted_rows(chunks, arrays, tmp_path):
         np.testing.assert_array_equal(reader.read_batch(rows), x[rows])
 
 
+@pytest.mark.parametrize("dtype", ["<f4", ">f8", "<i8", ">i2", "u1"])
+def test_contiguous_hdf5_is_read_through_a_memory_map(dtype, tmp_path):
+    x = (np.arange(500 * 6).reshape(500, 2, 3) % 97).astype(dtype)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("pad", data=np.ones(77, "u1"))  # the dataset does not start at the file's first bytes
+        f.create_dataset("g/x", data=x)
+    reader = open_reader(tmp_path / "c.h5", "/g/x")
+    rows = np.sort(np.random.default_rng(0).choice(500, 64, replace=False))
+    out = reader.read_batch(rows)
+    assert type(reader._dataset.get()[1]) is np.memmap
+    np.testing.assert_array_equal(out, x[rows])
+    assert out.dtype == np.dtype(dtype) and out.flags.writeable
+    np.testing.assert_array_equal(reader.read_range(490, 500), x[490:])
+    assert type(reader.read_range(0, 3)) is np.ndarray
+
+
+@pytest.mark.parametrize("layout", [{"chunks": (4, 2, 3)}, {"compression": "gzip"}, {"userblock": 512}, {"empty": True}])
+def test_hdf5_layouts_without_a_plain_block_keep_h5py(layout, tmp_path):
+    x = np.arange(40 * 6, dtype=np.float32).reshape(40, 2, 3)
+    with h5py.File(tmp_path / "l.h5", "w", userblock_size=layout.get("userblock", 0)) as f:
+        if layout.get("empty"):  # never written: no storage allocated, reads give the fill value
+            f.create_dataset("x", shape=x.shape, dtype=x.dtype, fillvalue=3.0)
+            x = np.full_like(x, 3.0)
+        else:
+            f.create_dataset("x", data=x, chunks=layout.get("chunks"), compression=layout.get("compression"))
+    reader = open_reader(tmp_path / "l.h5", "x")
+    rows = np.array([1, 5, 6, 30])
+    np.testing.assert_array_equal(reader.read_batch(rows), x[rows])
+    assert type(reader._dataset.get()[1]) is not np.memmap
+
+
 def test_parquet_tabular_columns_and_scalar_column(tmp_path):
     table = pa.table({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "label": [0, 1, 0], "name": ["p", "q", "r"]})
     pq.write_table(table, tmp_path / "t.parquet", row_group_size=2)

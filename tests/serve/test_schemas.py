@@ -58,3 +58,14 @@ def test_a_request_reaches_the_worker_as_a_plain_dict_with_its_id():
     finally:
         REQUEST_ID.reset(token)
     assert pickle.loads(pickle.dumps(request)) == {"features": [[1.0, 2.0]], "request_id": "req-1"}
+
+
+def test_a_request_prints_without_its_inputs():
+    """LitServe formats every request into a debug log line: the repr names the request, not its data."""
+    schema = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
+    token = REQUEST_ID.set("req-7")
+    try:
+        request = schema.model_validate({"features": [[1.25, 2.5]]})
+    finally:
+        REQUEST_ID.reset(token)
+    assert str(request) == repr(request) == "FeaturesRequest(request_id='req-7')"
