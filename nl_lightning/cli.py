@@ -101,14 +101,18 @@ class NLLightningCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Check every logger's folder / tracking URI before the first step (``track.check_loggers``),
-        lock the run folder against a second live run writing into it (``callbacks/run_lock.py``), and
-        record run metadata and curves.png for every run."""
+        lock the run folder against a second live run writing into it (``callbacks/run_lock.py``),
+        write checkpoints atomically (``models/checkpoint_io.py``), and record run metadata and
+        curves.png for every run."""
         from nl_lightning.callbacks.curves import CurvesCallback
         from nl_lightning.callbacks.run_lock import RunLock
         from nl_lightning.callbacks.run_metadata import RunMetadata
         from nl_lightning.track.backends import check_loggers
 
         check_loggers(self.trainer.loggers)
+        from nl_lightning.models.checkpoint_io import install
+
+        install(self.trainer)
         # Every `nl-lightning fit` locks its run folder, records its metadata and draws curves.png
         # at the end, whether or not the config lists these callbacks.
         for callback in (RunLock, RunMetadata, CurvesCallback):

@@ -134,6 +134,18 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def fsync_dir(folder: str | Path) -> None:
+    """Make renames inside ``folder`` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _lock(path: Path, blocking: bool = True) -> int | None:
     """An exclusive ``flock`` on folder ``path``: its fd, or None if another process holds it."""
     if fcntl is None:

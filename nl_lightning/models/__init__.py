@@ -2,6 +2,7 @@
 
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from nl_lightning.models.checkpoint_io import AtomicCheckpointIO
 from nl_lightning.models.classifier import TransformerClassifier
 from nl_lightning.models.config import PRESETS, TransformerConfig
 from nl_lightning.models.generate import generate
@@ -10,7 +11,7 @@ from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig, build_op
 from nl_lightning.models.transformer import CausalLM, SequenceClassifier, Transformer
 
 __all__ = [
-    "PRESETS", "CausalLM", "CheckpointError", "OptimizerConfig", "SchedulerConfig", "SequenceClassifier",
+    "PRESETS", "AtomicCheckpointIO", "CausalLM", "CheckpointError", "OptimizerConfig", "SchedulerConfig", "SequenceClassifier",
     "TaskModule", "Transformer", "TransformerClassifier", "TransformerConfig", "TransformerLM",
     "build_optimizer", "build_scheduler", "generate", "load_checkpoint", "param_groups", "read_checkpoint",
 ]

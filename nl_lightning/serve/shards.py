@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nl_lightning.export.atomic import fsync_dir
+
 ShardFormat = Literal["parquet", "npy", "npz", "jsonl", "pickle"]
 SUFFIXES: dict[str, str] = {"parquet": ".parquet", "npy": ".npy", "npz": ".npz", "jsonl": ".jsonl", "pickle": ".pkl"}
 Columns = dict[str, np.ndarray]
@@ -93,11 +95,7 @@ def write_atomic(path: Path, data: bytes) -> str:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)  # make the rename itself durable
     return hashlib.sha256(data).hexdigest()
 
 

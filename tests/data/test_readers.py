@@ -90,19 +90,53 @@ def test_contiguous_hdf5_is_read_through_a_memory_map(dtype, tmp_path):
     assert type(reader.read_range(0, 3)) is np.ndarray
 
 
-@pytest.mark.parametrize("layout", [{"chunks": (4, 2, 3)}, {"compression": "gzip"}, {"userblock": 512}, {"empty": True}])
+@pytest.mark.parametrize("dtype", ["<f4", ">f8", "u1"])
+@pytest.mark.parametrize("rows_per_chunk", [1, 7, 64])
+def test_hdf5_chunked_by_whole_rows_is_read_from_the_file_bytes(rows_per_chunk, dtype, tmp_path):
+    x = (np.arange(300 * 6).reshape(300, 2, 3) % 251).astype(dtype)  # 300 rows: the last chunk is partial
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        f.create_dataset("x", data=x, chunks=(rows_per_chunk, 2, 3))
+    reader = open_reader(tmp_path / "k.h5", "x")
+    rng = np.random.default_rng(rows_per_chunk)
+    for rows in (np.sort(rng.choice(300, 50, replace=False)), np.arange(60, 140), np.array([0, 1, 2, 299]),
+                 np.array([], dtype=np.int64), np.array([7, 8, 9, 10, 11, 12, 13, 14])):
+        out = reader.read_batch(rows)
+        np.testing.assert_array_equal(out, x[rows])
+        assert out.dtype == np.dtype(dtype) and out.flags.writeable and out.shape == (len(rows), 2, 3)
+    np.testing.assert_array_equal(reader.read_range(290, 300), x[290:])
+    assert type(reader._dataset.get()[1]).__name__ == "ChunkedRows"
+
+
+def test_hdf5_one_value_per_row_chunked(tmp_path):
+    y = np.arange(100, dtype=np.int64) * 3
+    with h5py.File(tmp_path / "y.h5", "w") as f:
+        f.create_dataset("y", data=y, chunks=(16,))
+    reader = open_reader(tmp_path / "y.h5", "y")
+    rows = np.array([0, 15, 16, 17, 50, 99])
+    np.testing.assert_array_equal(reader.read_batch(rows), y[rows])
+    assert type(reader._dataset.get()[1]).__name__ == "ChunkedRows"
+
+
+@pytest.mark.parametrize("layout", [{"chunks": (4, 1, 3)}, {"chunks": (4, 2, 3), "compression": "gzip"},
+                                    {"chunks": (4, 2, 3), "shuffle": True}, {"userblock": 512}, {"empty": True},
+                                    {"partly_written": True}])
 def test_hdf5_layouts_without_a_plain_block_keep_h5py(layout, tmp_path):
     x = np.arange(40 * 6, dtype=np.float32).reshape(40, 2, 3)
     with h5py.File(tmp_path / "l.h5", "w", userblock_size=layout.get("userblock", 0)) as f:
         if layout.get("empty"):  # never written: no storage allocated, reads give the fill value
             f.create_dataset("x", shape=x.shape, dtype=x.dtype, fillvalue=3.0)
             x = np.full_like(x, 3.0)
+        elif layout.get("partly_written"):  # chunks never written hold no bytes: HDF5 gives the fill value
+            ds = f.create_dataset("x", shape=x.shape, dtype=x.dtype, chunks=(4, 2, 3), fillvalue=3.0)
+            ds[:8] = x[:8]
+            x[8:] = 3.0
         else:
-            f.create_dataset("x", data=x, chunks=layout.get("chunks"), compression=layout.get("compression"))
+            f.create_dataset("x", data=x, chunks=layout.get("chunks"), compression=layout.get("compression"),
+                             shuffle=layout.get("shuffle", False))
     reader = open_reader(tmp_path / "l.h5", "x")
     rows = np.array([1, 5, 6, 30])
     np.testing.assert_array_equal(reader.read_batch(rows), x[rows])
-    assert type(reader._dataset.get()[1]) is not np.memmap
+    assert type(reader._dataset.get()[1]).__name__ == "Dataset"  # h5py's own reads
 
 
 def test_parquet_tabular_columns_and_scalar_column(tmp_path):
