@@ -29,3 +29,11 @@ def lm_export(tmp_path_factory):
 
     model = lm(0).eval()
     return model, export(model, tmp_path_factory.mktemp("lm_export"), ["onnx"])
+
+
+@pytest.fixture
+def client(server):
+    """A keep-alive HTTP client of the module's ``server`` fixture, closed after the test."""
+    c = server.client()
+    yield c
+    c.close()

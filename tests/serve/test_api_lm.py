@@ -36,13 +36,6 @@ def server(model, tmp_path_factory):
         process.kill()
 
 
-@pytest.fixture
-def client(server):
-    c = server.client()
-    yield c
-    c.close()
-
-
 def greedy(model, ids: list[int], n: int) -> list[int]:
     return model.generate(torch.tensor([ids]), n, temperature=0.0, top_k=None)[0, len(ids):].tolist()
 

@@ -48,13 +48,6 @@ def server(models, tmp_path_factory):
         process.kill()
 
 
-@pytest.fixture
-def client(server):
-    c = server.client()
-    yield c
-    c.close()
-
-
 def serve_version(client: Client, version: str) -> None:
     if client.get("/info").json()["version"] != version:
         reply = client.admin("/admin/reload", {"version": version})
