@@ -1,7 +1,7 @@
 """``PredictionWriter``: Lightning's ``BasePredictionWriter`` writing resumable, checksummed shards.
 
-Every ``batches_per_shard`` batches of a rank become one shard file (NPY, NPZ, JSONL, Parquet;
-pickle only with ``allow_pickle``), written atomically with a record of its rows and SHA-256;
+Every ``batches_per_shard`` batches of a rank become one shard file (NPY, NPZ, JSONL or Parquet:
+data only, never pickle), written atomically with a record of its rows and SHA-256;
 rank 0 merges all records into ``manifest.json`` at the end. Each row carries its input row id
 (the dataset's source row, from ``batch_indices``, or a ``row_id`` the batch brings itself).
 
@@ -34,7 +34,6 @@ class PredictionWriter(BasePredictionWriter):
         output_dir: str = "predictions",
         format: ShardFormat = "npz",
         rows_per_shard: int = 65536,
-        allow_pickle: bool = False,
         overwrite: bool = False,
         keep_predictions: bool = False,
     ) -> None:
@@ -42,19 +41,18 @@ class PredictionWriter(BasePredictionWriter):
         Args:
             output_dir: folder of the shards, their records and ``manifest.json``.
             format: ``npz`` (NumPy only), ``parquet`` (needs pyarrow: the ``data`` extra), ``npy`` (one
-                structured array), ``jsonl``, or ``pickle`` (with ``allow_pickle``).
+                structured array) or ``jsonl``.
             rows_per_shard: rows per shard, rounded up to whole batches.
-            allow_pickle: permit ``format='pickle'`` (its files run code when loaded).
             overwrite: delete what ``output_dir`` holds and start over, instead of resuming.
             keep_predictions: also return the predictions from ``Trainer.predict`` (off: memory stays
                 flat on long jobs; the files are the output).
         """
         super().__init__(write_interval="batch")
-        check_format(format, allow_pickle)
+        check_format(format)
         if rows_per_shard < 1:
             raise ValueError(f"rows_per_shard={rows_per_shard} must be >= 1.")
         self.output_dir, self.format, self.rows_per_shard = Path(output_dir), format, rows_per_shard
-        self.allow_pickle, self.overwrite, self.keep_predictions = allow_pickle, overwrite, keep_predictions
+        self.overwrite, self.keep_predictions = overwrite, keep_predictions
         self._done: dict[tuple[int, int], dict[str, Any]] = {}
         self._buffers: dict[int, list[dict[str, np.ndarray]]] = {}
         self._per_shard: list[int] = []

@@ -9,6 +9,7 @@ its ONNX export and both backends agree.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,8 +21,10 @@ from nl_lightning.serve.registry import ModelSource
 from nl_lightning.serve.signature import ModelSignature, signature_from_manifest, signature_of
 
 
-class Runner:
-    """A loaded version: ``forward`` for classifiers / regressors / LM logits, ``generate`` for LMs."""
+class Runner(ABC):
+    """A loaded version: ``forward`` for classifiers / regressors / LM logits, ``generate`` for LMs.
+
+    The interface of ``TorchRunner`` and ``OnnxRunner``; the server and batch jobs use only this."""
 
     backend: str
     source: ModelSource
@@ -32,14 +35,14 @@ class Runner:
     def version(self) -> str:
         return self.source.version
 
+    @abstractmethod
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(B, T) ids or (B, T, F) / (B, F) features -> (B, C) outputs, or (B, T, V) LM logits; float32."""
-        raise NotImplementedError
 
+    @abstractmethod
     def generate(self, idx: np.ndarray, max_new_tokens: int, temperature: float, top_k: int | None,
                  seed: int | None = None) -> np.ndarray:
         """(B, T) prompt ids -> (B, max_new_tokens) sampled ids (``temperature=0`` is greedy)."""
-        raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
         return {"version": self.version, "backend": self.backend, "path": str(self.source.path),

@@ -91,7 +91,7 @@ def merge_manifest(root: Path, fmt: str, world_size: int) -> dict[str, Any]:
     return manifest
 
 
-def read_predictions(output_dir: str | Path, dataloader_idx: int = 0, allow_pickle: bool = False) -> Columns:
+def read_predictions(output_dir: str | Path, dataloader_idx: int = 0) -> Columns:
     """Every row of ``output_dir``'s predictions, sorted by ``row_id``, each shard checked against its
     SHA-256; raises ``ShardError`` for a missing, changed or incomplete set of shards."""
     root = Path(output_dir)
@@ -104,7 +104,7 @@ def read_predictions(output_dir: str | Path, dataloader_idx: int = 0, allow_pick
     entry = loaders[dataloader_idx]
     if not manifest["complete"]:
         raise ShardError(f"{root} is incomplete ({entry['num_rows']} of {entry['expected_rows']} rows); resume the job.")
-    parts = [_read_shard(root, shard, manifest["format"], entry["columns"], allow_pickle) for shard in entry["shards"]]
+    parts = [_read_shard(root, shard, manifest["format"], entry["columns"]) for shard in entry["shards"]]
     if not parts:
         return {}
     columns = {name: np.concatenate([p[name] for p in parts]) for name in entry["columns"]}
@@ -112,14 +112,14 @@ def read_predictions(output_dir: str | Path, dataloader_idx: int = 0, allow_pick
     return {name: values[order] for name, values in columns.items()}
 
 
-def _read_shard(root: Path, shard: dict[str, Any], fmt: str, specs: dict[str, Any], allow_pickle: bool) -> Columns:
+def _read_shard(root: Path, shard: dict[str, Any], fmt: str, specs: dict[str, Any]) -> Columns:
     path = root / shard["path"]
     if not path.is_file():
         raise ShardError(f"Shard {path} listed in {root / MANIFEST} is missing.")
     data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != shard["sha256"]:
         raise ShardError(f"Shard {path} does not match its SHA-256 in {root / MANIFEST}: it was changed or corrupted.")
-    return decode_shard(data, fmt, specs, allow_pickle)
+    return decode_shard(data, fmt, specs)
 
 
 def _sha256(path: Path) -> str:

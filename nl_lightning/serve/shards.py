@@ -1,8 +1,9 @@
-"""Prediction shards: columns of arrays to bytes and back (NPY, NPZ, JSONL, Parquet, pickle), atomically.
+"""Prediction shards: columns of arrays to bytes and back (NPY, NPZ, JSONL, Parquet), atomically.
 
 A shard is built in memory, hashed (SHA-256), written to a temporary file beside its target,
 flushed to disk and renamed into place, so a reader (or a resumed job) sees a complete shard or
-none. Pickle runs code when read, so it is refused unless ``allow_pickle=True`` on both sides.
+none. Every format is data only (NumPy files are read with ``allow_pickle=False``): a prediction
+folder never runs code when read. Pickle is not offered for that reason.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,19 +19,19 @@ import numpy as np
 
 from nl_lightning.export.atomic import fsync_dir
 
-ShardFormat = Literal["parquet", "npy", "npz", "jsonl", "pickle"]
-SUFFIXES: dict[str, str] = {"parquet": ".parquet", "npy": ".npy", "npz": ".npz", "jsonl": ".jsonl", "pickle": ".pkl"}
+ShardFormat = Literal["parquet", "npy", "npz", "jsonl"]
+SUFFIXES: dict[str, str] = {"parquet": ".parquet", "npy": ".npy", "npz": ".npz", "jsonl": ".jsonl"}
 Columns = dict[str, np.ndarray]
 
 
-def check_format(fmt: str, allow_pickle: bool) -> None:
+def check_format(fmt: str) -> None:
+    if fmt == "pickle":
+        raise ValueError(
+            "format='pickle' is not offered: pickle files run code when they are read. Use npz (any numeric "
+            "columns, NumPy only), parquet, npy or jsonl."
+        )
     if fmt not in SUFFIXES:
         raise ValueError(f"format={fmt!r} is not supported; choose one of {tuple(SUFFIXES)}.")
-    if fmt == "pickle" and not allow_pickle:
-        raise ValueError(
-            "format='pickle' writes files that run code when loaded; pass allow_pickle=True if every reader "
-            "trusts this folder, or use parquet / npz / npy / jsonl."
-        )
     if fmt == "parquet":
         from nl_lightning._imports import require
         from importlib.util import find_spec
@@ -62,14 +62,13 @@ def encode_shard(columns: Columns, fmt: str) -> bytes:
         names = list(columns)
         rows = zip(*(columns[name].tolist() for name in names))
         return "".join(json.dumps(dict(zip(names, row))) + "\n" for row in rows).encode()
-    if fmt == "parquet":
-        return _parquet_bytes(columns)
-    return pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL)
+    check_format(fmt)
+    return _parquet_bytes(columns)
 
 
-def decode_shard(data: bytes, fmt: str, specs: dict[str, dict[str, Any]], allow_pickle: bool = False) -> Columns:
+def decode_shard(data: bytes, fmt: str, specs: dict[str, dict[str, Any]]) -> Columns:
     """The columns of a shard written by :func:`encode_shard` (``specs`` from the manifest)."""
-    check_format(fmt, allow_pickle)
+    check_format(fmt)
     if fmt == "npz":
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {name: archive[name] for name in specs}
@@ -79,12 +78,10 @@ def decode_shard(data: bytes, fmt: str, specs: dict[str, dict[str, Any]], allow_
     if fmt == "jsonl":
         rows = [json.loads(line) for line in data.decode().splitlines() if line]
         return {name: _array([row[name] for row in rows], spec) for name, spec in specs.items()}
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+    import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data))
-        return {name: _from_arrow(table.column(name), spec) for name, spec in specs.items()}
-    return pickle.loads(data)  # noqa: S301 - only with allow_pickle=True (checked above)
+    table = pq.read_table(io.BytesIO(data))
+    return {name: _from_arrow(table.column(name), spec) for name, spec in specs.items()}
 
 
 def write_atomic(path: Path, data: bytes) -> str:

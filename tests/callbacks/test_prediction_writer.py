@@ -36,10 +36,10 @@ def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "npz", "npy", "jsonl", "pickle"])
+@pytest.mark.parametrize("fmt", ["parquet", "npz", "npy", "jsonl"])
 def test_every_format_round_trips_with_row_ids(fmt, tmp_path):
-    run(str(tmp_path), fmt=fmt, allow_pickle=fmt == "pickle")
-    assert_same(read_predictions(tmp_path, allow_pickle=fmt == "pickle"), expected(inputs()))
+    run(str(tmp_path), fmt=fmt)
+    assert_same(read_predictions(tmp_path), expected(inputs()))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["complete"] and manifest["format"] == fmt
     shards = manifest["dataloaders"][0]["shards"]
@@ -49,11 +49,14 @@ def test_every_format_round_trips_with_row_ids(fmt, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("part-")) == [s["path"] for s in shards]
 
 
-def test_pickle_needs_allow_pickle(tmp_path):
-    with pytest.raises(ValueError, match="format='pickle' writes files that run code when loaded; pass allow_pickle=True"):
+def test_pickle_is_refused_when_writing_and_when_reading(tmp_path):
+    with pytest.raises(ValueError, match="format='pickle' is not offered: pickle files run code when they are read"):
         PredictionWriter(str(tmp_path), format="pickle")
-    run(str(tmp_path), fmt="pickle", allow_pickle=True)
-    with pytest.raises(ValueError, match="allow_pickle=True"):
+    run(str(tmp_path), fmt="npz")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["format"] = "pickle"  # a folder whose manifest claims pickle shards is never unpickled
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="format='pickle' is not offered"):
         read_predictions(tmp_path)
 
 
