@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -110,13 +111,27 @@ def test_all_backends_and_monitors_read_back(tmp_path):
 
     wandb.finish()  # what the end of the `nl-lightning` process does: the last history row is written
     (wandb_run,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
-    rows = history(wandb_run)
+    rows = settled_history(wandb_run, last_step=7)
     assert [r["trainer/global_step"] for r in rows if "train/loss" in r] == [1, 3, 5, 7]
     assert [r["train/loss"] for r in rows if "train/loss" in r] == pytest.approx([tb_loss[s] for s in (1, 3, 5, 7)], rel=1e-6)
     hist_rows = [r for r in rows if "grads/model.lm_head.weight/_type" in r]  # W&B stores a histogram nested
     assert [r["trainer/global_step"] for r in hist_rows] == [3, 7]
     assert {r["grads/model.lm_head.weight/_type"] for r in hist_rows} == {"histogram"}
     assert sum(hist_rows[0]["params/model.lm_head.weight/values"]) == 256 * 32  # every weight counted once
+
+
+def settled_history(run_dir, last_step: int, timeout: float = 60.0) -> list[dict]:
+    """The run's history once W&B's writer process has written the row of ``last_step``: it writes
+    the offline file asynchronously, and ``wandb.finish()`` can return before the last row is on disk."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            rows = history(run_dir)
+        except Exception:  # a record still being written
+            rows = []
+        if any(r.get("trainer/global_step") == last_step for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def _error(capsys, args: list[str]) -> str:
