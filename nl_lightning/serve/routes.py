@@ -19,7 +19,7 @@ from nl_lightning.serve.config import ServeConfig
 from nl_lightning.serve.metrics import process_metrics, render_metrics
 from nl_lightning.serve.registry import ModelRegistry, VersionNotFoundError
 from nl_lightning.serve.rollout import Rollout, RolloutError
-from nl_lightning.serve.schemas import ServeRequest
+from nl_lightning.serve.schemas import ServeRequest, ServeResponse
 from nl_lightning.serve.signature import ModelSignature
 
 
@@ -36,6 +36,7 @@ class ServingInfo:
     config: ServeConfig
     signature: ModelSignature
     schema: type[ServeRequest]
+    response: type[ServeResponse]
     registry: ModelRegistry
     rollout: Rollout
 
@@ -69,7 +70,7 @@ def add_routes(app: FastAPI, info: ServingInfo, api_auth: Any) -> None:
 
 
 def describe(info: ServingInfo) -> dict[str, Any]:
-    """Task, input schema, limits, the live version, what each worker has loaded (with its file's
+    """Task, input and output schemas, limits, the live version, what each worker has loaded (with its file's
     SHA-256) and, for ONNX, the export manifest."""
     state = info.rollout.read()
     workers = info.rollout.workers()
@@ -79,6 +80,7 @@ def describe(info: ServingInfo) -> dict[str, Any]:
         "task": info.signature.task,
         "signature": info.signature.to_dict(),
         "input_schema": info.schema.model_json_schema(),
+        "output_schema": info.response.model_json_schema(),
         "labels": config.labels,
         "version": state.version,
         "history": state.history,

@@ -1,9 +1,11 @@
-"""Request schemas (pydantic), built per model from its signature and the server's limits.
+"""Request and response schemas (pydantic) of ``/predict``, built per model from its signature and limits.
 
-FastAPI validates every ``/predict`` body against them in the HTTP process, so malformed input is
-a 4xx there and never reaches an inference worker. The limits are part of the schema (``maxItems``,
-``maximum``...), so ``/info`` and ``/docs`` show exactly what the server accepts. A validated
-request crosses to the worker as a plain dict carrying its request id.
+FastAPI validates every ``/predict`` body against the request schema in the HTTP process, so
+malformed input is a 4xx there and never reaches an inference worker. The limits are part of the
+schema (``maxItems``, ``maximum``...), so ``/info`` and ``/docs`` show exactly what the server
+accepts. A validated request crosses to the worker as a plain dict carrying its request id. The
+response schema documents each task's answer and lets FastAPI write it to JSON in pydantic's
+serializer rather than walking it with ``jsonable_encoder``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,39 @@ class ServeRequest(BaseModel):
         # Pickled into LitServe's request queue as a plain dict: the worker needs no schema class
         # (these are built per server and would not be importable there) and never re-validates.
         return dict, ({**self.__dict__, "request_id": self._request_id},)
+
+
+class ServeResponse(BaseModel):
+    """Base of every ``/predict`` answer: which model version computed it."""
+
+    version: str = Field(description="The model version that answered this request")
+
+
+def response_schema(signature: ModelSignature, labels: tuple[str, ...] | None = None) -> type[ServeResponse]:
+    """The ``/predict`` answer of this model (``label_name`` only when the server names its classes)."""
+    if signature.task == "lm":
+        class GenerateResponse(ServeResponse):
+            text: str | None = Field(description="The new tokens as UTF-8 text (byte vocabularies; else null)")
+            tokens: list[int] = Field(description="The new token ids, prompt excluded")
+
+        return GenerateResponse
+    if signature.task == "regression":
+        class RegressionResponse(ServeResponse):
+            values: list[float] = Field(description=f"The model's {signature.num_outputs} predicted values")
+
+        return RegressionResponse
+
+    class ClassificationResponse(ServeResponse):
+        probabilities: list[float] = Field(description=f"Softmax over the {signature.num_outputs} classes")
+        label: int = Field(description="The most probable class id")
+
+    if not labels:
+        return ClassificationResponse
+
+    class NamedClassificationResponse(ClassificationResponse):
+        label_name: str = Field(description="The name of `label` (the server's `labels`)")
+
+    return NamedClassificationResponse
 
 
 def request_schema(signature: ModelSignature, limits: ServeLimits) -> type[ServeRequest]:

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import litserve as ls
-from fastapi import Response
 
 from nl_lightning.serve.config import ServeConfig
 
@@ -31,20 +30,22 @@ logger = logging.getLogger("nl_lightning.serve")
 
 
 class ModelServer(ls.LitServer):
-    """``LitServer`` whose ``/predict`` body is the model's own schema.
+    """``LitServer`` whose ``/predict`` request and response are the model's own schemas.
 
-    LitServe takes the request type from ``decode_request``'s annotation, a class fixed when the
-    code is written; ours is built per model (its limits are in it), so it is handed over here.
+    LitServe takes them from ``decode_request`` / ``encode_response`` annotations, classes fixed
+    when the code is written; ours are built per model (its limits are in them), so they are
+    handed over here.
     """
 
-    def __init__(self, lit_api: Any, request_schema: type, **kwargs: Any) -> None:
+    def __init__(self, lit_api: Any, request_schema: type, response_schema: type, **kwargs: Any) -> None:
         self.request_schema = request_schema  # read by register_endpoints, inside LitServer.__init__
+        self.response_schema = response_schema
         super().__init__(lit_api, **kwargs)
 
     def register_endpoints(self) -> None:
         self._register_internal_endpoints()
         for lit_api in self.litapi_connector:
-            self._register_api_endpoints(lit_api, self.request_schema, Response)
+            self._register_api_endpoints(lit_api, self.request_schema, self.response_schema)
 
 
 def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
@@ -58,7 +59,7 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
     from nl_lightning.serve.rollout import Rollout
     from nl_lightning.serve.routes import ServingInfo, add_routes
     from nl_lightning.serve.runners import load_runner
-    from nl_lightning.serve.schemas import request_schema
+    from nl_lightning.serve.schemas import request_schema, response_schema
 
     process_metrics()  # multiprocess mode must be on before anything counts
     registry = ModelRegistry(config.model_dir, config.backend, config.onnx_format)
@@ -68,11 +69,14 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
     schema = request_schema(signature, config.limits)
     rollout = Rollout(Path(state_dir), timeout=config.reload_timeout)
     rollout.begin(source.version)
+    labels = tuple(config.labels) if config.labels else None
     plan = WorkerPlan(str(config.model_dir), str(state_dir), signature, config.backend, config.onnx_format,
-                      config.task, tuple(config.labels) if config.labels else None, config.threads)
+                      config.task, labels, config.threads)
     api = ModelAPI(plan, config.max_batch_size, config.batch_timeout)
+    response = response_schema(signature, labels)
     server = ModelServer(
-        api, schema, accelerator=config.accelerator, devices=config.devices, workers_per_device=config.workers_per_device,
+        api, schema, response, accelerator=config.accelerator, devices=config.devices,
+        workers_per_device=config.workers_per_device,
         timeout=config.timeout, max_payload_size=config.max_payload_bytes, info_path="/info/litserve",
         middlewares=[RequestContextMiddleware], callbacks=[PrometheusCallback()],
         model_metadata={"model_dir": str(config.model_dir), "task": signature.task},
@@ -81,7 +85,7 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
     server.uvicorn_graceful_timeout = config.shutdown_timeout
     install_error_handlers(server.app, {"/predict": list(schema.model_fields), "/admin/reload": ["version"]},
                            config.max_payload_bytes, config.timeout)
-    add_routes(server.app, ServingInfo(config, signature, schema, registry, rollout), server.setup_auth())
+    add_routes(server.app, ServingInfo(config, signature, schema, response, registry, rollout), server.setup_auth())
     return server
 
 

@@ -89,12 +89,13 @@ def _run_group(runner: Runner, items: list[Item]) -> list[dict[str, Any] | Excep
         new = runner.generate(x, first.max_new_tokens, first.temperature, first.top_k, first.seed)
         return [{"tokens": row.tolist()} for row in new]
     columns = batch_outputs(runner, x)
+    finite = np.logical_and.reduce([np.isfinite(v.reshape(len(items), -1)).all(axis=1) for v in columns.values()])
+    rows = {name: values.tolist() for name, values in columns.items()}  # one conversion per batch, not per row
     results: list[dict[str, Any] | Exception] = []
     for i, item in enumerate(items):
-        row = {name: values[i] for name, values in columns.items()}
-        if not all(np.isfinite(v).all() for v in row.values()):
+        if finite[i]:
+            results.append({name: values[i] for name, values in rows.items()})
+        else:
             logger.error("Model %s returned NaN/Inf for request %s", runner.version, item.request_id)
             results.append(ModelOutputError(f"model version {runner.version} returned NaN or Inf for this input"))
-        else:
-            results.append({name: value.tolist() for name, value in row.items()})
     return results

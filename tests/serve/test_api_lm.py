@@ -87,6 +87,7 @@ def test_info_describes_the_lm(client):
     assert info["task"] == "lm" and info["signature"]["vocab_size"] == 256
     properties = info["input_schema"]["properties"]
     assert properties["max_new_tokens"]["maximum"] == 16 and properties["temperature"]["maximum"] == 1.5
+    assert set(info["output_schema"]["properties"]) == {"text", "tokens", "version"}
 
 
 def test_sigint_stops_every_process_and_frees_the_port(server):

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from nl_lightning.serve.config import ServeLimits
-from nl_lightning.serve.schemas import REQUEST_ID, request_schema
+from nl_lightning.serve.schemas import REQUEST_ID, request_schema, response_schema
 from nl_lightning.serve.signature import ModelSignature
 
 
@@ -69,3 +69,15 @@ def test_a_request_prints_without_its_inputs():
     finally:
         REQUEST_ID.reset(token)
     assert str(request) == repr(request) == "FeaturesRequest(request_id='req-7')"
+
+
+def test_each_task_answers_in_its_own_response_schema():
+    classes = ModelSignature("classification", None, 2, 4, 3)
+    answer = {"probabilities": [0.25, 0.5, 0.25], "label": 1, "version": "2"}
+    assert response_schema(classes).model_validate(answer).model_dump() == answer
+    named = response_schema(classes, ("a", "b", "c"))
+    assert named.model_validate({**answer, "label_name": "b"}).label_name == "b"
+    with pytest.raises(ValidationError, match="label_name"):
+        named.model_validate(answer)
+    assert set(response_schema(ModelSignature("regression", None, 2, 4, 2)).model_fields) == {"values", "version"}
+    assert set(response_schema(ModelSignature("lm", 256, None, 16, 256)).model_fields) == {"text", "tokens", "version"}

@@ -174,6 +174,10 @@ def test_info_describes_the_live_model(client, models):
     assert info["signature"] == {"task": "classification", "vocab_size": None, "input_dim": 4, "max_seq_len": 8,
                                  "num_outputs": 3, "inputs": "features"}
     assert info["input_schema"]["properties"]["features"]["maxItems"] == 8
+    assert set(info["output_schema"]["properties"]) == {"probabilities", "label", "label_name", "version"}
+    predict = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/NamedClassificationResponse"}
     assert info["sha256"] == file_sha256(root / "3" / "model.ckpt") and info["backend"] == "torch"
     assert [w["version"] for w in info["workers"]] == ["3", "3"]
     assert info["batching"]["max_batch_size"] == 8 and info["batching"]["max_payload_bytes"] == 64_000
