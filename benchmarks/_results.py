@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: The 1-minute load when the benchmark started (this module is imported first thing): the load at the
+#: end includes the benchmark's own processes, so it alone cannot say whether the machine was idle.
+LOAD_AT_START = round(os.getloadavg()[0], 2)
 PACKAGES = ("torch", "lightning", "nl-lightning", "onnxruntime", "litserve", "optuna", "mlflow", "tensorboard")
 
 
@@ -39,6 +42,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_avg_1m_start": LOAD_AT_START,
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],
         "versions": versions,
@@ -77,8 +81,14 @@ def machine_line(record: dict[str, Any]) -> str:
     m = record["machine"]
     v = m.get("versions", {})
     return (f"_Measured {m['time_utc'][:10]} on {m['cores']}-core {m['cpu']}, torch {v.get('torch', '?')}, "
-            f"{m['torch_threads']} torch thread(s), load average {m['load_avg_1m']}; "
+            f"{m['torch_threads']} torch thread(s), {_load(m)}; "
             f"`{record['command']}` → `benchmarks/results/{record['name']}.json`._")
+
+
+def _load(m: dict[str, Any]) -> str:
+    if "load_avg_1m_start" not in m:
+        return f"load average {m['load_avg_1m']}"
+    return f"load average {m['load_avg_1m_start']} at start, {m['load_avg_1m']} at end"
 
 
 def _cpu_model() -> str:
