@@ -99,10 +99,21 @@ def scaled_dot_product(
         return naive_attention(q, k, v, attn_mask, is_causal, dropout_p)
     gqa = bool(k.size(1) != q.size(1))  # bool(): under jit.trace sizes are tensors
     ctx = sdpa_kernel(_SDPA_BACKENDS[backend]) if backend in _SDPA_BACKENDS else contextlib.nullcontext()
-    with ctx:
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p, enable_gqa=gqa
-        )
+    try:
+        with ctx:
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p, enable_gqa=gqa
+            )
+    except RuntimeError as err:
+        # torch says "No viable backend ... turning off both the math kernel and the fused kernels",
+        # which hides that the pinned kernel simply does not exist for this device / dtype / mask.
+        if backend not in _SDPA_BACKENDS or not any(m in str(err) for m in ("No viable backend", "No available kernel")):
+            raise
+        raise RuntimeError(
+            f"attn_backend={backend!r}: torch has no {backend} SDPA kernel for these inputs on {q.device.type} "
+            f"(dtype {q.dtype}, head_dim {q.size(-1)}, {'a mask' if attn_mask is not None else 'no mask'}; the "
+            "memory-efficient kernel is CUDA-only). Set attn_backend to 'auto' (torch picks) or 'math'."
+        ) from err
 
 
 class SelfAttention(nn.Module):

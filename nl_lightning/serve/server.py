@@ -27,6 +27,8 @@ import litserve as ls
 from nl_lightning.serve.config import ServeConfig
 
 logger = logging.getLogger("nl_lightning.serve")
+RUNTIME_PREFIX = "nl-serve-"
+"""A server's runtime folder (live version, worker reports, Prometheus files) is ``<tmp>/nl-serve-<pid>-*``."""
 
 
 class ModelServer(ls.LitServer):
@@ -92,7 +94,8 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
 def serve(config: ServeConfig) -> int:
     """Run the server in this process until SIGINT / SIGTERM; returns when every child has exited."""
     check_port(config.host, config.port)  # before minutes of model loading, not after
-    runtime = Path(tempfile.mkdtemp(prefix="nl-serve-"))
+    sweep_stale_runtimes()
+    runtime = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-"))
     metrics_dir = runtime / "prometheus"
     metrics_dir.mkdir()
     previous_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -114,6 +117,29 @@ def serve(config: ServeConfig) -> int:
         else:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous_dir
     return 0
+
+
+def sweep_stale_runtimes(root: str | Path | None = None) -> list[Path]:
+    """Remove the runtime folders of servers that died without cleaning up (SIGKILL, power loss): those
+    whose ``<pid>`` no longer runs. Returns what was removed."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{RUNTIME_PREFIX}*-*"):
+        pid = folder.name[len(RUNTIME_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def check_port(host: str, port: int) -> None:

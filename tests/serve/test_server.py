@@ -7,12 +7,17 @@ it with SIGTERM and checks that no process is left and the port is free.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +27,7 @@ from servers import ADMIN_KEY, Client, ServerProcess, listening_addresses, port_
 
 from nl_lightning.models import load_checkpoint
 from nl_lightning.serve.runners import file_sha256
+from nl_lightning.serve.server import RUNTIME_PREFIX, sweep_stale_runtimes
 
 pytestmark = pytest.mark.slow
 LABELS = ["low", "mid", "high"]
@@ -286,8 +292,23 @@ def test_reload_refuses_unknown_broken_and_incompatible_versions(client, models)
 
 
 def test_sigterm_stops_every_process_and_frees_the_port(server):
-    """LitServe's own SIGTERM handling leaves workers behind; ours must not."""
+    """LitServe's own SIGTERM handling leaves workers behind; ours must not (nor its runtime folder)."""
     assert len(server.family) >= 5  # 2 HTTP servers, 2 inference workers, LitServe's manager...
+    runtime = list(Path(tempfile.gettempdir()).glob(f"{RUNTIME_PREFIX}{server.proc.pid}-*"))
+    assert len(runtime) == 1 and (runtime[0] / "prometheus").is_dir()
     assert server.stop(signal.SIGTERM) == 0
     assert server.survivors() == []
     assert port_is_free(server.port)
+    assert not runtime[0].exists()
+
+
+def test_runtime_folders_of_dead_servers_are_swept(tmp_path):
+    """A SIGKILLed server cannot clean up; the next server removes what it left, and nothing else."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live, other = (tmp_path / f"{RUNTIME_PREFIX}{dead.pid}-x1", tmp_path / f"{RUNTIME_PREFIX}{os.getpid()}-x2",
+                          tmp_path / f"{RUNTIME_PREFIX}hot-swap")
+    for folder in (stale, live, other):
+        (folder / "prometheus").mkdir(parents=True)
+    assert sweep_stale_runtimes(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()
