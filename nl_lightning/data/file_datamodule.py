@@ -33,6 +33,7 @@ class FileDataModule(ReaderDataModule):
         features: str | list[str] = "x",
         targets: str | None = "y",
         npz_compressed: NpzCompressed = "load",
+        parquet_cache_mb: float = 256.0,
         **kwargs: Any,
     ) -> None:
         """
@@ -48,6 +49,9 @@ class FileDataModule(ReaderDataModule):
             targets: key or column of the targets; null for unlabelled data.
             npz_compressed: compressed NPZ cannot be memory-mapped: ``load`` the key into memory
                 once (with a warning) or raise an ``error``.
+            parquet_cache_mb: MiB of decoded Parquet row groups kept per process and file. Shuffled
+                batches touch every row group: a file whose decoded columns fit is decoded once
+                per process (each DataLoader worker has its own cache), a bigger one per batch.
             **kwargs: loader, split, validation, transform and cache settings of ReaderDataModule.
         """
         super().__init__(**kwargs)
@@ -57,6 +61,7 @@ class FileDataModule(ReaderDataModule):
             raise ValueError("Set test_path or test_fraction, not both (test_fraction holds out training rows).")
         self.paths: dict[str, Paths] = {"train": train_path, "val": val_path, "test": test_path, "predict": predict_path}
         self.format, self.features, self.targets, self.npz_compressed = format, features, targets, npz_compressed
+        self.parquet_cache_mb = parquet_cache_mb
 
     def missing_hint(self, split: Split) -> str:
         return f"set {split}_path (e.g. --data.init_args.{split}_path=data.h5)"
@@ -78,7 +83,8 @@ class FileDataModule(ReaderDataModule):
 
     def _open(self, paths: str | list[str], key: str | list[str], split: str) -> Reader:
         shape = self.feature_shape if key == self.features else None
-        return open_source(paths, key, self.format, shape=shape, npz_compressed=self.npz_compressed)
+        return open_source(paths, key, self.format, shape=shape, npz_compressed=self.npz_compressed,
+                           parquet_cache_mb=self.parquet_cache_mb)
 
 
 def _check_single_npy(paths: str | list[str], format: Format) -> None:

@@ -82,11 +82,12 @@ def test_separate_sources_concatenated_files_and_predict_without_targets(arrays,
     dm.setup("fit")
     np.testing.assert_array_equal(_collect(dm.train_dataloader())[0], x)
     np.testing.assert_array_equal(_collect(dm.val_dataloader())[1], y[:6])
-    dm = FileDataModule(predict_path=pred["path"], feature_shape=[3, 4])
+    dm = FileDataModule(predict_path=pred["path"], feature_shape=[3, 4], parquet_cache_mb=0.5)
     dm.setup("predict")
     batch = next(iter(dm.predict_dataloader()))
     assert set(batch) == {"x", "row_id"}  # no "y" without targets
     np.testing.assert_array_equal(batch["x"].numpy(), x[:9])
+    assert dm.open_split("predict")[0]._groups.get().budget == 2**19  # the Parquet cache setting reaches the reader
 
 
 class CountingReader(MemoryReader):

@@ -157,7 +157,46 @@ def test_parquet_reads_only_the_row_groups_it_needs(arrays, tmp_path):
     groups = reader._groups.get().groups
     assert list(groups) == [0]  # 16 rows per group: one group decoded, not the file
     reader.read_batch(np.array([17, 33]))
-    assert len(groups) <= 2
+    assert list(groups) == [0, 1, 2]
+
+
+def _decodes(reader) -> list[int]:
+    """Record which row groups the reader decodes from the file."""
+    groups = reader._groups.get()
+    seen, read = [], groups.file.read_row_group
+    groups.file.read_row_group = lambda group, **kw: seen.append(group) or read(group, **kw)
+    return seen
+
+
+@pytest.mark.parametrize("cache_mb, decoded_once", [(256.0, True), (0.0, False)])
+def test_shuffled_parquet_batches_decode_each_group_once_when_it_fits(tmp_path, cache_mb, decoded_once):
+    x = np.random.default_rng(0).standard_normal((512, 64)).astype(np.float32)  # 8 groups of 16 KiB
+    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 64)}),
+                   tmp_path / "x.parquet", row_group_size=64)
+    reader = open_reader(tmp_path / "x.parquet", "x", parquet_cache_mb=cache_mb)
+    seen = _decodes(reader)
+    order = np.random.default_rng(1).permutation(512)
+    for batch in np.split(order, 16):
+        rows = np.sort(batch)  # the sampler's batches: random rows, sorted
+        np.testing.assert_array_equal(reader.read_batch(rows), x[rows])
+    assert sorted(set(seen)) == list(range(8))
+    if decoded_once:
+        assert sorted(seen) == list(range(8))  # 16 batches touching every group, each decoded once
+    else:
+        assert len(seen) > 8 * 8 and len(reader._groups.get().groups) == 2  # no budget: only the 2 newest stay
+
+
+def test_parquet_cache_keeps_within_its_budget(tmp_path):
+    x = np.arange(512 * 64, dtype=np.float32).reshape(512, 64)  # 16 KiB per group of 64 rows
+    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 64)}),
+                   tmp_path / "x.parquet", row_group_size=64)
+    reader = open_reader(tmp_path / "x.parquet", "x", parquet_cache_mb=48 / 1024)  # room for 3 groups
+    for group in range(8):
+        reader.read_batch(np.array([64 * group]))
+    cache = reader._groups.get()
+    assert list(cache.groups) == [5, 6, 7] and cache.nbytes == 3 * 64 * 64 * 4
+    with pytest.raises(ValueError, match="cache_mb=-1 must be >= 0"):
+        open_reader(tmp_path / "x.parquet", "x", parquet_cache_mb=-1)
 
 
 def test_npz_stored_is_memory_mapped_and_compressed_loads_with_warning(arrays, tmp_path):

@@ -56,13 +56,14 @@ def open_reader(
     *,
     shape: Sequence[int] | None = None,
     npz_compressed: NpzCompressed = "load",
+    parquet_cache_mb: float = 256.0,
 ) -> Reader:
     """A reader for ``key`` (dataset path, archive key or column(s)) of the file at ``path``."""
     fmt = infer_format(path) if format == "auto" else format
     if fmt not in get_args(Format):
         raise ValueError(f"Unknown data format '{format}'; use one of {list(get_args(Format))}.")
     if fmt == "parquet":
-        return ParquetReader(path, _key(key, fmt), shape=shape)
+        return ParquetReader(path, _key(key, fmt), shape=shape, cache_mb=parquet_cache_mb)
     if not (key is None or isinstance(key, str)):
         raise ValueError(f"Only Parquet takes a list of columns; got {list(key)} for {fmt} file '{path}'.")
     if fmt == "npy":
@@ -81,13 +82,15 @@ def open_source(
     *,
     shape: Sequence[int] | None = None,
     npz_compressed: NpzCompressed = "load",
+    parquet_cache_mb: float = 256.0,
 ) -> Reader:
     """One reader over one path or several paths concatenated in order."""
+    options = dict(shape=shape, npz_compressed=npz_compressed, parquet_cache_mb=parquet_cache_mb)
     if isinstance(paths, (str, Path)):
-        return open_reader(paths, key, format, shape=shape, npz_compressed=npz_compressed)
+        return open_reader(paths, key, format, **options)
     if not paths:
         raise ValueError("The list of data paths is empty; give at least one file.")
-    readers = [open_reader(p, key, format, shape=shape, npz_compressed=npz_compressed) for p in paths]
+    readers = [open_reader(p, key, format, **options) for p in paths]
     return readers[0] if len(readers) == 1 else ConcatReader(readers)
 
 

@@ -39,12 +39,19 @@ def decode_table(table: Any, list_shape: tuple[int, ...] | None) -> np.ndarray:
 
 
 class _RowGroups:
-    """An open ``ParquetFile`` plus the last few decoded row groups (per process)."""
+    """An open ``ParquetFile`` plus decoded row groups, least recently used first (per process).
 
-    def __init__(self, path: str, columns: list[str], list_shape: tuple[int, ...] | None, keep: int) -> None:
+    Groups are kept while they fit in ``budget`` bytes, and the two newest always (a batch of
+    sorted rows spans neighbouring groups). A shuffled epoch touches every group in every batch:
+    when the file's decoded columns fit the budget each group is decoded once per process, not
+    once per batch.
+    """
+
+    def __init__(self, path: str, columns: list[str], list_shape: tuple[int, ...] | None, budget: int) -> None:
         self.file = require("pyarrow.parquet").ParquetFile(path)
-        self.columns, self.list_shape, self.keep = columns, list_shape, keep
+        self.columns, self.list_shape, self.budget = columns, list_shape, budget
         self.groups: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.nbytes = 0
 
     def get(self, group: int) -> np.ndarray:
         if group in self.groups:
@@ -52,8 +59,9 @@ class _RowGroups:
             return self.groups[group]
         data = decode_table(self.file.read_row_group(group, columns=self.columns), self.list_shape)
         self.groups[group] = data
-        while len(self.groups) > self.keep:
-            self.groups.popitem(last=False)
+        self.nbytes += data.nbytes
+        while len(self.groups) > 2 and self.nbytes > self.budget:
+            self.nbytes -= self.groups.popitem(last=False)[1].nbytes
         return data
 
 
@@ -62,9 +70,11 @@ class ParquetReader(Reader):
 
     Several numeric columns give tabular rows of shape ``(len(columns),)``; one numeric column
     gives scalars (e.g. labels); one list column gives arrays, reshaped to ``shape`` when given.
-    Only the selected columns of the row groups a batch touches are read (at most
-    ``cached_groups`` decoded groups are kept per process), never the whole file. Rows whose
-    list has the wrong length, or that hold nulls, come back as NaN; :meth:`describe_row` says why.
+    Only the selected columns of the row groups a batch touches are read, never the whole file
+    at once; decoded groups are kept up to ``cache_mb`` MiB per process (shuffled reads touch
+    every group in every batch, so a file that fits is decoded once, not once per batch). Rows
+    whose list has the wrong length, or that hold nulls, come back as NaN; :meth:`describe_row`
+    says why.
     """
 
     def __init__(
@@ -72,7 +82,7 @@ class ParquetReader(Reader):
         path: str | Path,
         columns: str | Sequence[str],
         shape: Sequence[int] | None = None,
-        cached_groups: int = 2,
+        cache_mb: float = 256.0,
     ) -> None:
         pa, pq = require("pyarrow"), require("pyarrow.parquet")
         self.path = check_file(path)
@@ -90,7 +100,9 @@ class ParquetReader(Reader):
         if self._offsets[-1] == 0:
             raise ValueError(f"Parquet file '{self.path}' has 0 rows; write data to it or remove it from the config.")
         list_shape = self._shape if self._list else None
-        opener = functools.partial(_RowGroups, str(self.path), self.columns, list_shape, cached_groups)
+        if not cache_mb >= 0:
+            raise ValueError(f"cache_mb={cache_mb} must be >= 0 (MiB of decoded row groups kept per process).")
+        opener = functools.partial(_RowGroups, str(self.path), self.columns, list_shape, int(cache_mb * 2**20))
         self._groups = LazyHandle(opener)
 
     def _column_types(self, schema: Any) -> list[Any]:
