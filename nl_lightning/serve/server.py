@@ -40,9 +40,16 @@ class ModelServer(ls.LitServer):
     """
 
     def __init__(self, lit_api: Any, request_schema: type, response_schema: type, **kwargs: Any) -> None:
+        from nl_lightning.serve.auth import api_key
+
         self.request_schema = request_schema  # read by register_endpoints, inside LitServer.__init__
         self.response_schema = response_schema
+        self._api_key = api_key()
         super().__init__(lit_api, **kwargs)
+
+    def setup_auth(self, lit_api: Any = None) -> Any:
+        """LitServe's key on every public route, compared in constant time on the event loop."""
+        return self._api_key
 
     def register_endpoints(self) -> None:
         self._register_internal_endpoints()
