@@ -8,11 +8,14 @@ Both servers run at once on 127.0.0.1, each in its own process tree: the same ch
 worker with one torch thread, ``max_batch_size=8``, ``batch_timeout=0.005``. The bare server is
 the LitServe example pattern (``decode_request`` builds a tensor from the JSON, ``batch`` stacks,
 softmax in ``predict``); ours adds schema validation, request ids, Prometheus and version
-bookkeeping. Rounds alternate which server goes first, so each round is an adjacent pair in time.
+bookkeeping. A third server, ``bare_async_auth``, is the bare one with an ``async`` no-op
+``LitAPI.authorize``: LitServe's default key check is a sync function, which FastAPI runs in a
+thread pool on every request, and ours is async, so ours / bare_async_auth is the cost of our
+features alone. Rounds alternate which server goes first, so each round is an adjacent pair in time.
 A round sends ``--requests`` POSTs from ``--concurrency`` client threads (keep-alive
 ``http.client``; every request a valid 16 x 8 feature sequence) and stops by itself. Figures:
-requests/s per round (median over rounds), the throughput ratio as the median of the rounds'
-ours/bare ratios with their range (this VM's speed drifts by 20% within a minute, so only the
+requests/s per round (median over rounds), each throughput ratio as the median of the rounds'
+ratios with their range (this VM's speed drifts by 20% within a minute, so only the
 pairs are comparable), latency percentiles over all rounds, non-200 answers, and the RSS of each
 server's whole process tree before the first round (after a warm-up) and after the last. Targets:
 0 errors, ours >= 0.9x bare throughput, RSS growth < 10%. The last stdout line is JSON
@@ -43,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_result  # noqa: E402
 
 BATCHING = {"max_batch_size": 8, "batch_timeout": 0.005}
+KINDS = ("ours", "bare", "bare_async_auth")
 STEPS, FEATURES = 16, 8
 
 
@@ -86,8 +90,16 @@ class BareAPI(ls.LitAPI):
         return {"probabilities": output.tolist(), "label": int(output.argmax())}
 
 
-def bare_server(port: int, checkpoint: str) -> None:
-    server = ls.LitServer(BareAPI(checkpoint), accelerator="cpu", workers_per_device=1, timeout=30)
+class BareAsyncAuthAPI(BareAPI):
+    """The baseline with LitServe's ``authorize`` hook as an async no-op (no thread-pool hop per request)."""
+
+    async def authorize(self) -> None:
+        return None
+
+
+def bare_server(port: int, checkpoint: str, async_auth: bool = False) -> None:
+    api = (BareAsyncAuthAPI if async_auth else BareAPI)(checkpoint)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=30)
     server.run(host="127.0.0.1", port=port, generate_client_file=False, log_level="warning")
 
 
@@ -105,7 +117,7 @@ def start(kind: str, checkpoint: Path, workdir: Path) -> tuple[subprocess.Popen,
                 "--max_batch_size", str(BATCHING["max_batch_size"]), "--batch_timeout", str(BATCHING["batch_timeout"]),
                 "--workers_per_device", "1", "--accelerator", "cpu"]
     else:
-        args = [__file__, "--bare-server", str(port), str(checkpoint)]
+        args = [__file__, "--bare-server", str(port), str(checkpoint), kind]
     log = open(workdir / f"{kind}.log", "wb")
     proc = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=workdir)
@@ -192,10 +204,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "CHECKPOINT"), help=argparse.SUPPRESS)
+    parser.add_argument("--bare-server", nargs=3, metavar=("PORT", "CHECKPOINT", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
-        return bare_server(int(args.bare_server[0]), args.bare_server[1])
+        return bare_server(int(args.bare_server[0]), args.bare_server[1], args.bare_server[2] == "bare_async_auth")
     torch.set_num_threads(1)  # the client side; each server's worker runs one thread too
     requests = args.requests or (200 if args.quick else 2000)
     concurrency = args.concurrency or (8 if args.quick else 32)
@@ -205,14 +217,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         checkpoint = make_checkpoint(workdir)
-        servers = {kind: start(kind, checkpoint, workdir) for kind in ("ours", "bare")}
+        servers = {kind: start(kind, checkpoint, workdir) for kind in KINDS}
         try:
             stats: dict[str, dict[str, Any]] = {k: {"rps": [], "latencies": [], "errors": 0} for k in servers}
             for kind, (proc, port) in servers.items():  # warm-up: first batches, lazy imports, allocator
                 load(port, 4 * concurrency, concurrency, body)
                 stats[kind]["rss_before"] = tree_rss_mib(proc.pid)
             for r in range(rounds):
-                for kind in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
+                for kind in KINDS[r % len(KINDS):] + KINDS[: r % len(KINDS)]:
                     wall, latencies, errors = load(servers[kind][1], requests, concurrency, body)
                     stats[kind]["rps"].append(requests / wall)
                     stats[kind]["latencies"] += latencies
@@ -241,6 +253,9 @@ def main() -> None:
     pairs = [o / b for o, b in zip(stats["ours"]["rps"], stats["bare"]["rps"])]
     figures["throughput_ratio"] = round(statistics.median(pairs), 3)
     figures["throughput_ratio_range"] = [round(min(pairs), 3), round(max(pairs), 3)]
+    features = [o / b for o, b in zip(stats["ours"]["rps"], stats["bare_async_auth"]["rps"])]
+    figures["features_ratio"] = round(statistics.median(features), 3)
+    figures["features_ratio_range"] = [round(min(features), 3), round(max(features), 3)]
     figures["targets_met"] = {
         "zero_errors": figures["ours"]["errors"] == 0,
         "throughput_ratio_ge_0.9": figures["throughput_ratio"] >= 0.9,
@@ -252,7 +267,10 @@ def main() -> None:
 
 def render(figures: dict[str, Any]) -> str:
     rows = ["| server | req/s | p50 ms | p95 ms | p99 ms | errors | RSS before → after (MiB) |", "|---|---|---|---|---|---|---|"]
-    for kind, name in (("ours", "`nl-lightning serve`"), ("bare", "bare LitServe `LitAPI`")):
+    for kind, name in (("ours", "`nl-lightning serve`"), ("bare", "bare LitServe `LitAPI`"),
+                       ("bare_async_auth", "bare `LitAPI`, async no-op `authorize`")):
+        if kind not in figures:
+            continue
         f = figures[kind]
         rows.append(f"| {name} | {f['rps']} | {f['p50_ms']} | {f['p95_ms']} | {f['p99_ms']} | {f['errors']} | "
                     f"{f['rss_before_mib']} → {f['rss_after_mib']} ({100 * f['rss_growth']:+.1f}%) |")
@@ -265,7 +283,16 @@ def render(figures: dict[str, Any]) -> str:
         f"\n\n{figures['requests']} requests x {figures['rounds']} rounds, {figures['concurrency']} concurrent, "
         f"max_batch_size {figures['max_batch_size']}, batch_timeout {figures['batch_timeout']} s: ours / bare "
         f"throughput **{figures['throughput_ratio']}x** (median of the rounds' ratios; range "
-        f"{low}–{high}). Targets: {verdict}.")
+        f"{low}–{high}). Targets: {verdict}." + _features_line(figures))
+
+
+def _features_line(figures: dict[str, Any]) -> str:
+    if "features_ratio" not in figures:
+        return ""
+    low, high = figures["features_ratio_range"]
+    return (f" Against the bare server with an async no-op `authorize` (LitServe's default key check is a sync "
+            f"dependency, run in a thread pool per request; ours is async), ours is **{figures['features_ratio']}x** "
+            f"(range {low}–{high}): the cost of schema validation, request ids, Prometheus and versions.")
 
 
 if __name__ == "__main__":
