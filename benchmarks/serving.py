@@ -3,23 +3,24 @@
     python benchmarks/serving.py           # 2,000 requests, 32 concurrent, 10 rounds per server
     python benchmarks/serving.py --quick   # 200 requests, 8 concurrent, 1 round (< 1 min)
 
-Both servers run at once on 127.0.0.1, each in its own process tree: the same checkpoint (the
-``configs/classifier.yaml`` model: 2 layers, d_model 64, 16 steps of 8 features), one inference
-worker with one torch thread, ``max_batch_size=8``, ``batch_timeout=0.005``. The bare server is
-the LitServe example pattern (``decode_request`` builds a tensor from the JSON, ``batch`` stacks,
-softmax in ``predict``); ours adds schema validation, request ids, Prometheus and version
-bookkeeping. A third server, ``bare_async_auth``, is the bare one with an ``async`` no-op
-``LitAPI.authorize``: LitServe's default key check is a sync function, which FastAPI runs in a
-thread pool on every request, and ours is async, so ours / bare_async_auth is the cost of our
-features alone. Rounds alternate which server goes first, so each round is an adjacent pair in time.
-A round sends ``--requests`` POSTs from ``--concurrency`` client threads (keep-alive
-``http.client``; every request a valid 16 x 8 feature sequence) and stops by itself. Figures:
-requests/s per round (median over rounds), each throughput ratio as the median of the rounds'
-ratios with their range (this VM's speed drifts by 20% within a minute, so only the
-pairs are comparable), latency percentiles over all rounds, non-200 answers, and the RSS of each
-server's whole process tree before the first round (after a warm-up) and after the last. Targets:
-0 errors, ours >= 0.9x bare throughput, RSS growth < 10%. The last stdout line is JSON
-(``benchmarks/results/serving.json``).
+The servers run on 127.0.0.1, each in its own process group, and are stopped (SIGSTOP) while
+another is measured (an idle LitServe worker polls its queue every millisecond). Each serves the
+same checkpoint (the ``configs/classifier.yaml`` model: 2 layers, d_model 64, 16 steps of 8
+features) with one inference worker, one torch thread, ``max_batch_size=8``,
+``batch_timeout=0.005``. The bare server is the LitServe example pattern (``decode_request``
+builds a tensor from the JSON, ``batch`` stacks, softmax in ``predict``); ours adds schema
+validation, request ids, Prometheus and version bookkeeping. A third server, ``bare_async_auth``,
+is the bare one with an ``async`` no-op ``LitAPI.authorize``: LitServe's default key check is a
+sync function, which FastAPI runs in a thread pool on every request, and ours is async, so
+ours / bare_async_auth is the cost of our features alone. Rounds rotate which server goes first,
+so a round's runs are adjacent in time. A round sends ``--requests`` POSTs from
+``--concurrency`` client threads (keep-alive ``http.client``; every request a valid 16 x 8
+feature sequence) and stops by itself. Figures: requests/s per round (median over rounds), each
+throughput ratio as the median of the rounds' ratios with their range (this VM's speed drifts by
+20% within a minute, so only runs close in time compare), latency percentiles over all rounds,
+non-200 answers, and the RSS of each server's whole process tree before the first round (after a
+warm-up) and after the last. Targets: 0 errors, ours >= 0.9x bare throughput, RSS growth < 10%.
+The last stdout line is JSON (``benchmarks/results/serving.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +139,22 @@ def start(kind: str, checkpoint: Path, workdir: Path) -> tuple[subprocess.Popen,
     raise TimeoutError(f"{kind} server not ready")
 
 
+def pause(proc: subprocess.Popen) -> None:
+    """Stop a server's whole process group: an idle LitServe worker polls its queue every millisecond,
+    which would take CPU from the server being measured on a 2-core machine."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+
+
+@contextmanager
+def running(proc: subprocess.Popen) -> Iterator[None]:
+    os.killpg(proc.pid, signal.SIGCONT)
+    time.sleep(0.2)  # every process scheduled again before the first request
+    try:
+        yield
+    finally:
+        pause(proc)
+
+
 def tree_rss_mib(root: int) -> float:
     """RSS of ``root`` and every process below it (Linux /proc)."""
     children: dict[int, list[int]] = {}
@@ -217,15 +236,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         checkpoint = make_checkpoint(workdir)
-        servers = {kind: start(kind, checkpoint, workdir) for kind in KINDS}
+        servers: dict[str, tuple[subprocess.Popen, int]] = {}
         try:
+            for kind in KINDS:
+                servers[kind] = start(kind, checkpoint, workdir)
+                pause(servers[kind][0])
             stats: dict[str, dict[str, Any]] = {k: {"rps": [], "latencies": [], "errors": 0} for k in servers}
             for kind, (proc, port) in servers.items():  # warm-up: first batches, lazy imports, allocator
-                load(port, 4 * concurrency, concurrency, body)
+                with running(proc):
+                    load(port, 4 * concurrency, concurrency, body)
                 stats[kind]["rss_before"] = tree_rss_mib(proc.pid)
             for r in range(rounds):
                 for kind in KINDS[r % len(KINDS):] + KINDS[: r % len(KINDS)]:
-                    wall, latencies, errors = load(servers[kind][1], requests, concurrency, body)
+                    with running(servers[kind][0]):
+                        wall, latencies, errors = load(servers[kind][1], requests, concurrency, body)
                     stats[kind]["rps"].append(requests / wall)
                     stats[kind]["latencies"] += latencies
                     stats[kind]["errors"] += errors
@@ -234,6 +258,7 @@ def main() -> None:
                 stats[kind]["rss_after"] = tree_rss_mib(proc.pid)
         finally:
             for proc, _ in servers.values():
+                os.killpg(proc.pid, signal.SIGCONT)
                 proc.send_signal(signal.SIGINT)
             for proc, _ in servers.values():
                 try:
