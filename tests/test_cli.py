@@ -115,3 +115,14 @@ def test_strategy_fragments_compose_with_a_fit_config(fragment, capsys):
     else:
         assert trainer["strategy"]["class_path"] == wanted["class_path"]
         assert trainer["strategy"]["init_args"].items() >= wanted["init_args"].items()
+
+
+@pytest.mark.parametrize("command", ["consolidate", "export", "generate", "lr_find", "plot", "profile", "serve", "tune"])
+def test_subcommand_help_keeps_the_docstrings_lines(command):
+    """The example commands in each subcommand's docstring stay one per line in ``--help``."""
+    import importlib
+
+    module = importlib.import_module(f"nl_lightning.commands.{command}")
+    text = module.build_parser().format_help()
+    lines = [line.rstrip() for line in module.__doc__.strip().splitlines() if line.strip()]
+    assert [line for line in lines if line not in text.splitlines()] == []

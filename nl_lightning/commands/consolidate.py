@@ -13,10 +13,11 @@ from typing import Optional
 from jsonargparse import ArgumentParser
 
 from nl_lightning.models.consolidate import consolidate_dcp
+from nl_lightning.commands.help import CommandHelpFormatter
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning consolidate", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning consolidate", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("folder", type=str, help="The sharded checkpoint folder (it holds .metadata).")
     parser.add_argument("--output", type=Optional[str], default=None,
                         help="The file to write (default: <folder>.consolidated.ckpt).")

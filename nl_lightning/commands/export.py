@@ -23,10 +23,11 @@ from nl_lightning.export.manifest import sha256_path
 from nl_lightning.models.checkpoint import load_checkpoint, read_checkpoint
 from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
+from nl_lightning.commands.help import CommandHelpFormatter
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning export", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning export", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--ckpt_path", type=str, required=True,
                         help="A .ckpt written by `nl-lightning fit`, or its run folder (newest last.ckpt).")

@@ -7,10 +7,11 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from nl_lightning.data.text import decode, encode
 from nl_lightning.models.lm import TransformerLM
 from nl_lightning.models.runs import find_checkpoint
+from nl_lightning.commands.help import CommandHelpFormatter
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning generate", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning generate", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--ckpt_path", type=str, required=True, help="A .ckpt written by `nl-lightning fit`, or its run folder (newest last.ckpt).")
     parser.add_argument("--prompt", type=str, default="The ", help="Text to continue.")

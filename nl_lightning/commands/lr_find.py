@@ -19,12 +19,13 @@ from typing import Literal, Optional
 from jsonargparse import ArgumentParser
 
 from nl_lightning.tune.lr_find import DEFAULT_LR_KEY
+from nl_lightning.commands.help import CommandHelpFormatter
 
 OWN = ("min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "lr_key", "output_dir")
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning lr-find", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning lr-find", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("--min_lr", type=float, default=1e-6)
     parser.add_argument("--max_lr", type=float, default=1.0)
     parser.add_argument("--num_training", type=int, default=100, help="Steps of the range test.")

@@ -13,10 +13,11 @@ from pathlib import Path
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nl_lightning.track.curves import plot_curves, read_scalars, resolve_run_dir
+from nl_lightning.commands.help import CommandHelpFormatter
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning plot", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning plot", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("run_dirs", type=str, nargs="+",
                         help="Run folders: runs/<name>/version_<N>, or runs/<name> for its newest version.")

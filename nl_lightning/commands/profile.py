@@ -25,10 +25,11 @@ from nl_lightning.export.report import format_table, save_chart, save_results
 from nl_lightning.export.variants import VariantBuilder, resolve_variant, torch_threads
 from nl_lightning.models.checkpoint import load_checkpoint
 from nl_lightning.models.runs import find_checkpoint
+from nl_lightning.commands.help import CommandHelpFormatter
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning profile", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning profile", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--ckpt_path", type=str, required=True, help="A .ckpt written by `nl-lightning fit`.")
     parser.add_argument("--variants", type=list[str], default=["eager", "ort_fp32", "ort_int8_dynamic"])

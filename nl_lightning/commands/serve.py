@@ -15,10 +15,11 @@ from dataclasses import fields
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nl_lightning.serve.config import ServeConfig
+from nl_lightning.commands.help import CommandHelpFormatter
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning serve", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning serve", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(ServeConfig, None)
     return parser

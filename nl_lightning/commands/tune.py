@@ -16,6 +16,8 @@ from typing import Literal, Optional
 
 from jsonargparse import ArgumentParser
 
+from nl_lightning.commands.help import CommandHelpFormatter
+
 # Flags that replace the tune config's top-level key of the same name when given.
 OVERRIDABLE = (
     "fit_config", "n_trials", "timeout", "n_workers", "study_name", "output_dir", "storage", "launcher", "seed",
@@ -24,7 +26,7 @@ OVERRIDABLE = (
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="nl-lightning tune", description=__doc__)
+    parser = ArgumentParser(prog="nl-lightning tune", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("--config", type=str, required=True, help="Tune YAML: fit_config, space, metrics, ...")
     parser.add_argument("--fit_config", type=Optional[str], default=None, help="Another fit YAML to tune.")
     parser.add_argument("--n_trials", type=Optional[int], default=None, help="Trials in the whole study.")
