@@ -273,7 +273,7 @@ def render(figures: dict) -> str:
     if figures["size_mb"] <= PARQUET_CACHE_MB:
         lines += ["", (f"The Parquet file fits `parquet_cache_mb` ({PARQUET_CACHE_MB} MiB by default): after a loader's "
                        "first pass its row groups are served decoded from memory, while the raw loop decodes them on "
-                       "every pass. Files bigger than the cache decode about once per shuffled batch.")]
+                       "every pass. In files bigger than the cache most row groups are decoded again for every shuffled batch.")]
     return "\n".join(lines)
 
 

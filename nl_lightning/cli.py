@@ -107,11 +107,10 @@ class NLLightningCLI(LightningCLI):
         from nl_lightning.callbacks.curves import CurvesCallback
         from nl_lightning.callbacks.run_lock import RunLock
         from nl_lightning.callbacks.run_metadata import RunMetadata
+        from nl_lightning.models.checkpoint_io import install
         from nl_lightning.track.backends import check_loggers
 
         check_loggers(self.trainer.loggers)
-        from nl_lightning.models.checkpoint_io import install
-
         install(self.trainer)
         # Every `nl-lightning fit` locks its run folder, records its metadata and draws curves.png
         # at the end, whether or not the config lists these callbacks.

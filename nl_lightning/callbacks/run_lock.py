@@ -21,6 +21,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
+from nl_lightning._process import pid_alive
 from nl_lightning.track.loggers import run_dir
 
 LOCK_NAME = ".nl_lightning.lock"
@@ -79,13 +80,7 @@ def _alive(holder: dict) -> bool:
         return False  # unreadable (a half-written lock): stale
     if holder.get("host") != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 class RunLock(L.Callback):

@@ -51,7 +51,8 @@ class FileDataModule(ReaderDataModule):
                 once (with a warning) or raise an ``error``.
             parquet_cache_mb: MiB of decoded Parquet row groups kept per process and file. Shuffled
                 batches touch every row group: a file whose decoded columns fit is decoded once
-                per process (each DataLoader worker has its own cache), a bigger one per batch.
+                per process (each DataLoader worker has its own cache); in a bigger one most groups are
+                decoded again for every batch.
             **kwargs: loader, split, validation, transform and cache settings of ReaderDataModule.
         """
         super().__init__(**kwargs)

@@ -11,7 +11,7 @@ from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig, build_op
 from nl_lightning.models.transformer import CausalLM, SequenceClassifier, Transformer
 
 __all__ = [
-    "PRESETS", "AtomicCheckpointIO", "CausalLM", "CheckpointError", "OptimizerConfig", "SchedulerConfig", "SequenceClassifier",
-    "TaskModule", "Transformer", "TransformerClassifier", "TransformerConfig", "TransformerLM",
+    "PRESETS", "AtomicCheckpointIO", "CausalLM", "CheckpointError", "OptimizerConfig", "SchedulerConfig",
+    "SequenceClassifier", "TaskModule", "Transformer", "TransformerClassifier", "TransformerConfig", "TransformerLM",
     "build_optimizer", "build_scheduler", "generate", "load_checkpoint", "param_groups", "read_checkpoint",
 ]

@@ -24,6 +24,8 @@ from typing import Any
 
 import litserve as ls
 
+from nl_lightning._process import pid_alive
+from nl_lightning.serve.auth import api_key
 from nl_lightning.serve.config import ServeConfig
 
 logger = logging.getLogger("nl_lightning.serve")
@@ -40,8 +42,6 @@ class ModelServer(ls.LitServer):
     """
 
     def __init__(self, lit_api: Any, request_schema: type, response_schema: type, **kwargs: Any) -> None:
-        from nl_lightning.serve.auth import api_key
-
         self.request_schema = request_schema  # read by register_endpoints, inside LitServer.__init__
         self.response_schema = response_schema
         self._api_key = api_key()
@@ -132,21 +132,11 @@ def sweep_stale_runtimes(root: str | Path | None = None) -> list[Path]:
     removed = []
     for folder in Path(root or tempfile.gettempdir()).glob(f"{RUNTIME_PREFIX}*-*"):
         pid = folder.name[len(RUNTIME_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def check_port(host: str, port: int) -> None:

@@ -50,24 +50,24 @@ def test_an_lm_without_a_byte_vocabulary_takes_ids_only():
     assert request.top_k == 32  # the default top_k (40) is capped at the vocabulary
 
 
-def test_a_request_reaches_the_worker_as_a_plain_dict_with_its_id():
+def validated_with_id(body: dict, request_id: str):
+    """``body`` validated by a 2-feature classifier's schema while the middleware's id is ``request_id``."""
     schema = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
-    token = REQUEST_ID.set("req-1")
+    token = REQUEST_ID.set(request_id)
     try:
-        request = schema.model_validate({"features": [[1.0, 2.0]]})
+        return schema.model_validate(body)
     finally:
         REQUEST_ID.reset(token)
+
+
+def test_a_request_reaches_the_worker_as_a_plain_dict_with_its_id():
+    request = validated_with_id({"features": [[1.0, 2.0]]}, "req-1")
     assert pickle.loads(pickle.dumps(request)) == {"features": [[1.0, 2.0]], "request_id": "req-1"}
 
 
 def test_a_request_prints_without_its_inputs():
     """LitServe formats every request into a debug log line: the repr names the request, not its data."""
-    schema = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
-    token = REQUEST_ID.set("req-7")
-    try:
-        request = schema.model_validate({"features": [[1.25, 2.5]]})
-    finally:
-        REQUEST_ID.reset(token)
+    request = validated_with_id({"features": [[1.25, 2.5]]}, "req-7")
     assert str(request) == repr(request) == "FeaturesRequest(request_id='req-7')"
 
 
