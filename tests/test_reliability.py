@@ -91,8 +91,8 @@ CASES = [
          r"bare\.pt is not a Lightning checkpoint \(no 'state_dict'\)", 1),
     Case("crafted class path in a checkpoint (write_json)",
          lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "crafted.ckpt", lambda c: c["hyper_parameters"].update(
-             _class_path="nl_lightning.export.atomic.write_json"))],
-         r"names the model class 'nl_lightning\.export\.atomic\.write_json', which is not on nl_lightning's allow-list", 1),
+             _class_path="nl_lightning._io.write_json"))],
+         r"names the model class 'nl_lightning\._io\.write_json', which is not on nl_lightning's allow-list", 1),
     Case("an LM checkpoint given to a classifier config",
          lambda t, g: ["fit", "--config", CLASSIFIER, "--ckpt_path", g["lm"], *QUICK],
          r"holds a .*TransformerLM but the config's model is .*TransformerClassifier", 1),

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from nl_lightning.callbacks.export import model_on_rank_zero, run_dir, validation_batches
 from nl_lightning.compress.quantize import QuantizationConfig
 from nl_lightning._imports import ONNX_AVAILABLE, ORT_AVAILABLE, TORCHAO_AVAILABLE, require
-from nl_lightning.export.atomic import write_json
+from nl_lightning._io import write_json
 from nl_lightning.export.compare import compare_variants
 from nl_lightning.export.variants import VariantBuilder
 

@@ -19,7 +19,7 @@ import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nl_lightning.export.bundle import QUANTIZED_FORMATS, ExportConfig, export_formats
-from nl_lightning.export.manifest import sha256_path
+from nl_lightning._io import path_sha256
 from nl_lightning.models.checkpoint import load_checkpoint, read_checkpoint
 from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(f in QUANTIZED_FORMATS for f in config.formats):
         calibration = val_dataloader(args.data or datamodule_from_checkpoint(args.ckpt_path))
     manifest = export_formats(model, out_dir, config, calibration=calibration, source=str(args.ckpt_path),
-                              source_sha256=sha256_path(args.ckpt_path))
+                              source_sha256=path_sha256(args.ckpt_path))
     for entry in manifest["artifacts"]:
         check = entry.get("agreement") or {}
         quality = (f"top-1 agreement {check['top1_agreement']:6.2f}%" if check.get("top1_agreement") is not None

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from nl_lightning.export.atomic import staged_dir
+from nl_lightning._io import staged_dir
 from nl_lightning.export.inputs import InputSpec, batch_input, input_spec, network
 from nl_lightning.export.manifest import MANIFEST_NAME, artifact_entry, build_manifest, listed_files, write_manifest
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files

@@ -9,7 +9,6 @@ from different exports (or were edited) is refused, naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -18,41 +17,20 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from nl_lightning.export.atomic import write_json
+from nl_lightning._io import file_sha256, path_sha256, write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
 _PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "torchao", "nl-lightning")
-_CHUNK = 1 << 20
 
 
 class ManifestError(ValueError):
     """A manifest that is unreadable, malformed, or does not match the files beside it."""
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_path(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder (a sharded checkpoint): its relative names and bytes, in order."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    digest = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        digest.update(p.relative_to(path).as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(p)))
-    return digest.hexdigest()
-
-
 def file_entries(paths: Sequence[Path], root: Path) -> list[dict[str, Any]]:
     return [{"path": Path(p).relative_to(root).as_posix(), "bytes": Path(p).stat().st_size,
-             "sha256": sha256_file(p)} for p in paths]
+             "sha256": file_sha256(p)} for p in paths]
 
 
 def artifact_entry(
@@ -109,7 +87,7 @@ def read_manifest(path: str | Path, verify: bool = True, checkpoint: str | Path 
         for entry in entries:
             _verify_file(path.parent, entry, path)
     if checkpoint is not None:
-        digest = sha256_path(checkpoint)
+        digest = path_sha256(checkpoint)
         if manifest.get("source_sha256") != digest:
             raise ManifestError(
                 f"{path} was not exported from {checkpoint}: its source_sha256 is {manifest.get('source_sha256')}, "
@@ -151,7 +129,7 @@ def _verify_file(root: Path, entry: dict[str, Any], manifest_path: Path) -> None
     if not file.is_file():
         raise ManifestError(f"{file} is listed in {manifest_path} but missing; re-run the export.")
     size = file.stat().st_size
-    digest = sha256_file(file) if size == entry["bytes"] else None
+    digest = file_sha256(file) if size == entry["bytes"] else None
     if digest != entry["sha256"]:
         found = f"{size} bytes" if digest is None else f"sha256 {digest[:12]}…"
         raise ManifestError(

@@ -14,7 +14,7 @@ from torch import nn
 
 from nl_lightning.compress.prune import dense_copy
 from nl_lightning._imports import ONNX_AVAILABLE, require
-from nl_lightning.export.atomic import atomic_output
+from nl_lightning._io import atomic_output
 from nl_lightning.export.inputs import InputSpec, dynamic_shapes, export_example, input_spec, network
 
 DEFAULT_OPSET = 18

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from nl_lightning._imports import ORT_AVAILABLE, require
-from nl_lightning.export.atomic import atomic_output
+from nl_lightning._io import atomic_output
 from nl_lightning.export.onnx import has_external_data
 
 OptimizationLevel = Literal["basic", "extended", "all"]

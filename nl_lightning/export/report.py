@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nl_lightning._imports import MATPLOTLIB_AVAILABLE, require
-from nl_lightning.export.atomic import atomic_output, write_json
+from nl_lightning._io import atomic_output, write_json
 from nl_lightning.export.profile import ProfileResult
 
 _COLUMNS = (("variant", "name", "{}"), ("batch", "batch_size", "{}"), ("seq", "seq_len", "{}"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from nl_lightning.export.atomic import atomic_output
+from nl_lightning._io import atomic_output
 from nl_lightning.export.inputs import InputSpec, export_example, input_spec
 from nl_lightning.export.onnx import inference_copy
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning.compress.quantize import TORCH_METHODS, module_runner, quantize_model
-from nl_lightning.export.atomic import save_torch
+from nl_lightning._io import save_torch
 from nl_lightning.export.inputs import InputSpec, input_spec
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
 

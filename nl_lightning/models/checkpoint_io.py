@@ -4,7 +4,7 @@ Lightning's ``TorchCheckpointIO`` writes through an fsspec transaction whose tem
 the system temp folder: a checkpoint bigger than ``/tmp`` fails, a temp folder on another filesystem
 turns the final move into a copy (a kill mid-copy leaves a truncated ``last.ckpt``), and a killed
 save leaves its temp file behind. Here each save goes to a hidden, locked folder beside the target
-(``export/atomic.py``), is flushed to disk and renamed over the target in one step, so a reader sees
+(``_io.py``), is flushed to disk and renamed over the target in one step, so a reader sees
 the previous checkpoint or the new one, never part of one; the next save removes what a killed one
 left. ``nl-lightning fit`` installs it; in Python pass ``Trainer(plugins=[AtomicCheckpointIO()])``.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from nl_lightning.export.atomic import atomic_output, fsync_dir
+from nl_lightning._io import atomic_output, fsync_dir
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

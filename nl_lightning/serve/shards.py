@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nl_lightning.export.atomic import fsync_dir
+from nl_lightning._io import fsync_dir
 
 ShardFormat = Literal["parquet", "npy", "npz", "jsonl"]
 SUFFIXES: dict[str, str] = {"parquet": ".parquet", "npy": ".npy", "npz": ".npz", "jsonl": ".jsonl"}

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from nl_lightning.export.bundle import ExportConfig, export_formats
-from nl_lightning.export.manifest import read_manifest, sha256_file
+from nl_lightning._io import file_sha256
+from nl_lightning.export.manifest import read_manifest
 from nl_lightning.export.parity import ParityError
 from nl_lightning.models import CausalLM, TransformerConfig
 
@@ -121,7 +122,7 @@ def test_a_re_export_killed_mid_build_leaves_the_old_export_whole(tmp_path):
     new_pt2 = new["artifacts"][0]["files"][0]["sha256"]
 
     def new_pt2_written() -> bool:
-        return any(p.parent.name in ("build", "export") and sha256_file(p) == new_pt2 for p in work.rglob("model.pt2"))
+        return any(p.parent.name in ("build", "export") and file_sha256(p) == new_pt2 for p in work.rglob("model.pt2"))
 
     child = multiprocessing.get_context("fork").Process(target=_export, args=(work / "export", 2))
     child.start()

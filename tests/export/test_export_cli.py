@@ -12,7 +12,8 @@ import lightning as L
 import pytest
 import torch
 
-from nl_lightning.export.manifest import read_manifest, sha256_file
+from nl_lightning._io import file_sha256
+from nl_lightning.export.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +44,7 @@ def test_export_command_on_a_fit_checkpoint(fitted):
     ckpt = fitted / "runs/classifier/version_0/checkpoints/last.ckpt"
     manifest = read_manifest(fitted / "runs/classifier/version_0/export", checkpoint=ckpt)  # files and source verified
     assert manifest["source"].endswith("runs/classifier/version_0/checkpoints/last.ckpt")
-    assert manifest["source_sha256"] == sha256_file(ckpt)
+    assert manifest["source_sha256"] == file_sha256(ckpt)
     assert [a["format"] for a in manifest["artifacts"]] == ["onnx", "onnx_int8_static"]
     for artifact in manifest["artifacts"]:
         assert artifact["parity_ok"] and len(artifact["parity"]) == 4  # 2 batch sizes x 2 sequence lengths
@@ -104,8 +105,8 @@ def classifier_checkpoint(tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize(("class_path", "arguments", "match"), [
-    ("nl_lightning.export.atomic.write_json", {"data": {"pwned": True}},
-     r"names the DataModule class 'nl_lightning\.export\.atomic\.write_json', which is not on nl_lightning's "
+    ("nl_lightning._io.write_json", {"data": {"pwned": True}},
+     r"names the DataModule class 'nl_lightning\._io\.write_json', which is not on nl_lightning's "
      "allow-list"),
     ("os.system", {"command": "touch pwned"}, r"names the DataModule class 'os\.system'"),
     ("not_imported_anywhere.EvilDataModule", {}, r"'not_imported_anywhere\.EvilDataModule', which is not on"),

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from nl_lightning._io import path_sha256
 from nl_lightning.export.manifest import (
-    ManifestError, artifact_entry, build_manifest, read_manifest, sha256_path, write_manifest,
+    ManifestError, artifact_entry, build_manifest, read_manifest, write_manifest,
 )
 
 
@@ -57,7 +58,7 @@ def test_the_source_checkpoint_is_checked_when_given(export_dir, tmp_path):
                                             rf"checkpoint's is {hashlib.sha256(b'checkpoint').hexdigest()}"):
         read_manifest(export_dir, checkpoint=ckpt)
     manifest = json.loads((export_dir / "manifest.json").read_text())
-    manifest["source_sha256"] = sha256_path(ckpt)
+    manifest["source_sha256"] = path_sha256(ckpt)
     write_manifest(export_dir, manifest)
     assert read_manifest(export_dir, checkpoint=ckpt)["source_sha256"] == hashlib.sha256(b"checkpoint").hexdigest()
 
@@ -65,9 +66,9 @@ def test_the_source_checkpoint_is_checked_when_given(export_dir, tmp_path):
 def test_a_sharded_checkpoint_folder_hashes_names_and_bytes(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "__0_0.distcp").write_bytes(b"x")
-    first = sha256_path(tmp_path / "a")
+    first = path_sha256(tmp_path / "a")
     (tmp_path / "a" / "__0_0.distcp").rename(tmp_path / "a" / "__1_0.distcp")
-    assert sha256_path(tmp_path / "a") != first  # a renamed shard is another checkpoint
+    assert path_sha256(tmp_path / "a") != first  # a renamed shard is another checkpoint
 
 
 @pytest.mark.parametrize(("edit", "match"), [

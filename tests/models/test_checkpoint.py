@@ -41,7 +41,7 @@ def _forge(saved, tmp_path, name: str, **changes) -> "os.PathLike":
 
 
 @pytest.mark.parametrize("class_path", [
-    "nl_lightning.export.atomic.write_json",   # a function of ours that writes files
+    "nl_lightning._io.write_json",   # a function of ours that writes files
     "os.system",
     "subprocess.Popen",
     "nl_lightning.data.text.CharTextDataModule",  # a real class, but not a model

@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 
-from nl_lightning.export import atomic
-from nl_lightning.export.atomic import atomic_output, clean_stale, locked_temp_dir, staged_dir
+from nl_lightning import _io as atomic
+from nl_lightning._io import atomic_output, clean_stale, locked_temp_dir, staged_dir
 
 
 def _tree(path) -> dict[str, bytes]:

@@ -1,6 +1,8 @@
-"""Atomic writes: build in a hidden, locked temporary folder beside the target, then move it in one step.
+"""Files written whole or not at all, and file hashes: the one place nl_lightning does either.
 
-``atomic_output`` does it for one file (and its side files), ``staged_dir`` for a whole folder
+``write_atomic`` writes bytes or text (fsynced, then renamed over the target, the rename made
+durable); ``atomic_output`` yields a temporary path for a library that writes the file itself
+(``torch.save``, ONNX) and moves it (and its side files) into place; ``staged_dir`` builds a whole folder
 (an export): the folder is built as ``.<name>.tmp-XXXX`` and exchanged with the target in one
 ``renameat2(RENAME_EXCHANGE)`` call on Linux, so a reader sees the old folder or the new one,
 never a mix. Each temporary folder holds an ``flock`` while its writer lives; a writer killed
@@ -10,6 +12,7 @@ never a mix. Each temporary folder holds an ``flock`` while its writer lives; a 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -118,11 +121,59 @@ def replace_dir(new: Path, target: Path, trash: Path) -> None:
         os.rename(new, target)
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+def write_atomic(path: str | Path, data: bytes | str, *, durable: bool = True) -> str:
+    """Write ``data`` (text as UTF-8) so ``path`` holds the old bytes or the new ones, never part.
+
+    The bytes are flushed to disk before the rename and the rename itself is made durable
+    (``durable=False`` skips both fsyncs: for files a crash may lose but must never tear, such as
+    progress state rewritten many times a second). Returns the SHA-256 of what was written.
+    """
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(raw)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+    return bytes_sha256(raw)
+
+
+def write_json(path: str | Path, data: Any, *, durable: bool = True) -> Path:
+    """Write ``data`` as indented JSON, atomically (see ``write_atomic``)."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n", durable=durable)
     return Path(path)
+
+
+def bytes_sha256(data: bytes) -> str:
+    """Hex SHA-256 of bytes in memory."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (``hashlib.file_digest``)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def path_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, or of a folder (a sharded checkpoint, a model folder): its relative names
+    and their bytes' hashes, in sorted order, so a renamed or changed file changes the digest."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        digest.update(p.relative_to(path).as_posix().encode() + b"\0" + bytes.fromhex(file_sha256(p)))
+    return digest.hexdigest()
 
 
 def save_torch(obj: Any, path: str | Path) -> Path:
