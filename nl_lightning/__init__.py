@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  #: The package version (PEP 440).
 
 _EXPORTS = {
     "OptimizerConfig": "nl_lightning.models.optim",

@@ -115,12 +115,18 @@ class TransformerConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TransformerConfig":
-        """A named preset (see ``PRESETS``), optionally with fields overridden."""
+        """A named preset (see :data:`PRESETS`), optionally with fields overridden.
+
+        >>> config = TransformerConfig.from_preset("llama", n_layers=2)
+        >>> config.n_layers, config.n_kv_heads, config.position, config.norm
+        (2, 2, 'rope', 'rmsnorm')
+        """
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls.from_dict({**PRESETS[name], **overrides})
 
 
+#: Named configurations for :meth:`TransformerConfig.from_preset`: ``tiny``, ``llama`` and ``bert``.
 PRESETS: dict[str, dict[str, Any]] = {
     # Small enough to train on two CPU cores in minutes.
     "tiny": dict(n_layers=2, d_model=128, n_heads=4, max_seq_len=256),

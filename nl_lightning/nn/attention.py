@@ -20,6 +20,7 @@ from nl_lightning.nn.kv_cache import KVCache
 from nl_lightning.nn.rope import apply_rope
 
 AttnBackend = Literal["auto", "flash", "efficient", "math", "naive"]
+#: Attention implementations: SDPA with its own choice (``auto``) or a forced kernel, or the written-out ``naive``.
 ATTN_BACKENDS: tuple[str, ...] = ("auto", "flash", "efficient", "math", "naive")
 _SDPA_BACKENDS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -71,6 +72,13 @@ def build_attn_mask(
     Returns None when nothing masks (so SDPA may use its fastest kernel), a bool mask when only
     masking applies, else a float additive mask. A query row whose keys are all masked (a padded
     position under causality) is left unmasked so softmax stays finite; its output is padding anyway.
+
+    >>> build_attn_mask(3, 3, causal=False) is None
+    True
+    >>> build_attn_mask(3, 3, causal=True)[0, 0]   # True = may attend
+    tensor([[ True, False, False],
+            [ True,  True, False],
+            [ True,  True,  True]])
     """
     allowed = None
     if causal:

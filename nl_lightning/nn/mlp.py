@@ -36,6 +36,7 @@ class GluMlp(nn.Module):
         return self.down(self.drop(self.act(self.gate(x)) * self.up(x)))
 
 
+#: MLP name -> (module class, activation): the registry behind ``TransformerConfig.mlp`` and :func:`build_mlp`.
 MLPS: dict[str, tuple[type[nn.Module], Callable[[Tensor], Tensor]]] = {
     "gelu": (Mlp, F.gelu),
     "swiglu": (GluMlp, F.silu),
@@ -50,6 +51,7 @@ def default_hidden(name: str, d_model: int, multiple_of: int = 32) -> int:
 
 
 def build_mlp(name: str, d_model: int, hidden: int | None = None, bias: bool = True, dropout: float = 0.0) -> nn.Module:
+    """The feed-forward block named ``name`` (a key of :data:`MLPS`); ``hidden`` defaults by kind."""
     if name not in MLPS:
         raise ValueError(f"Unknown mlp {name!r}; choose one of {tuple(MLPS)}.")
     cls, act = MLPS[name]

@@ -17,6 +17,8 @@ def _keep(x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
 
 
 class MeanPool(nn.Module):
+    """The mean over the positions that are not padding."""
+
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         keep = _keep(x, key_padding_mask)
         return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
@@ -77,10 +79,12 @@ class GeMPool(nn.Module):
         return (powered.sum(1) / keep.sum(1).clamp_min(1.0)).pow(1.0 / p)
 
 
+#: Pooling names for ``TransformerConfig.pooling`` and :func:`build_pooling`.
 POOLINGS: tuple[str, ...] = ("mean", "cls", "attention", "gem")
 
 
 def build_pooling(name: str, dim: int) -> nn.Module:
+    """The pooling module named ``name`` (one of :data:`POOLINGS`) for states of width ``dim``."""
     if name == "mean":
         return MeanPool()
     if name == "cls":

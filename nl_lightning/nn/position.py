@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+#: Position encodings for ``TransformerConfig.position``.
 POSITIONS: tuple[str, ...] = ("rope", "alibi", "learned", "none")
 
 
