@@ -26,6 +26,7 @@ import builtins
 import importlib
 import inspect
 import sys
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -264,7 +265,10 @@ def build_mapping(folder: Path) -> dict[str, tuple[str, str]]:
     mapping = {}
     for site in SITES:
         version = version_of(site)
-        path = write_inventory(folder / f"{site.key}.inv", site.key, version, collect(site))
+        with warnings.catch_warnings():  # touching deprecated aliases (torch.distributed.reduce_op) warns
+            warnings.simplefilter("ignore")
+            entries = collect(site)
+        path = write_inventory(folder / f"{site.key}.inv", site.key, version, entries)
         mapping[site.key] = (site.base_url(version), str(path))
     return mapping
 
