@@ -39,14 +39,14 @@ browser:
 
 setup: $(STAMP) browser
 
-demo: setup
+demo: $(STAMP)    # the demo needs no browser
 	$(BIN)/nl-lightning fit --config configs/char_lm.yaml
 	$(BIN)/nl-lightning generate --ckpt_path runs/char_lm --prompt "The " --max_new_tokens 300
 
 # The documentation site into docs/_build/html, from scratch, warnings as errors (docs/_scripts/build.py);
 # its notebooks and gallery run small trainings (a few minutes). `make test` builds it too
 # (tests/docs/test_site.py, on one pytest worker while the other runs the rest of the suite).
-docs: setup
+docs: $(STAMP)
 	$(BIN)/python docs/_scripts/build.py
 
 # Two pytest workers (pytest-xdist), one test file per worker at a time: the suite is mostly

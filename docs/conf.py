@@ -67,6 +67,7 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = False
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_output_stderr = "remove"  # Lightning's banners and warnings: the pages show what the cells print and return
 
 # --- HTML ------------------------------------------------------------------------------------
 html_theme = "furo"
