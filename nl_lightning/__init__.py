@@ -12,6 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ConfigError": "nl_lightning.errors",
+    "NLUserError": "nl_lightning.errors",
     "OptimizerConfig": "nl_lightning.models.optim",
     "SchedulerConfig": "nl_lightning.models.optim",
     "TransformerClassifier": "nl_lightning.models.classifier",

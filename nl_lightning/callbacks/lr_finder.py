@@ -16,6 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateFinder
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.tune.lr_find import save_curve, save_result, set_learning_rate
 
 
@@ -37,9 +38,9 @@ class LRFinder(LearningRateFinder):
         update_attr: bool = True, save_plot: bool = True,
     ) -> None:
         if not 0 < min_lr < max_lr:
-            raise ValueError(f"LRFinder needs 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}.")
+            raise ConfigError(f"LRFinder needs 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}.")
         if num_training_steps < 2:
-            raise ValueError(f"LRFinder(num_training_steps={num_training_steps}) must be >= 2 (100 is usual).")
+            raise ConfigError(f"LRFinder(num_training_steps={num_training_steps}) must be >= 2 (100 is usual).")
         # Lightning's own update looks for an `lr` attribute; ours is done in lr_find below.
         super().__init__(min_lr, max_lr, num_training_steps, mode, early_stop_threshold, update_attr=False)
         self.apply, self.save_plot = update_attr, save_plot

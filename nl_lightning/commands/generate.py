@@ -5,6 +5,7 @@ from __future__ import annotations
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from nl_lightning.data.text import decode, encode
+from nl_lightning.errors import ConfigError
 from nl_lightning.models.lm import TransformerLM
 from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.commands.help import CommandHelpFormatter
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     model = TransformerLM.load(find_checkpoint(args.ckpt_path))
     prompt = encode(args.prompt)
     if prompt.numel() == 0:
-        raise SystemExit("--prompt must not be empty: give at least one character to continue.")
+        raise ConfigError("--prompt must not be empty: give at least one character to continue.")
     idx = prompt.unsqueeze(0).repeat(args.num_samples, 1)
     out = model.generate(idx, args.max_new_tokens, args.temperature, args.top_k, seed=args.seed)
     for i, row in enumerate(out):

@@ -19,6 +19,7 @@ from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nl_lightning.errors import ConfigError, MissingFileError
 from nl_lightning.export.ort import ort_runner, ort_session
 from nl_lightning.export.profile import profile, validate_profile
 from nl_lightning.export.report import format_table, save_chart, save_results
@@ -54,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         names = [resolve_variant(v) for v in args.variants]
         validate_profile(args.batch_sizes, args.warmup, args.iters, args.rounds)
     except ValueError as err:
-        raise ValueError(f"nl-lightning profile: {err}") from None
+        raise ConfigError(f"nl-lightning profile: {err}") from None
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"nl-lightning profile: --threads={args.threads} must be >= 1, or null for the libraries' "
-                         "defaults.")
+        raise ConfigError(f"nl-lightning profile: --threads={args.threads} must be >= 1, or null for the libraries' "
+                          "defaults.")
     missing = [p for p in args.onnx if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
+        raise MissingFileError(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
     model = load_checkpoint(find_checkpoint(args.ckpt_path))
     with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp:
         builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 
 from nl_lightning.data.readers.base import LazyHandle, read_sorted
+from nl_lightning.errors import ConfigError
 
 Fields = tuple[np.ndarray, ...]
 Loader = Callable[[np.ndarray], Fields]
@@ -50,7 +51,7 @@ class MemoryCache(SampleCache):
     def __init__(self, max_bytes: int = 2**30) -> None:
         super().__init__()
         if max_bytes < 0:
-            raise ValueError(f"MemoryCache max_bytes must be >= 0; got {max_bytes}.")
+            raise ConfigError(f"MemoryCache max_bytes must be >= 0; got {max_bytes}.")
         self.max_bytes = max_bytes
         self.nbytes = 0
         self._entries: OrderedDict[int, Fields] = OrderedDict()
@@ -248,6 +249,6 @@ def make_cache(
     if kind == "memory":
         return MemoryCache(max_bytes)
     if kind not in ("disk", "hybrid"):
-        raise ValueError(f"Unknown cache {kind!r}; use one of 'none', 'memory', 'disk', 'hybrid'.")
+        raise ConfigError(f"Unknown cache {kind!r}; use one of 'none', 'memory', 'disk', 'hybrid'.")
     disk = DiskCache(directory or default_cache_dir(), name, fingerprint, length, fields)
     return disk if kind == "disk" else HybridCache(MemoryCache(max_bytes), disk)

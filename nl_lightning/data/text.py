@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from nl_lightning.data.resumable import EpochSampler, ResumableDataLoader, SkippingBatchSampler
+from nl_lightning.errors import ConfigError, DataError, MissingFileError, SetupError
 
 VOCAB_SIZE = 256
 
@@ -35,7 +36,7 @@ def pydoc_corpus() -> str:
     try:
         from pydoc_data.topics import topics
     except ImportError as err:  # some distro Pythons strip pydoc_data
-        raise RuntimeError(
+        raise SetupError(
             "This Python has no pydoc_data module, the default corpus. Pass a text file with "
             "CharTextDataModule(path=...) / --data.init_args.path=FILE."
         ) from err
@@ -47,7 +48,7 @@ class TokenChunks(Dataset):
 
     def __init__(self, tokens: Tensor, seq_len: int) -> None:
         if tokens.numel() < seq_len + 1:
-            raise ValueError(f"Only {tokens.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; use a shorter seq_len.")
+            raise DataError(f"Only {tokens.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; use a shorter seq_len.")
         self.tokens, self.seq_len = tokens, seq_len
 
     def __len__(self) -> int:
@@ -81,14 +82,14 @@ class CharTextDataModule(L.LightningDataModule):
         """
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction={val_fraction} must be in (0, 1).")
+            raise ConfigError(f"val_fraction={val_fraction} must be in (0, 1).")
         if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"test_fraction={test_fraction} must be in [0, 1) and leave text for training "
                 f"(val_fraction + test_fraction = {val_fraction + test_fraction} >= 1)."
             )
         if seq_len < 1 or batch_size < 1:
-            raise ValueError(f"seq_len={seq_len} and batch_size={batch_size} must be >= 1.")
+            raise ConfigError(f"seq_len={seq_len} and batch_size={batch_size} must be >= 1.")
         self.save_hyperparameters()
         self.path, self.seq_len, self.batch_size = path, seq_len, batch_size
         self.val_fraction, self.test_fraction, self.num_workers = val_fraction, test_fraction, num_workers
@@ -100,10 +101,10 @@ class CharTextDataModule(L.LightningDataModule):
             return pydoc_corpus()
         path = Path(self.path)
         if not path.is_file():
-            raise FileNotFoundError(f"Text file not found: {path}. Pass an existing UTF-8 file or path=None for the built-in corpus.")
+            raise MissingFileError(f"Text file not found: {path}. Pass an existing UTF-8 file or path=None for the built-in corpus.")
         text = path.read_text(encoding="utf-8")
         if not text:
-            raise ValueError(f"Text file {path} is empty; give a file with at least {self.seq_len + 1} bytes.")
+            raise DataError(f"Text file {path} is empty; give a file with at least {self.seq_len + 1} bytes.")
         return text
 
     def setup(self, stage: str | None = None) -> None:
@@ -131,7 +132,7 @@ class CharTextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         if self.test_set is None:
-            raise ValueError(
+            raise ConfigError(
                 "CharTextDataModule has no test split (test_fraction=0): set test_fraction (e.g. 0.05) to hold "
                 "out the end of the text for `test`; the validation slice is not reused as a test set."
             )

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning._io import staged_dir
+from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.export.inputs import InputSpec, batch_input, input_spec, network
 from nl_lightning.export.manifest import MANIFEST_NAME, artifact_entry, build_manifest, listed_files, write_manifest
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
@@ -72,18 +73,18 @@ class ExportConfig:
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FILENAMES]
         if unknown or not self.formats:
-            raise ValueError(f"ExportConfig.formats={self.formats!r}: choose one or more of {tuple(FILENAMES)}.")
+            raise ConfigError(f"ExportConfig.formats={self.formats!r}: choose one or more of {tuple(FILENAMES)}.")
         if self.opset < 18:
-            raise ValueError(f"ExportConfig.opset={self.opset} is too old for the dynamo exporter; use 18 or newer.")
+            raise ConfigError(f"ExportConfig.opset={self.opset} is too old for the dynamo exporter; use 18 or newer.")
         for name in ("parity_batch_sizes", "parity_seq_lens"):
             values = getattr(self, name)
             if values is not None and (not values or any(v < 1 for v in values)):
-                raise ValueError(f"ExportConfig.{name}={values!r} must be a non-empty list of positive sizes.")
+                raise ConfigError(f"ExportConfig.{name}={values!r} must be a non-empty list of positive sizes.")
         Tolerance(self.atol, self.rtol)
         self.quantized_tolerance()
         for name in ("calibration_batches", "check_batches"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ExportConfig.{name}={getattr(self, name)} must be >= 1.")
+                raise ConfigError(f"ExportConfig.{name}={getattr(self, name)} must be >= 1.")
 
     def tolerance(self, fmt: str) -> Tolerance | None:
         """The elementwise tolerance on the shape grid; None for INT8 (judged by ``quantized_tolerance``)."""
@@ -149,7 +150,7 @@ def check_replaceable(out_dir: Path) -> None:
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
-        raise NotADirectoryError(f"out_dir {out_dir} is a file; pass a folder for the export.")
+        raise ConfigError(f"out_dir {out_dir} is a file; pass a folder for the export.")
     entries = {p.name for p in out_dir.iterdir()}
     if not entries:
         return
@@ -159,7 +160,7 @@ def check_replaceable(out_dir: Path) -> None:
         listed = set()
     extra = sorted(entries - listed) if listed else sorted(entries)
     if extra:
-        raise ValueError(
+        raise ConfigError(
             f"out_dir {out_dir} holds {extra[:5]}, which no export wrote there. An export replaces its whole "
             "folder, so pass a new or empty folder, or the folder of an earlier export."
         )
@@ -199,7 +200,7 @@ def _check_inputs(spec: InputSpec, batches: Iterable[Any] | None,
     if batches is not None:
         inputs = [batch_input(b) for b in itertools.islice(batches, config.check_batches)]
         if not inputs:
-            raise ValueError("The validation / calibration data is empty: the INT8 check needs at least one batch.")
+            raise DataError("The validation / calibration data is empty: the INT8 check needs at least one batch.")
         return inputs, "real"
     warnings.warn(
         "INT8 artifacts are checked on random inputs because no data was given, by their error only; pass "

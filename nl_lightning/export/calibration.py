@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.export.inputs import InputSpec, batch_input
 from nl_lightning.export.ort import as_numpy
 
 
 def validate_calibration(num_batches: int) -> None:
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
-        raise ValueError(f"calibration num_batches={num_batches!r} must be a positive integer (8-32 is typical).")
+        raise ConfigError(f"calibration num_batches={num_batches!r} must be a positive integer (8-32 is typical).")
 
 
 class DataLoaderCalibrationReader:
@@ -40,7 +41,7 @@ class DataLoaderCalibrationReader:
         batch = next(self._it, None)
         if batch is None:
             if self.seen == 0:
-                raise ValueError(
+                raise DataError(
                     "The calibration data is empty: static quantization needs at least one batch. "
                     "Check the DataModule's val_dataloader (and limit_val_batches)."
                 )

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError, DataError, WrongTypeError
+
 
 @dataclass
 class InputSpec:
@@ -27,7 +29,7 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         if (self.vocab_size is None) == (self.feature_dim is None):
-            raise ValueError(
+            raise ConfigError(
                 f"InputSpec needs exactly one of vocab_size (token ids) or feature_dim (float features); "
                 f"got vocab_size={self.vocab_size}, feature_dim={self.feature_dim}."
             )
@@ -39,7 +41,7 @@ class InputSpec:
     def example(self, batch_size: int, seq_len: int, seed: int = 0) -> Tensor:
         """A deterministic random input of shape (batch_size, seq_len[, feature_dim])."""
         if self.max_seq_len is not None and seq_len > self.max_seq_len:
-            raise ValueError(
+            raise ConfigError(
                 f"seq_len={seq_len} exceeds what the model accepts (max {self.max_seq_len}); use a shorter one."
             )
         g = torch.Generator().manual_seed(seed)
@@ -66,7 +68,7 @@ def input_spec(model: nn.Module) -> InputSpec:
     model = network(model)
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "max_seq_len"):
-        raise TypeError(
+        raise WrongTypeError(
             f"Cannot infer the input of {type(model).__name__}: it has no TransformerConfig. "
             "Pass an InputSpec(name=..., vocab_size=... or feature_dim=..., max_seq_len=...) explicitly."
         )
@@ -90,10 +92,10 @@ def batch_input(batch: Any) -> Tensor:
         for key in ("x", "idx", "input_ids"):
             if key in batch:
                 return batch[key]
-        raise ValueError(f"Cannot find the model input in a batch with keys {sorted(batch)}; expected 'x' or 'idx'.")
+        raise DataError(f"Cannot find the model input in a batch with keys {sorted(batch)}; expected 'x' or 'idx'.")
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
         return batch[0]
-    raise ValueError(
+    raise DataError(
         f"Cannot find the model input in a batch of type {type(batch).__name__}; expected (x, y) or a dict."
     )
 
@@ -104,10 +106,10 @@ def batch_target(batch: Any) -> Tensor:
         for key in ("y", "targets"):
             if key in batch:
                 return batch[key]
-        raise ValueError(f"Cannot find the target in a batch with keys {sorted(batch)}; expected 'y' or 'targets'.")
+        raise DataError(f"Cannot find the target in a batch with keys {sorted(batch)}; expected 'y' or 'targets'.")
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[1]
-    raise ValueError(f"Cannot find the target in a batch of type {type(batch).__name__}; expected (x, y).")
+    raise DataError(f"Cannot find the target in a batch of type {type(batch).__name__}; expected (x, y).")
 
 
 def dynamic_shapes(spec: InputSpec) -> tuple[dict[int, Any], ...]:

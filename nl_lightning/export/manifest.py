@@ -18,13 +18,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nl_lightning._io import file_sha256, path_sha256, write_json
+from nl_lightning.errors import MissingFileError, NLUserError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
 _PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "torchao", "nl-lightning")
 
 
-class ManifestError(ValueError):
+class ManifestError(NLUserError, ValueError):
     """A manifest that is unreadable, malformed, or does not match the files beside it."""
 
 
@@ -77,7 +78,7 @@ def read_manifest(path: str | Path, verify: bool = True, checkpoint: str | Path 
     if path.is_dir():
         path = path / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"No export manifest at {path}; run `nl-lightning export` or ExportCallback first.")
+        raise MissingFileError(f"No export manifest at {path}; run `nl-lightning export` or ExportCallback first.")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

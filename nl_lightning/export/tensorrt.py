@@ -14,11 +14,12 @@ from torch import nn
 
 from nl_lightning._imports import TORCH_TENSORRT_AVAILABLE
 from nl_lightning._io import atomic_output
+from nl_lightning.errors import SetupError
 from nl_lightning.export.inputs import InputSpec, export_example, input_spec
 from nl_lightning.export.onnx import inference_copy
 
 
-class TensorRTUnavailableError(RuntimeError):
+class TensorRTUnavailableError(SetupError):
     """torch_tensorrt or a CUDA device is missing."""
 
 

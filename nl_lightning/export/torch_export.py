@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning._io import atomic_output
+from nl_lightning.errors import MissingFileError
 from nl_lightning.export.inputs import InputSpec, dynamic_shapes, export_example, input_spec
 from nl_lightning.export.onnx import inference_copy
 
@@ -30,7 +31,7 @@ def load_pt2(path: str | Path) -> nn.Module:
     """The exported program as a callable module ``fn(x) -> logits``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No exported program at {path}; write one with export_pt2 or formats=['pt2'].")
+        raise MissingFileError(f"No exported program at {path}; write one with export_pt2 or formats=['pt2'].")
     return torch.export.load(str(path)).module()
 
 

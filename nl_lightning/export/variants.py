@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from nl_lightning.compress.quantize import TORCH_METHODS, module_runner, quantize_model
 from nl_lightning._io import save_torch
+from nl_lightning.errors import ConfigError
 from nl_lightning.export.inputs import InputSpec, input_spec
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
 
@@ -45,7 +46,7 @@ def resolve_variant(name: str) -> str:
     """Canonical name (``ort_int8`` -> ``ort_int8_dynamic``), or an error listing the valid ones."""
     name = ALIASES.get(name, name)
     if name not in VARIANTS:
-        raise ValueError(f"Unknown variant {name!r}; choose one of {VARIANTS} (aliases: {sorted(ALIASES)}).")
+        raise ConfigError(f"Unknown variant {name!r}; choose one of {VARIANTS} (aliases: {sorted(ALIASES)}).")
     return name
 
 

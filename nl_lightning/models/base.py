@@ -11,6 +11,7 @@ import lightning as L
 import torch
 import torchmetrics
 
+from nl_lightning.errors import WrongTypeError
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
 
 
@@ -100,7 +101,7 @@ def _as(cls: type, value: Any) -> Any:
         return cls(**value)
     if isinstance(value, cls):
         return value
-    raise TypeError(f"Expected {cls.__name__} or a dict, got {type(value).__name__}.")
+    raise WrongTypeError(f"Expected {cls.__name__} or a dict, got {type(value).__name__}.")
 
 
 def _plain(value: Any) -> Any:

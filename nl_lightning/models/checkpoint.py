@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nl_lightning.errors import NLUserError
 from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 CONSOLIDATE = "nl-lightning consolidate {dir} --output {dir}.consolidated.ckpt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NLUserError, ValueError):
     """A checkpoint that is missing, unreadable, corrupt, untrusted or not an nl_lightning model."""
 
 

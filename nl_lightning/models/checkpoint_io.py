@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nl_lightning._io import atomic_output, fsync_dir
+from nl_lightning.errors import WrongTypeError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -27,7 +28,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Any | None = None) -> None:
         if storage_options is not None:
-            raise TypeError(
+            raise WrongTypeError(
                 "AtomicCheckpointIO.save_checkpoint takes no storage_options; remove them from the "
                 f"Trainer/Strategy call (got {storage_options!r})."
             )

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.text import Perplexity
 
+from nl_lightning.errors import DataError
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
 from nl_lightning.models.generate import generate
@@ -80,10 +81,10 @@ def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
     if isinstance(batch, dict):
         batch = (batch.get("idx", batch.get("x")), batch.get("targets", batch.get("y")))
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-        raise ValueError("TransformerLM expects batches (idx, targets) of token ids, each (batch, seq).")
+        raise DataError("TransformerLM expects batches (idx, targets) of token ids, each (batch, seq).")
     idx, targets = batch
     if idx.shape != targets.shape or idx.dim() != 2 or idx.is_floating_point():
-        raise ValueError(
+        raise DataError(
             f"TransformerLM expects idx and targets as integer tensors of the same (batch, seq) shape, "
             f"got {tuple(idx.shape)} {idx.dtype} and {tuple(targets.shape)} {targets.dtype}."
         )

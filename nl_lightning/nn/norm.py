@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from nl_lightning.errors import ConfigError
+
 NORMS: dict[str, type[nn.Module]] = {"rmsnorm": nn.RMSNorm, "layernorm": nn.LayerNorm}
 
 
 def build_norm(name: str, dim: int, eps: float = 1e-5) -> nn.Module:
     if name not in NORMS:
-        raise ValueError(f"Unknown norm {name!r}; choose one of {tuple(NORMS)}.")
+        raise ConfigError(f"Unknown norm {name!r}; choose one of {tuple(NORMS)}.")
     return NORMS[name](dim, eps=eps)

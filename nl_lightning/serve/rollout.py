@@ -19,10 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nl_lightning.errors import NLUserError
+
 LIVE_FILE = "live.json"
 
 
-class RolloutError(RuntimeError):
+class RolloutError(NLUserError, RuntimeError):
     """A switch that did not happen; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 409) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.serve.registry import ModelSource
 from nl_lightning.serve.signature import ModelSignature, signature_from_manifest, signature_of
 
@@ -61,7 +62,7 @@ class TorchRunner(Runner):
         self.model = load_checkpoint(source.path, map_location="cpu").eval().to(self.device)
         self.signature = signature_of(self.model)
         if task != "auto" and task != self.signature.task:
-            raise ValueError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
+            raise ConfigError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
         self.sha256 = file_sha256(source.path)
 
     @torch.inference_mode()
@@ -87,7 +88,7 @@ class OnnxRunner(Runner):
         from nl_lightning.export.ort import ort_session
 
         if source.manifest is None:
-            raise ValueError(f"Version {source.version!r}: an ONNX source needs its export manifest.")
+            raise ConfigError(f"Version {source.version!r}: an ONNX source needs its export manifest.")
         self.source = source
         self.session = ort_session(source.path, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
@@ -158,7 +159,7 @@ def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 
     if source.backend == "torch":
         return TorchRunner(source, device, task)
     if not str(device).startswith("cpu"):
-        raise ValueError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
+        raise ConfigError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
     return OnnxRunner(source, threads, task)
 
 

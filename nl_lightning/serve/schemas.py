@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.serve.config import ServeLimits
 from nl_lightning.serve.signature import ModelSignature
 
@@ -86,7 +87,7 @@ def request_schema(signature: ModelSignature, limits: ServeLimits) -> type[Serve
         return _generate_request(signature, limits)
     max_len = limits.max_seq_len or signature.max_seq_len
     if max_len is None:
-        raise ValueError(
+        raise ConfigError(
             "This export records no max_seq_len (its positions are unbounded): set limits.max_seq_len in "
             "the serve config to bound request length."
         )

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from nl_lightning.errors import MissingFileError, NLUserError
 from nl_lightning.serve.shards import SUFFIXES, Columns, column_specs, decode_shard, encode_shard, write_atomic
 
 MANIFEST = "manifest.json"
 RECORDS = "_records"
 
 
-class ShardError(ValueError):
+class ShardError(NLUserError, ValueError):
     """Predictions on disk that do not match their manifest, or a resume that cannot continue them."""
 
 
@@ -96,7 +97,7 @@ def read_predictions(output_dir: str | Path, dataloader_idx: int = 0) -> Columns
     SHA-256; raises ``ShardError`` for a missing, changed or incomplete set of shards."""
     root = Path(output_dir)
     if not (root / MANIFEST).is_file():
-        raise FileNotFoundError(f"No {MANIFEST} in {root}: the prediction job did not finish (resume it to complete it).")
+        raise MissingFileError(f"No {MANIFEST} in {root}: the prediction job did not finish (resume it to complete it).")
     manifest = json.loads((root / MANIFEST).read_text())
     loaders = {d["dataloader_idx"]: d for d in manifest["dataloaders"]}
     if dataloader_idx not in loaders:

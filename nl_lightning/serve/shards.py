@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nl_lightning._io import fsync_dir
+from nl_lightning.errors import ConfigError
 
 ShardFormat = Literal["parquet", "npy", "npz", "jsonl"]
 SUFFIXES: dict[str, str] = {"parquet": ".parquet", "npy": ".npy", "npz": ".npz", "jsonl": ".jsonl"}
@@ -26,12 +27,12 @@ Columns = dict[str, np.ndarray]
 
 def check_format(fmt: str) -> None:
     if fmt == "pickle":
-        raise ValueError(
+        raise ConfigError(
             "format='pickle' is not offered: pickle files run code when they are read. Use npz (any numeric "
             "columns, NumPy only), parquet, npy or jsonl."
         )
     if fmt not in SUFFIXES:
-        raise ValueError(f"format={fmt!r} is not supported; choose one of {tuple(SUFFIXES)}.")
+        raise ConfigError(f"format={fmt!r} is not supported; choose one of {tuple(SUFFIXES)}.")
     if fmt == "parquet":
         from nl_lightning._imports import require
         from importlib.util import find_spec

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from torch import nn
 
+from nl_lightning.errors import ConfigError, WrongTypeError
+
 TaskName = Literal["lm", "classification", "regression"]
 
 
@@ -30,7 +32,7 @@ class ModelSignature:
 
     def __post_init__(self) -> None:
         if (self.vocab_size is None) == (self.input_dim is None):
-            raise ValueError(
+            raise ConfigError(
                 f"A model takes token ids (vocab_size) or features (input_dim), not both or neither; got "
                 f"vocab_size={self.vocab_size}, input_dim={self.input_dim}."
             )
@@ -60,7 +62,7 @@ def signature_of(model: nn.Module) -> ModelSignature:
     net = getattr(model, "model", model)
     config = getattr(net, "config", None)
     if config is None or not hasattr(config, "max_seq_len"):
-        raise TypeError(
+        raise WrongTypeError(
             f"{type(model).__name__} is not an nl_lightning model (no TransformerConfig); serve a "
             "TransformerLM or TransformerClassifier checkpoint, or its export folder."
         )
@@ -84,12 +86,12 @@ def signature_from_manifest(manifest: dict[str, Any], num_outputs: int, task: st
         recorded = _task_of_source(manifest.get("source"))
     resolved = recorded if task == "auto" else task
     if resolved not in ("lm", "classification", "regression"):
-        raise ValueError(
+        raise ConfigError(
             "The export manifest does not record the model's task; set `task: classification` or "
             "`task: regression` in the serve config (or re-export with a newer nl_lightning)."
         )
     if recorded and task != "auto" and task != recorded:
-        raise ValueError(f"task={task!r} contradicts the export manifest, which records task={recorded!r}.")
+        raise ConfigError(f"task={task!r} contradicts the export manifest, which records task={recorded!r}.")
     max_len = spec.get("max_seq_len")
     return ModelSignature(resolved, spec.get("vocab_size"), spec.get("feature_dim"), max_len, num_outputs)
 

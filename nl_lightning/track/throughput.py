@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nl_lightning.errors import DataError
+
 
 def batch_inputs(batch: Any) -> Tensor:
     """The model input of a batch: the first tensor of a tuple, or ``x`` / ``idx`` of a dict."""
@@ -24,7 +26,7 @@ def batch_inputs(batch: Any) -> Tensor:
                 return batch[key]
     if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
         return batch[0]
-    raise ValueError(
+    raise DataError(
         f"Cannot find the input tensor in a batch of type {type(batch).__name__}: expected (x, y) or a dict "
         "with 'x' or 'idx'. Pass batch_size_fn / length_fn to Lightning's ThroughputMonitor for other layouts."
     )

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.tune.storage import STORAGE_ENV
 
 _PR_SET_PDEATHSIG = 1
@@ -31,7 +32,7 @@ def choose_launcher(name: str, fit_config: Mapping[str, Any]) -> str:
     """'auto' -> 'subprocess' when the fit runs several processes (DDP), else 'forkserver'."""
     if name != "auto":
         if name in ("forkserver", "inline") and is_multi_process(fit_config):
-            raise ValueError(
+            raise ConfigError(
                 f"launcher={name!r} cannot run a multi-process (DDP) fit: Lightning re-launches the command line "
                 "for each rank. Use launcher: subprocess (or auto)."
             )

@@ -18,6 +18,8 @@ from typing import Any
 
 import lightning as L
 
+from nl_lightning.errors import ConfigError
+
 DEFAULT_LR_KEY = "model.init_args.optimizer.lr"
 
 
@@ -41,7 +43,7 @@ def suggestion_or_error(finder: Any, min_lr: float, max_lr: float) -> float:
     lr = finder.suggestion() if finder is not None else None
     if lr is None or not math.isfinite(lr):
         points = len(finder.results.get("lr", [])) if finder is not None else 0
-        raise ValueError(
+        raise ConfigError(
             f"The LR finder could not suggest a rate from {points} points between min_lr={min_lr} and max_lr={max_lr} "
             "(it needs a loss curve of more than ~12 steps that falls before it diverges); raise num_training, "
             "widen the range, or lower early_stop_threshold's sensitivity (a larger value)."
@@ -90,7 +92,7 @@ def find_lr(
     config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
     config.pop("config", None)
     if get_key(config, lr_key) is None:
-        raise ValueError(
+        raise ConfigError(
             f"lr_key={lr_key!r} is not a setting of this fit config, so the found rate could not be written back; "
             f"pass --lr_key with the dotted key of the learning rate (default {DEFAULT_LR_KEY!r})."
         )

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 import yaml
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.tune.config import PARAMS_METRIC, TuneConfig
 from nl_lightning.tune.fit_config import trial_dir_name, trial_fit_config
 from nl_lightning.tune.launch import describe_exit, run_in_process
@@ -104,7 +105,7 @@ class Objective:
         return result
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(ConfigError):
     """A mistake in the tune config that every trial would hit (e.g. a metric the model never logs)."""
 
 

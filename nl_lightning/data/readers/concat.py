@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from nl_lightning.data.readers.base import Reader
+from nl_lightning.errors import ConfigError, DataError
 
 
 class ConcatReader(Reader):
@@ -15,11 +16,11 @@ class ConcatReader(Reader):
 
     def __init__(self, readers: Sequence[Reader]) -> None:
         if not readers:
-            raise ValueError("ConcatReader needs at least one reader; the list of paths is empty.")
+            raise ConfigError("ConcatReader needs at least one reader; the list of paths is empty.")
         first = readers[0]
         for other in readers[1:]:
             if other.sample_shape != first.sample_shape:
-                raise ValueError(
+                raise DataError(
                     f"Cannot concatenate {first.source} (samples of shape {first.sample_shape}) with "
                     f"{other.source} (shape {other.sample_shape}); all files must hold the same sample shape."
                 )

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from nl_lightning.data.readers.base import Reader, read_sorted
+from nl_lightning.errors import DataError
 
 
 def to_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -26,9 +27,9 @@ class MemoryReader(Reader):
     def __init__(self, array: np.ndarray | torch.Tensor, name: str = "array") -> None:
         self._array = to_numpy(array)
         if self._array.ndim == 0:
-            raise ValueError(f"{name} is a scalar; a data source needs at least one dimension (rows).")
+            raise DataError(f"{name} is a scalar; a data source needs at least one dimension (rows).")
         if self._array.dtype == object:
-            raise ValueError(f"{name} has dtype object; pass a numeric array.")
+            raise DataError(f"{name} has dtype object; pass a numeric array.")
         self.source = f"<{name}>"
 
     def __len__(self) -> int:
