@@ -10,8 +10,6 @@ during validation (a forward hook), so nothing is computed twice.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from nl_lightning._io import write_json
 from nl_lightning.errors import ConfigError
 from nl_lightning.track.confusion import confusion_figure, score_metrics
 from nl_lightning.track.loggers import log_figure, run_dir
@@ -95,8 +94,7 @@ class ConfusionMatrixMonitor(L.Callback):
     def _publish(self, trainer: L.Trainer) -> None:
         step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step Lightning logs val/* at
         path = run_dir(trainer.loggers, trainer.default_root_dir) / "confusion_matrix.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"step": step, "labels": self.labels, "matrix": self.matrix.tolist()}))
+        write_json(path, {"step": step, "labels": self.labels, "matrix": self.matrix.tolist()})
         if not self.image or not trainer.loggers:
             return
         import matplotlib.pyplot as plt

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from nl_lightning._io import TMP_MARK
 from nl_lightning.errors import ConfigError, DataError, WrongTypeError
 from nl_lightning.serve.shard_manifest import (
     MANIFEST, RECORDS, check_plan, completed_shards, merge_manifest, shard_name, write_shard,
@@ -69,8 +70,9 @@ class PredictionWriter(BasePredictionWriter):
             shutil.rmtree(self.output_dir, ignore_errors=True)
         trainer.strategy.barrier("prediction_writer_setup")
         (self.output_dir / RECORDS).mkdir(parents=True, exist_ok=True)
-        for stale in self.output_dir.glob(f".part-*-{trainer.global_rank:03d}-*.tmp-*"):
-            stale.unlink(missing_ok=True)  # a write cut short by a kill
+        for folder in (self.output_dir, self.output_dir / RECORDS):  # writes cut short by a kill
+            for stale in folder.glob(f".part-*-{trainer.global_rank:03d}-*{TMP_MARK}*"):
+                stale.unlink(missing_ok=True)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loaders = _as_list(trainer.predict_dataloaders)

@@ -8,7 +8,6 @@ run in DataLoader workers (``transform_on="sample"``) or on the device after tra
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nl_lightning._io import bytes_sha256
 from nl_lightning.data.readers.base import MissingKeyError
 from nl_lightning.errors import ConfigError, SetupError, WrongTypeError
 
@@ -137,7 +137,7 @@ class Normalize(Transform):
     def __repr__(self) -> str:
         if self.mean is None:
             return f"Normalize(eps={self.eps})"
-        digest = hashlib.sha1(self.mean.numpy().tobytes() + self.std.numpy().tobytes()).hexdigest()[:12]
+        digest = bytes_sha256(self.mean.numpy().tobytes() + self.std.numpy().tobytes())[:12]
         return f"Normalize(eps={self.eps}, stats={digest})"
 
 

@@ -8,7 +8,6 @@ its ONNX export and both backends agree.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nl_lightning._io import file_sha256
 from nl_lightning.errors import ConfigError
 from nl_lightning.serve.registry import ModelSource
 from nl_lightning.serve.signature import ModelSignature, signature_from_manifest, signature_of
@@ -161,11 +161,3 @@ def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 
     if not str(device).startswith("cpu"):
         raise ConfigError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
     return OnnxRunner(source, threads, task)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,6 +11,7 @@ import csv
 import math
 from pathlib import Path
 
+from nl_lightning._io import save_figure
 from nl_lightning.errors import DataError, MissingFileError
 
 Series = dict[str, list[tuple[int, float]]]  # tag -> [(step, value), ...] sorted by step
@@ -114,8 +115,6 @@ def plot_curves(runs: dict[str, Series], out: str | Path, max_panels: int = 9) -
     for ax in list(axes.flat)[len(titles):]:
         ax.axis("off")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    out = save_figure(fig, out, dpi=100)
     plt.close(fig)
     return out

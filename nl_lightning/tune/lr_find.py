@@ -10,14 +10,13 @@ falls back to Lightning's attribute otherwise.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
+from nl_lightning._io import save_figure, write_atomic, write_json
 from nl_lightning.errors import ConfigError
 
 DEFAULT_LR_KEY = "model.init_args.optimizer.lr"
@@ -55,25 +54,16 @@ def save_curve(finder: Any, path: str | Path) -> Path:
     """The loss-vs-rate curve with the suggestion marked (Lightning's ``_LRFinder.plot``) as a PNG."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure = finder.plot(suggest=True, show=False)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    save_figure(figure, path, dpi=110, bbox_inches="tight")
     plt.close(figure)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def save_result(finder: Any, lr: float, path: str | Path, **extra: Any) -> Path:
     """Suggested rate and the (lr, smoothed loss) curve as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"suggested_lr": lr, **extra, "lr": list(finder.results["lr"]), "loss": list(finder.results["loss"])}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, data)
 
 
 def find_lr(
@@ -104,10 +94,7 @@ def find_lr(
     set_key(config, lr_key, lr)
     output_dir = Path(output_dir)
     fit_path = output_dir / "fit.yaml"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = fit_path.with_name(".fit.yaml.tmp")
-    tmp.write_text(f"# {lr_key} = {lr:.6g}, found by `nl-lightning lr-find`\n" + yaml.safe_dump(config, sort_keys=False))
-    os.replace(tmp, fit_path)
+    write_atomic(fit_path, f"# {lr_key} = {lr:.6g}, found by `nl-lightning lr-find`\n" + yaml.safe_dump(config, sort_keys=False))
     return {
         "suggested_lr": lr,
         "plot": save_curve(finder, output_dir / "lr_find.png"),

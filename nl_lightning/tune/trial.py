@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import optuna
 
+from nl_lightning._io import write_atomic, write_json
 from nl_lightning.cli import build_cli
 from nl_lightning.tune.config import LATENCY_METRIC
 from nl_lightning.tune.pruning import MetricNotLoggedError, TrialPruningCallback
@@ -53,7 +54,7 @@ class TrialSpec:
         return [m for m in self.metrics if m not in DERIVED_METRICS]
 
     def save(self) -> Path:
-        return _write_json(Path(self.run_dir) / SPEC_FILE, asdict(self))
+        return write_json(Path(self.run_dir) / SPEC_FILE, asdict(self), default=str)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrialSpec":
@@ -73,7 +74,7 @@ class TrialResult:
     checkpoint: str | None = None
 
     def save(self, run_dir: str | Path) -> Path:
-        return _write_json(Path(run_dir) / RESULT_FILE, asdict(self))
+        return write_json(Path(run_dir) / RESULT_FILE, asdict(self), default=str)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "TrialResult | None":
@@ -161,7 +162,7 @@ def process_main(spec: TrialSpec, storage_url: str, log_path: str | None = None)
     if log_path is not None:
         redirect_output(log_path)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
-        (Path(spec.run_dir) / PID_FILE).write_text(f"{os.getpid()}\n")
+        write_atomic(Path(spec.run_dir) / PID_FILE, f"{os.getpid()}\n")
     result = run_trial(spec, connect(spec, storage_url))
     if _is_rank_zero():
         result.save(spec.run_dir)
@@ -173,14 +174,6 @@ def _is_rank_zero() -> bool:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0) == 0
-
-
-def _write_json(path: Path, data: Any) -> Path:
-    """Atomic: a reader (the study process) sees the whole file or none."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

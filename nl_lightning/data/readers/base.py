@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nl_lightning._io import bytes_sha256
 from nl_lightning.errors import DataError, MissingFileError, MissingPackageError, NLUserError, NotAFileError
 
 
@@ -140,7 +140,7 @@ def file_fingerprint(path: str | os.PathLike, *parts: object) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     text = "|".join(str(p) for p in (path, stat.st_size, stat.st_mtime_ns, *parts))
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return bytes_sha256(text.encode())[:16]
 
 
 def is_contiguous(rows: np.ndarray) -> bool:

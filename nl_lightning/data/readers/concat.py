@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Sequence
 
 import numpy as np
 
+from nl_lightning._io import bytes_sha256
 from nl_lightning.data.readers.base import Reader
 from nl_lightning.errors import ConfigError, DataError
 
@@ -66,4 +66,4 @@ class ConcatReader(Reader):
         return reader.describe_row(local)
 
     def fingerprint(self) -> str:
-        return hashlib.sha1("|".join(r.fingerprint() for r in self.readers).encode()).hexdigest()[:16]
+        return bytes_sha256("|".join(r.fingerprint() for r in self.readers).encode())[:16]

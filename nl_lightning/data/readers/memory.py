@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import torch
 
+from nl_lightning._io import bytes_sha256
 from nl_lightning.data.readers.base import Reader, read_sorted
 from nl_lightning.errors import DataError
 
@@ -49,4 +49,4 @@ class MemoryReader(Reader):
     def fingerprint(self) -> str:
         data = np.ascontiguousarray(self._array)
         meta = f"{data.dtype}{data.shape}".encode()
-        return hashlib.sha1(meta + data.view(np.uint8).reshape(-1).tobytes()).hexdigest()[:16]
+        return bytes_sha256(meta + data.view(np.uint8).reshape(-1).tobytes())[:16]
