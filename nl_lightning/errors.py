@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "MissingFileError",
@@ -50,6 +51,11 @@ class NotAFileError(NLUserError, IsADirectoryError):
 
 class MissingPackageError(NLUserError, ModuleNotFoundError):
     """An optional package that this feature needs is not installed; the message names the extra."""
+
+
+class CheckpointError(NLUserError, ValueError):
+    """A checkpoint that is missing, unreadable, corrupt, untrusted or not an nl_lightning model
+    (defined here, not in ``models.checkpoint``, so that every module reading one can raise it)."""
 
 
 class SetupError(NLUserError, RuntimeError):

@@ -259,7 +259,7 @@ def test_every_user_error_class_is_an_nl_user_error():
     from nl_lightning.models.trust import UntrustedClassError
     from nl_lightning.serve.registry import VersionNotFoundError
     from nl_lightning.serve.rollout import RolloutError
-    from nl_lightning.serve.shard_manifest import ShardError
+    from nl_lightning.predict.manifest import ShardError
     from nl_lightning.track.backends import TrackingSetupError
     from nl_lightning.tune.objective import StudyConfigError
     from nl_lightning.tune.pruning import MetricNotLoggedError

@@ -12,6 +12,7 @@ import torch
 import torchmetrics
 
 from nl_lightning.errors import WrongTypeError
+from nl_lightning.models.checkpoint import load_checkpoint
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
 
 
@@ -89,8 +90,6 @@ class TaskModule(L.LightningModule):
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "TaskModule":
         """Rebuild the model from a checkpoint alone (safe load; see ``load_checkpoint``)."""
-        from nl_lightning.models.checkpoint import load_checkpoint
-
         return load_checkpoint(path, expected=cls, map_location=map_location)
 
 

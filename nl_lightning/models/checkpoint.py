@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nl_lightning.errors import NLUserError
+from nl_lightning.errors import CheckpointError
+from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
 
 if TYPE_CHECKING:
-    from nl_lightning.models.base import TaskModule
+    import lightning as L
+
+__all__ = ["CONSOLIDATE", "CheckpointError", "load_checkpoint", "read_checkpoint"]
 
 CONSOLIDATE = "nl-lightning consolidate {dir} --output {dir}.consolidated.ckpt"
-
-
-class CheckpointError(NLUserError, ValueError):
-    """A checkpoint that is missing, unreadable, corrupt, untrusted or not an nl_lightning model."""
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", lightning: bool = False) -> dict[str, Any]:
@@ -54,8 +53,6 @@ def _check_path(path: Path) -> None:
                 "Resume it with the same strategy, or consolidate it once into a single file (this trusts the "
                 "folder's pickled metadata, so only for checkpoints you wrote): " + CONSOLIDATE.format(dir=path)
             )
-        from nl_lightning.models.runs import find_checkpoint
-
         try:
             hint = f"; the newest checkpoint in it is {find_checkpoint(path)}"
         except CheckpointError:
@@ -111,8 +108,8 @@ def _load(path: Path, map_location: str | torch.device) -> Any:
 
 
 def load_checkpoint(
-    path: str | Path, expected: "type[TaskModule] | None" = None, map_location: str | torch.device = "cpu",
-) -> "TaskModule":
+    path: str | Path, expected: "type[L.LightningModule] | None" = None, map_location: str | torch.device = "cpu",
+) -> "L.LightningModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
     ``path`` is a ``.ckpt`` file or a run folder (``runs/char_lm``: its newest ``last.ckpt``).
@@ -121,8 +118,7 @@ def load_checkpoint(
     ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
     arguments are checked against the class's signature before it is called.
     """
-    from nl_lightning.models.base import TaskModule
-    from nl_lightning.models.runs import find_checkpoint
+    from lightning import LightningModule
 
     path = find_checkpoint(path)  # a run folder (runs/char_lm) means its newest last.ckpt
     checkpoint = read_checkpoint(path, map_location)
@@ -136,7 +132,7 @@ def load_checkpoint(
             "load_checkpoint(path, expected=MyModel)."
         )
     try:
-        cls = expected if class_path is None else resolve_class(class_path, TaskModule, "model", path, expected)
+        cls = expected if class_path is None else resolve_class(class_path, LightningModule, "model", path, expected)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
     if expected is not None and not issubclass(cls, expected):

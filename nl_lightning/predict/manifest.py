@@ -17,7 +17,7 @@ import numpy as np
 
 from nl_lightning._io import bytes_sha256, file_sha256, write_atomic, write_json
 from nl_lightning.errors import MissingFileError, NLUserError
-from nl_lightning.serve.shards import SUFFIXES, Columns, column_specs, decode_shard, encode_shard
+from nl_lightning.predict.shards import SUFFIXES, Columns, column_specs, decode_shard, encode_shard
 
 MANIFEST = "manifest.json"
 RECORDS = "_records"

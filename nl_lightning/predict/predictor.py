@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from nl_lightning.callbacks.prediction_writer import batch_written
+from nl_lightning.predict.writer import batch_written
 from nl_lightning.export.inputs import batch_input
 from nl_lightning.serve.config import Backend, OnnxFormat, Task
 from nl_lightning.serve.registry import ModelRegistry

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
@@ -24,10 +24,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from nl_lightning._io import TMP_MARK
 from nl_lightning.errors import ConfigError, DataError, WrongTypeError
-from nl_lightning.serve.shard_manifest import (
+from nl_lightning.predict.manifest import (
     MANIFEST, RECORDS, check_plan, completed_shards, merge_manifest, shard_name, write_shard,
 )
-from nl_lightning.serve.shards import ShardFormat, check_format
+from nl_lightning.predict.shards import ShardFormat, check_format
 
 
 class PredictionWriter(BasePredictionWriter):

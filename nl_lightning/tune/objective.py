@@ -17,10 +17,11 @@ import optuna
 import yaml
 
 from nl_lightning._io import write_atomic
+from nl_lightning._process import describe_exit
 from nl_lightning.errors import ConfigError
 from nl_lightning.tune.config import PARAMS_METRIC, TuneConfig
 from nl_lightning.tune.fit_config import trial_dir_name, trial_fit_config
-from nl_lightning.tune.launch import describe_exit, run_in_process
+from nl_lightning.tune.launch import run_in_process
 from nl_lightning.tune.trial import CONFIG_FILE, LOG_FILE, TrialResult, TrialSpec
 
 

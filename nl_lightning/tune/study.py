@@ -16,9 +16,10 @@ from typing import Any
 
 import optuna
 
+from nl_lightning._process import die_with_parent
 from nl_lightning.errors import ConfigError, NLUserError
 from nl_lightning.tune.config import TuneConfig
-from nl_lightning.tune.launch import choose_launcher, die_with_parent, forkserver_context
+from nl_lightning.tune.launch import choose_launcher, forkserver_context
 from nl_lightning.tune.objective import Objective, TrialFailed, budget_constraint
 from nl_lightning.tune.progress import ProgressLine, StopWhenDone
 from nl_lightning.tune.samplers import build_pruner, build_sampler, check_specs
