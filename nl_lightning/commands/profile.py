@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     model = load_checkpoint(find_checkpoint(args.ckpt_path))
     with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp:
         builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads)
-        seq = builder.spec.clamp_seq(args.seq_len)
+        seq = builder.signature.clamp_seq(args.seq_len)
         with torch_threads(args.threads):
             runners = {name: builder.build(name).run for name in names}
             runners.update({Path(p).name: ort_runner(ort_session(p, args.threads)) for p in args.onnx})
-            make_input = lambda b: builder.spec.example(b, seq)  # noqa: E731
+            make_input = lambda b: builder.signature.example(b, seq)  # noqa: E731
             results = profile(runners, make_input, args.batch_sizes, args.warmup, args.iters, args.rounds)
     print(format_table(results))
     if args.json_path:

@@ -17,7 +17,8 @@ import numpy as np
 from torch import Tensor
 
 from nl_lightning.errors import ConfigError, DataError
-from nl_lightning.export.inputs import InputSpec, batch_input
+from nl_lightning.export.inputs import batch_input
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.export.ort import as_numpy
 
 
@@ -68,7 +69,7 @@ def tensor_batches(inputs: Iterable[Tensor]) -> list[tuple[Tensor]]:
 
 
 def calibration_reader(
-    spec: InputSpec, batches: Iterable[Any] | None = None, num_batches: int = 8,
+    signature: ModelSignature, batches: Iterable[Any] | None = None, num_batches: int = 8,
 ) -> DataLoaderCalibrationReader:
     """A reader over ``batches``; without data, over random inputs (with a warning: ranges will be off)."""
     if batches is None:
@@ -78,6 +79,6 @@ def calibration_reader(
             "activation ranges match real data.",
             stacklevel=2,
         )
-        seq = spec.clamp_seq(32)
-        batches = tensor_batches(spec.example(8, seq, seed=i + 1) for i in range(num_batches))
-    return DataLoaderCalibrationReader(batches, spec.name, num_batches)
+        seq = signature.clamp_seq(32)
+        batches = tensor_batches(signature.example(8, seq, seed=i + 1) for i in range(num_batches))
+    return DataLoaderCalibrationReader(batches, signature.name, num_batches)

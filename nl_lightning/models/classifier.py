@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
 
 from nl_lightning.errors import ConfigError, DataError
+from nl_lightning.export.signature import task_prediction
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
@@ -116,8 +117,7 @@ class TransformerClassifier(TaskModule):
             x, mask = batch["x"], batch.get("key_padding_mask")
         else:
             x, mask = (batch[0] if isinstance(batch, (tuple, list)) else batch), None
-        out = self(x, mask).float()
-        return out.softmax(-1) if self.task == "classification" else out
+        return task_prediction(self(x, mask), self.task)
 
     def _unpack(self, batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
         if isinstance(batch, dict):

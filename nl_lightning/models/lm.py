@@ -10,6 +10,7 @@ from torch import Tensor
 from torchmetrics.text import Perplexity
 
 from nl_lightning.errors import DataError
+from nl_lightning.export.signature import task_prediction
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
 from nl_lightning.models.generate import generate
@@ -61,7 +62,7 @@ class TransformerLM(TaskModule):
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Next-token log-probabilities at the last position: (B, V)."""
         idx = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(idx)[:, -1].float().log_softmax(-1)
+        return task_prediction(self(idx), "lm")
 
     def generate(self, idx: Tensor, max_new_tokens: int = 200, temperature: float = 0.8,
                  top_k: int | None = 40, seed: int | None = None) -> Tensor:

@@ -13,7 +13,7 @@ _EXPORTS = {
     "ServeConfig": "nl_lightning.serve.config",
     "ServeLimits": "nl_lightning.serve.config",
     "ModelRegistry": "nl_lightning.serve.registry",
-    "ModelSignature": "nl_lightning.serve.signature",
+    "ModelSignature": "nl_lightning.export.signature",
     "Runner": "nl_lightning.serve.runners",
     "load_runner": "nl_lightning.serve.runners",
     "ModelAPI": "nl_lightning.serve.api",

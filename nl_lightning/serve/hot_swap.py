@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from nl_lightning.errors import ConfigError
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.rollout import LiveState, Rollout
 from nl_lightning.serve.runners import Runner
-from nl_lightning.serve.signature import ModelSignature
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import torch
 
 from nl_lightning._io import file_sha256
 from nl_lightning.errors import ConfigError
+from nl_lightning.export.signature import ModelSignature, signature_from_manifest, signature_of
 from nl_lightning.serve.registry import ModelSource
-from nl_lightning.serve.signature import ModelSignature, signature_from_manifest, signature_of
 
 
 class Runner(ABC):
@@ -60,7 +60,8 @@ class TorchRunner(Runner):
 
         self.source, self.device = source, torch.device(device)
         self.model = load_checkpoint(source.path, map_location="cpu").eval().to(self.device)
-        self.signature = signature_of(self.model)
+        # a task module without a ``task`` (distillation) classifies
+        self.signature = signature_of(self.model, default_task="classification")
         if task != "auto" and task != self.signature.task:
             raise ConfigError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
         self.sha256 = file_sha256(source.path)

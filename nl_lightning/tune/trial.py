@@ -127,15 +127,15 @@ def measure_latency(model: Any, batch_size: int = 1, seq_len: int = 64, warmup: 
     """p50 forward latency (ms) of the model's network on a random input, via the project's profiler."""
     import torch
 
-    from nl_lightning.export.inputs import input_spec, network
     from nl_lightning.export.profile import profile
+    from nl_lightning.export.signature import network, signature_of
 
     net = network(model).eval()
-    spec = input_spec(net)
-    seq = spec.clamp_seq(seq_len)
+    signature = signature_of(net)
+    seq = signature.clamp_seq(seq_len)
     device = next(net.parameters()).device
     with torch.no_grad():
-        results = profile({"model": net}, lambda b: spec.example(b, seq).to(device), [batch_size], warmup, iters)
+        results = profile({"model": net}, lambda b: signature.example(b, seq).to(device), [batch_size], warmup, iters)
     return results[0].p50_ms
 
 
