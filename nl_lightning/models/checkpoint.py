@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nl_lightning.errors import NLUserError
 from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ def load_checkpoint(
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None) or record.get("class_path")
     hparams.pop("_instantiator", None)
+    hparams.update(record.get("arguments") or {})  # what makes the file self-contained (a tokenizer's JSON)
     if class_path is None and expected is None:
         raise CheckpointError(
             f"{path} does not record which model class wrote it. Pass the class: TransformerLM.load(path) or "
@@ -148,6 +150,8 @@ def load_checkpoint(
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
+    except NLUserError:
+        raise  # says what is wrong and the fix already (a tokenizer, adapters on another base)
     except (TypeError, RuntimeError, ValueError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines()[:2])  # load_state_dict: mismatch on line 2
         raise CheckpointError(
