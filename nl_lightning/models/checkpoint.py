@@ -112,10 +112,13 @@ def _load(path: Path, map_location: str | torch.device) -> Any:
 
 def load_checkpoint(
     path: str | Path, expected: "type[TaskModule] | None" = None, map_location: str | torch.device = "cpu",
+    merge_lora: bool = False,
 ) -> "TaskModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
     ``path`` is a ``.ckpt`` file or a run folder (``runs/char_lm``: its newest ``last.ckpt``).
+    ``merge_lora=True`` folds LoRA adapters into the weights (for export and serving; see
+    ``TaskModule.merge_lora``); otherwise a LoRA model comes back as it trained.
 
     The class the file names must be on the allow-list (``nl_lightning.models.trust``), be
     ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
@@ -147,6 +150,7 @@ def load_checkpoint(
         )
     try:
         model = cls(**bind_arguments(cls, hparams, path))
+        model.on_load_checkpoint(checkpoint)  # as Lightning's load_from_checkpoint: adapter-only files complete here
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
@@ -158,4 +162,4 @@ def load_checkpoint(
             f"{path} does not match {cls.__qualname__}: {detail.rstrip('.')}. It was probably "
             "written by another model or another version of nl_lightning."
         ) from err
-    return model.eval()
+    return (model.merge_lora() if merge_lora else model).eval()

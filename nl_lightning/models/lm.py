@@ -13,6 +13,7 @@ from nl_lightning.data.tokenizer import TextCodec, TokenizerError, check_vocab, 
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
 from nl_lightning.models.generate import generate
+from nl_lightning.models.lora import LoRAConfig
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
 from nl_lightning.models.transformer import CausalLM
 
@@ -27,6 +28,7 @@ class TransformerLM(TaskModule):
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
         tokenizer: str | None = None,
+        lora: LoRAConfig | None = None,
     ) -> None:
         """
         Args:
@@ -36,6 +38,7 @@ class TransformerLM(TaskModule):
             compile: ``torch.compile`` the model in place before training.
             tokenizer: a ``tokenizer.json`` or a model folder holding one; None = bytes. Its JSON is
                 stored in every checkpoint, so ``generate`` and servers need no other file.
+            lora: train low-rank adapters on these projections only; the rest is frozen (see ``LoRAConfig``).
         """
         super().__init__(optimizer, scheduler, compile)
         self.save_hyperparameters()
@@ -46,6 +49,7 @@ class TransformerLM(TaskModule):
         if tokenizer is not None:  # without one, ids are bytes when there are 256 and the user's own otherwise
             check_vocab(self.codec, self.config.vocab_size)
         self.model = CausalLM(self.config)
+        self._setup_lora(lora)
         self.val_ppl, self.test_ppl = Perplexity(), Perplexity()
 
     def setup(self, stage: str) -> None:

@@ -58,7 +58,7 @@ class TorchRunner(Runner):
         from nl_lightning.models.checkpoint import load_checkpoint
 
         self.source, self.device = source, torch.device(device)
-        self.model = load_checkpoint(source.path, map_location="cpu").eval().to(self.device)
+        self.model = load_checkpoint(source.path, map_location="cpu", merge_lora=True).eval().to(self.device)
         self.signature = signature_of(self.model)
         if task != "auto" and task != self.signature.task:
             raise ValueError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
