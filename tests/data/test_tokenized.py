@@ -117,3 +117,19 @@ def test_a_tokenizer_without_eos_is_refused_up_front(corpus, tmp_path):
     path = save_tokenizer(train_bpe(["plain text"] * 3, 300, special_tokens=[]), tmp_path / "noeos")
     with pytest.raises(TokenizerError, match=r"has no end-of-text token to put between documents; pass eos_token="):
         TokenizedTextDataModule(corpus, str(path))
+
+
+def test_parquet_rows_are_documents(trained_tokenizer, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nl_lightning.data.text import pydoc_corpus
+
+    text = pydoc_corpus()
+    rows = [f"<row {i}> " + text[i * 700:(i + 1) * 700] for i in range(40)] + [""]  # an empty row adds nothing
+    pq.write_table(pa.table({"body": rows}), tmp_path / "docs.parquet", row_group_size=16)
+    dm = TokenizedTextDataModule(str(tmp_path / "docs.parquet"), trained_tokenizer, text_column="body", seq_len=32)
+    stream = dm.load_tokens()
+    assert int((stream == dm.codec.eos_id).sum()) == 40
+    decoded = dm.codec.decode(stream.tolist())
+    assert all(decoded.count(f"<row {i}> ") == 1 for i in range(40))
