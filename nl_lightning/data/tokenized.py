@@ -5,13 +5,13 @@ order, tokenized with a ``tokenizer.json`` (a model folder's, or one from ``nl-l
 train``), packed end to end with the end-of-text token after each, and the stream is cut into
 ``[train | val | test]`` and then into ``seq_len + 1``-token blocks. So no token is padding, at most
 two documents straddle a split boundary, and the split is the same on every rank and every run.
+The corpus is read and tokenized in memory by every process at ``setup`` (no token cache yet).
 Training batches come from the same resumable loader as ``CharTextDataModule``: a resumed run sees
 exactly the batches an uninterrupted one would, and refuses a checkpoint taken on other data.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from typing import Any
@@ -34,9 +34,9 @@ _ENCODE_CHUNK = 1024  # documents per encode_batch call: parallel in Rust, bound
 
 def pack_documents(documents: list[list[int]], eos_id: int) -> Tensor:
     """Token lists end to end, each followed by ``eos_id`` (unless it already ends with it); int32."""
-    ends = [[] if doc and doc[-1] == eos_id else [eos_id] for doc in documents]
-    stream = itertools.chain.from_iterable(itertools.chain(doc, end) for doc, end in zip(documents, ends))
-    return torch.from_numpy(np.fromiter(stream, dtype=np.int32))
+    eos = np.array([eos_id], dtype=np.int32)
+    parts = [(np.asarray(doc, dtype=np.int32), eos[:0] if doc and doc[-1] == eos_id else eos) for doc in documents]
+    return torch.from_numpy(np.concatenate([a for pair in parts for a in pair] or [eos[:0]]))
 
 
 class TokenizedTextDataModule(L.LightningDataModule):

@@ -69,9 +69,12 @@ def as_lora_config(value: "LoRAConfig | dict[str, Any] | None") -> LoRAConfig | 
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(LoRAConfig.__dataclass_fields__))
         if unknown:
-            raise ConfigError(f"Unknown LoRAConfig key(s) {unknown}; valid keys are {sorted(LoRAConfig.__dataclass_fields__)}.")
+            known = sorted(LoRAConfig.__dataclass_fields__)
+            raise ConfigError(f"Unknown LoRAConfig key(s) {unknown}; valid keys are {known}.")
         return LoRAConfig(**value)
-    raise ConfigError(f"lora must be a LoRAConfig or a dict like {{r: 8, alpha: 16, targets: [q_proj, v_proj]}}, got {value!r}.")
+    raise ConfigError(
+        f"lora must be a LoRAConfig or a dict like {{r: 8, alpha: 16, targets: [q_proj, v_proj]}}, got {value!r}."
+    )
 
 
 def apply_lora(model: nn.Module, config: LoRAConfig, trainable: Sequence[str] = ()) -> list[str]:

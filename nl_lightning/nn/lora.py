@@ -56,7 +56,8 @@ class LoRALinear(nn.Linear):
         if self.parts == 1:
             update = F.linear(h, self.lora_b)  # (..., stop - start)
         else:
-            update = torch.cat([F.linear(hp, bp) for hp, bp in zip(h.chunk(self.parts, -1), self.lora_b.chunk(self.parts))], -1)
+            parts = zip(h.chunk(self.parts, -1), self.lora_b.chunk(self.parts))  # each part its own A and B
+            update = torch.cat([F.linear(hp, bp) for hp, bp in parts], -1)
         return out + self._place(update * self.scaling)
 
     def delta_weight(self) -> Tensor:

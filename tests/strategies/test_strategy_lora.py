@@ -52,9 +52,9 @@ def test_lora_fit_on_two_processes_changes_only_the_adapters(strategy, tmp_path)
         assert all(set(r["param_types"].values()) == {"DTensor"} for r in reports)
         assert {n.rsplit(".", 1)[1] for n in reports[0]["param_types"]} >= {"lora_a", "lora_b", "weight"}
     else:
-        model = TransformerLM.load(tmp_path / "checkpoints" / "last.ckpt")
+        last = tmp_path / "checkpoints" / "last.ckpt"
+        model = TransformerLM.load(last)
         torch.testing.assert_close(model.state_dict(), final[0], rtol=0, atol=0)
         idx = torch.randint(0, 256, (2, 16))
         with torch.no_grad():
-            torch.testing.assert_close(model.merge_lora()(idx), TransformerLM.load(tmp_path / "checkpoints" / "last.ckpt")(idx),
-                                       atol=1e-5, rtol=0)
+            torch.testing.assert_close(model.merge_lora()(idx), TransformerLM.load(last)(idx), atol=1e-5, rtol=0)
