@@ -51,3 +51,14 @@ def lm_export(tmp_path_factory):
 
     model = lm(0).eval()
     return model, export(model, tmp_path_factory.mktemp("lm_export"), ["onnx"])
+
+@pytest.fixture(scope="session")
+def trained_tokenizer(tmp_path_factory) -> str:
+    """A byte-level BPE ``tokenizer.json`` (512 tokens, ``<|endoftext|>`` = 0) trained on local text:
+    Python's own pydoc topics, nothing downloaded."""
+    from nl_lightning.data.bpe import save_tokenizer, train_bpe
+    from nl_lightning.data.text import pydoc_corpus
+
+    corpus = pydoc_corpus()[:200_000]
+    folder = tmp_path_factory.mktemp("tokenizer")
+    return str(save_tokenizer(train_bpe([corpus[i:i + 5000] for i in range(0, len(corpus), 5000)], 512), folder))

@@ -1,11 +1,13 @@
-"""``TextSampleCallback``: show what a byte-level LM writes as it trains (console and logger)."""
+"""``TextSampleCallback``: show what an LM writes as it trains (console and logger), through the
+model's tokenizer (``pl_module.codec``) or the byte vocabulary."""
 
 from __future__ import annotations
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from nl_lightning.data.text import decode, encode
+from nl_lightning.data.tokenizer import BYTES
 from nl_lightning.errors import ConfigError, WrongTypeError
 
 
@@ -23,9 +25,10 @@ class TextSampleCallback(L.Callback):
         self.last_sample: str | None = None
 
     def sample(self, pl_module: L.LightningModule) -> str:
-        idx = encode(self.prompt).unsqueeze(0)
+        codec = getattr(pl_module, "codec", BYTES)
+        idx = torch.tensor([codec.encode(self.prompt)], dtype=torch.long)
         out = pl_module.generate(idx, self.max_new_tokens, self.temperature, self.top_k, seed=self.seed)
-        return decode(out[0])
+        return codec.decode(out[0].tolist())
 
     def _emit(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> None:
         if not hasattr(pl_module, "generate"):

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in args.onnx if not Path(p).is_file()]
     if missing:
         raise MissingFileError(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
-    model = load_checkpoint(find_checkpoint(args.ckpt_path))
+    model = load_checkpoint(find_checkpoint(args.ckpt_path), merge_lora=True)
     with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp:
         builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads)
         seq = builder.signature.clamp_seq(args.seq_len)

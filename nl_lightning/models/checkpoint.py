@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nl_lightning.errors import CheckpointError
+from nl_lightning.errors import CheckpointError, NLUserError
 from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
 
@@ -109,10 +109,13 @@ def _load(path: Path, map_location: str | torch.device) -> Any:
 
 def load_checkpoint(
     path: str | Path, expected: "type[L.LightningModule] | None" = None, map_location: str | torch.device = "cpu",
+    merge_lora: bool = False,
 ) -> "L.LightningModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
     ``path`` is a ``.ckpt`` file or a run folder (``runs/char_lm``: its newest ``last.ckpt``).
+    ``merge_lora=True`` folds LoRA adapters into the weights (for export and serving; see
+    ``TaskModule.merge_lora``); otherwise a LoRA model comes back as it trained.
 
     The class the file names must be on the allow-list (``nl_lightning.models.trust``), be
     ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
@@ -126,6 +129,7 @@ def load_checkpoint(
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None) or record.get("class_path")
     hparams.pop("_instantiator", None)
+    hparams.update(record.get("arguments") or {})  # what makes the file self-contained (a tokenizer's JSON)
     if class_path is None and expected is None:
         raise CheckpointError(
             f"{path} does not record which model class wrote it. Pass the class: TransformerLM.load(path) or "
@@ -142,13 +146,16 @@ def load_checkpoint(
         )
     try:
         model = cls(**bind_arguments(cls, hparams, path))
+        model.on_load_checkpoint(checkpoint)  # as Lightning's load_from_checkpoint: adapter-only files complete here
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
+    except NLUserError:
+        raise  # says what is wrong and the fix already (a tokenizer, adapters on another base)
     except (TypeError, RuntimeError, ValueError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines()[:2])  # load_state_dict: mismatch on line 2
         raise CheckpointError(
             f"{path} does not match {cls.__qualname__}: {detail.rstrip('.')}. It was probably "
             "written by another model or another version of nl_lightning."
         ) from err
-    return model.eval()
+    return (model.merge_lora() if merge_lora else model).eval()

@@ -15,6 +15,7 @@ from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.export.signature import task_prediction
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
+from nl_lightning.models.lora import LoRAConfig
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
 from nl_lightning.models.transformer import SequenceClassifier
 
@@ -25,6 +26,8 @@ class TransformerClassifier(TaskModule):
     Batches are ``(x, y)`` or ``{"x": x, "y": y, "key_padding_mask": mask}`` (mask True = padding).
     """
 
+    lora_trainable = ("head", "pool", "cls_token")  # new for the task: they start random, so they must train
+
     def __init__(
         self,
         config: TransformerConfig | None = None,
@@ -34,6 +37,7 @@ class TransformerClassifier(TaskModule):
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
+        lora: LoRAConfig | None = None,
     ) -> None:
         """
         Args:
@@ -41,6 +45,8 @@ class TransformerClassifier(TaskModule):
             num_classes: classes for classification; number of targets for regression.
             task: 'classification' (cross-entropy) or 'regression' (MSE).
             pooling: how the sequence becomes one vector.
+            lora: train low-rank adapters on these encoder projections; the encoder is frozen, the new
+                head (with attention pooling and a [CLS] token, when used) trains in full.
         """
         super().__init__(optimizer, scheduler, compile)
         if task not in ("classification", "regression"):
@@ -53,6 +59,7 @@ class TransformerClassifier(TaskModule):
         self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
         self.task, self.num_classes = task, num_classes
         self.model = SequenceClassifier(self.config, num_classes, pooling)
+        self._setup_lora(lora)
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_metrics", self._metrics(f"{stage}/"))
 

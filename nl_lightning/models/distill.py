@@ -75,7 +75,7 @@ class DistillationModule(TaskModule):
                 "(A loaded checkpoint has only the student; use `.model` for inference.)"
             )
         if isinstance(teacher, str):
-            teacher = load_checkpoint(teacher)
+            teacher = load_checkpoint(teacher, merge_lora=True)
         teacher = teacher.to(self.device).eval().requires_grad_(False)
         self._teacher[0] = teacher
         return teacher

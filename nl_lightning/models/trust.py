@@ -29,6 +29,7 @@ TRUSTED_DATAMODULES: frozenset[str] = frozenset({
     "nl_lightning.data.CharTextDataModule", "nl_lightning.data.text.CharTextDataModule",
     "nl_lightning.data.SyntheticSequenceDataModule", "nl_lightning.data.synthetic.SyntheticSequenceDataModule",
     "nl_lightning.data.FileDataModule", "nl_lightning.data.file_datamodule.FileDataModule",
+    "nl_lightning.data.TokenizedTextDataModule", "nl_lightning.data.tokenized.TokenizedTextDataModule",
 })
 _ALLOWED: dict[str, type] = {}
 

@@ -59,7 +59,7 @@ class TorchRunner(Runner):
         from nl_lightning.models.checkpoint import load_checkpoint
 
         self.source, self.device = source, torch.device(device)
-        self.model = load_checkpoint(source.path, map_location="cpu").eval().to(self.device)
+        self.model = load_checkpoint(source.path, map_location="cpu", merge_lora=True).eval().to(self.device)
         # a task module without a ``task`` (distillation) classifies
         self.signature = signature_of(self.model, default_task="classification")
         if task != "auto" and task != self.signature.task:
