@@ -109,9 +109,9 @@ def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, se
         extra.pop("agreement")  # with the pruned fp32 model, not the baseline
         rows.append(extra)
         runners[extra["variant"]] = pruned_builder.build("ort_int8_dynamic").run
-    spec = builder.spec
+    signature = builder.signature
     with torch_threads(threads):
-        timings = profile(runners, lambda b: spec.example(b, spec.clamp_seq(seq_len)), BATCHES, settings["warmup"],
+        timings = profile(runners, lambda b: signature.example(b, signature.clamp_seq(seq_len)), BATCHES, settings["warmup"],
                           settings["iters"], settings["rounds"])
     p50 = {(t.name, t.batch_size): t.p50_ms for t in timings}
     for row in rows:

@@ -6,12 +6,13 @@ and never imports Lightning.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nl_lightning._lazy import lazy_exports
 
 __version__ = "0.1.0"  #: The package version (PEP 440).
 
 _EXPORTS = {
+    "ConfigError": "nl_lightning.errors",
+    "NLUserError": "nl_lightning.errors",
     "OptimizerConfig": "nl_lightning.models.optim",
     "SchedulerConfig": "nl_lightning.models.optim",
     "TransformerClassifier": "nl_lightning.models.classifier",
@@ -23,13 +24,4 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later lookups skip this hook
-        return value
-    raise AttributeError(f"module 'nl_lightning' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 
+from nl_lightning.errors import MissingPackageError
+
 ONNX_AVAILABLE = find_spec("onnx") is not None and find_spec("onnxscript") is not None
 ORT_AVAILABLE = find_spec("onnxruntime") is not None
 TORCHAO_AVAILABLE = find_spec("torchao") is not None
@@ -21,7 +23,7 @@ WANDB_AVAILABLE = find_spec("wandb") is not None
 def require(flag: bool, package: str, extra: str, what: str) -> None:
     """Raise ``ModuleNotFoundError`` naming the extra that provides ``package``."""
     if not flag:
-        raise ModuleNotFoundError(
+        raise MissingPackageError(
             f"{what} needs the `{package}` package, which is not installed. "
             f"Install it with: pip install 'nl-lightning[{extra}]'"
         )

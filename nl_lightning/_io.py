@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,11 +76,12 @@ def clean_stale(target: str | Path) -> list[Path]:
 
 
 @contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
+def atomic_output(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path with ``path``'s file name; on success move it (and siblings) into place.
 
     Side files the writer puts beside it (ONNX external data) keep their relative names and move
-    first; the main file moves last. On failure nothing is moved and ``path`` is untouched.
+    first; the main file moves last. On failure nothing is moved and ``path`` is untouched. As in
+    ``write_atomic``, the files and the renames are flushed to disk unless ``durable=False``.
     """
     path = Path(path)
     with locked_temp_dir(path) as tmp_dir:
@@ -88,18 +89,26 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         main = tmp_dir / path.name
         if not main.exists():
             raise FileNotFoundError(f"Nothing was written to {main}; the writer did not produce {path.name}.")
-        for side in sorted(p for p in tmp_dir.iterdir() if p != main):
+        sides = sorted(p for p in tmp_dir.iterdir() if p != main)
+        if durable:
+            for file in (*sides, main):
+                fsync_file(file)
+        for side in sides:
             os.replace(side, path.parent / side.name)
         os.replace(main, path)
+    if durable:
+        fsync_dir(path.parent)
 
 
 @contextmanager
-def staged_dir(target: str | Path) -> Iterator[Path]:
+def staged_dir(target: str | Path, *, keep_existing: bool = False) -> Iterator[Path]:
     """Yield an empty folder to build ``target`` in; on success it replaces ``target`` in one step.
 
     Until then the old ``target`` (if any) stays whole; on failure or a kill it is untouched.
     Temporary files that libraries make through ``tempfile`` (ONNX Runtime's quantizer) are
-    created inside the staging folder too, so a kill leaves nothing outside it.
+    created inside the staging folder too, so a kill leaves nothing outside it. With
+    ``keep_existing=True`` the first writer wins: a ``target`` that exists by then (another process
+    built it meanwhile) is kept and this build is dropped (a cache several processes may fill).
     """
     target = Path(target)
     with locked_temp_dir(target) as tmp:
@@ -107,7 +116,13 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
         build.mkdir()
         with _tempfile_dir(tmp):
             yield build
-        replace_dir(build, target, tmp / "old")
+        if not keep_existing:
+            replace_dir(build, target, tmp / "old")
+        elif not target.exists():
+            try:
+                os.rename(build, target)
+            except OSError:  # created between the check and the rename: that one is kept
+                pass
 
 
 def replace_dir(new: Path, target: Path, trash: Path) -> None:
@@ -147,9 +162,9 @@ def write_atomic(path: str | Path, data: bytes | str, *, durable: bool = True) -
     return bytes_sha256(raw)
 
 
-def write_json(path: str | Path, data: Any, *, durable: bool = True) -> Path:
-    """Write ``data`` as indented JSON, atomically (see ``write_atomic``)."""
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n", durable=durable)
+def write_json(path: str | Path, data: Any, *, durable: bool = True, default: Callable[[Any], Any] | None = None) -> Path:
+    """Write ``data`` as indented JSON, atomically (see ``write_atomic``); ``default`` as in ``json.dumps``."""
+    write_atomic(path, json.dumps(data, indent=2, default=default) + "\n", durable=durable)
     return Path(path)
 
 
@@ -176,13 +191,31 @@ def path_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def save_figure(figure: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """A matplotlib figure as an image (format from the suffix), atomically; not fsynced: a figure
+    is drawn again on the next run, it only must never be torn."""
+    path = Path(path)
+    with atomic_output(path, durable=False) as tmp:
+        figure.savefig(tmp, **savefig_kwargs)
+    return path
+
+
 def save_torch(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` atomically (state dicts and tensors; loadable with ``weights_only=True``)."""
+    """``torch.save`` atomically and durably (state dicts, tensors, Lightning checkpoints)."""
     import torch
 
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a file that a library wrote (and closed) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(folder: str | Path) -> None:

@@ -8,13 +8,17 @@ LightningDataModule, ours or the user's, works from YAML. Extra subcommands (``g
 from __future__ import annotations
 
 import importlib
-import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from nl_lightning.errors import NLUserError, parse_error_summary
 
 # name -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 EXTRA_COMMANDS: dict[str, str] = {
@@ -26,6 +30,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "lr-find": "nl_lightning.commands.lr_find:main",
     "plot": "nl_lightning.commands.plot:main",
     "consolidate": "nl_lightning.commands.consolidate:main",
+    "tokenizer": "nl_lightning.commands.tokenizer:main",
 }
 
 
@@ -36,32 +41,8 @@ class NLArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         self._logger.error(message)
-        sys.stderr.write(f"nl-lightning: error: {essential(str(message))} (see {self.prog} --help)\n")
+        sys.stderr.write(f"nl-lightning: error: {parse_error_summary(str(message))} (see {self.prog} --help)\n")
         sys.exit(2)
-
-
-_NOISE = re.compile(r"^(Expected a <class 'NoneType'>|Does not validate against any of the Union subtypes|Subtypes:|"
-                    r"Errors:|Given value)")
-
-
-def essential(message: str) -> str:
-    """The errors that matter in jsonargparse's nested Union report, with the key they belong to:
-    ``model.config: Option 'n_layerz' is not accepted`` instead of 15 lines of subtypes."""
-    keys: list[tuple[int, str]] = []
-    found: list[str] = []
-    for raw in message.splitlines():
-        indent = len(raw) - len(raw.lstrip(" -"))
-        line = raw.strip().removeprefix("- ").strip()
-        keys = [(i, k) for i, k in keys if i < indent]
-        key = re.match(r'^Parser key "([^"]+)":\s*(.*)$', line)
-        if key:
-            keys.append((indent, key.group(1)))
-            line = key.group(2)
-        line = re.sub(r"^Problem with given class_path '[^']+':\s*", "", line)
-        if line and not _NOISE.match(line) and not line.startswith("Parser key"):
-            where = ".".join(k for _, k in keys)
-            found.append(f"{where}: {line}" if where else line)
-    return "; ".join(dict.fromkeys(found)) or " ".join(message.split())
 
 
 class NLLightningCLI(LightningCLI):
@@ -134,8 +115,9 @@ def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) ->
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run a subcommand; a user error prints one line (the message and the fix) and exits 1.
-    ``--debug`` (anywhere) shows the traceback instead; unexpected errors always show it."""
+    """Run a subcommand. A user error (``USER_ERRORS``) prints one line, the message and the fix,
+    and exits 1; anything else is a bug in nl_lightning: its traceback and a line asking for a
+    report. ``--debug`` (anywhere) raises every error as it is, with its traceback."""
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv
     if debug:
@@ -144,14 +126,19 @@ def main(args: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0], *argv]
     try:
         return _dispatch(argv, args)
-    except USER_ERRORS as err:
-        if debug or type(err) is AssertionError:  # a bare assert is an internal invariant: a bug
-            raise
-        print(f"nl-lightning: error: {_message(err)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("nl-lightning: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if debug:
+            raise
+        user_error = _user_error(err)
+        if user_error is not None:
+            print(f"nl-lightning: error: {_message(user_error)}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+            print(bug_line(), file=sys.stderr)
+        return 1
 
 
 def _dispatch(argv: list[str], args: list[str] | None) -> int:
@@ -165,17 +152,38 @@ def _dispatch(argv: list[str], args: list[str] | None) -> int:
     return 0
 
 
-#: Errors that describe a problem with the user's input (config, data, checkpoint, environment):
-#: shown as one line. Anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, TypeError, KeyError, LookupError, FileNotFoundError, FileExistsError, PermissionError,
-    IsADirectoryError, NotADirectoryError, ModuleNotFoundError, AssertionError, FloatingPointError,
-)
+#: Errors shown as one line: ours (``nl_lightning.errors.NLUserError``), jsonargparse's parse errors,
+#: and Lightning's ``MisconfigurationException``, which Lightning raises for Trainer flags, strategies
+#: and accelerators that the config asks for and this machine or model cannot provide (a user's
+#: choice, whose message names it). Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (NLUserError, ArgumentError, MisconfigurationException)
+
+
+def _user_error(err: BaseException) -> BaseException | None:
+    """The innermost user error in ``err``'s chain of causes, or None (a bug). jsonargparse re-raises
+    what a class's ``__init__`` raised as ``ValueError(...) from err``; the cause is what to show."""
+    found = None
+    while err is not None:
+        if isinstance(err, USER_ERRORS):
+            found = err
+        err = err.__cause__
+    return found
+
+
+def bug_line() -> str:
+    """What ``nl-lightning`` prints after the traceback of an error that is not a user error."""
+    import torch
+
+    from nl_lightning import __version__
+
+    return (f"nl-lightning: this is a bug in nl_lightning, please report it to the nl_lightning issue tracker "
+            f"with the traceback above, the command you ran and these versions: nl_lightning {__version__}, "
+            f"lightning {L.__version__}, torch {torch.__version__}.")
 
 
 def _message(err: BaseException) -> str:
     text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    text = essential(str(text)) or type(err).__name__
+    text = parse_error_summary(str(text)) or type(err).__name__
     return text if type(err).__module__.startswith("nl_lightning") else f"{type(err).__name__}: {text}"
 
 

@@ -21,7 +21,7 @@ from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.models.trust import UntrustedClassError, resolve_class
 
 #: Model arguments that define the network: a difference means the weights cannot be this model.
-ARCHITECTURE_KEYS = ("config.", "num_classes", "task", "pooling", "student.")
+ARCHITECTURE_KEYS = ("config.", "num_classes", "task", "pooling", "student.", "lora.")
 
 
 def resolve_ckpt_path(value: str, default_root_dir: str | None) -> str:

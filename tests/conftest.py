@@ -1,4 +1,5 @@
-"""Shared fixtures: a seeded RNG and a tiny model config."""
+"""Shared fixtures: a seeded RNG, a tiny model config, and model files on disk (checkpoints and ONNX
+exports from ``model_files``) that serving and batch inference both read."""
 
 from __future__ import annotations
 
@@ -31,3 +32,33 @@ def tiny_config() -> Callable[..., TransformerConfig]:
 
     return make
 
+
+@pytest.fixture(scope="session")
+def regressor_version(tmp_path_factory):
+    """Version folder ``1``: a regressor's checkpoint and its ONNX export (``export/``), as a run has them."""
+    from model_files import classifier, export, save
+
+    model = classifier(3, task="regression", num_classes=2).eval()
+    folder = tmp_path_factory.mktemp("regressor") / "1"
+    save(model, folder / "model.ckpt")
+    export(model, folder / "export", ["onnx", "onnx_optimized"])
+    return model, folder
+
+
+@pytest.fixture(scope="session")
+def lm_export(tmp_path_factory):
+    from model_files import export, lm
+
+    model = lm(0).eval()
+    return model, export(model, tmp_path_factory.mktemp("lm_export"), ["onnx"])
+
+@pytest.fixture(scope="session")
+def trained_tokenizer(tmp_path_factory) -> str:
+    """A byte-level BPE ``tokenizer.json`` (512 tokens, ``<|endoftext|>`` = 0) trained on local text:
+    Python's own pydoc topics, nothing downloaded."""
+    from nl_lightning.data.bpe import save_tokenizer, train_bpe
+    from nl_lightning.data.text import pydoc_corpus
+
+    corpus = pydoc_corpus()[:200_000]
+    folder = tmp_path_factory.mktemp("tokenizer")
+    return str(save_tokenizer(train_bpe([corpus[i:i + 5000] for i in range(0, len(corpus), 5000)], 512), folder))

@@ -117,7 +117,8 @@ def test_strategy_fragments_compose_with_a_fit_config(fragment, capsys):
         assert trainer["strategy"]["init_args"].items() >= wanted["init_args"].items()
 
 
-@pytest.mark.parametrize("command", ["consolidate", "export", "generate", "lr_find", "plot", "profile", "serve", "tune"])
+@pytest.mark.parametrize("command", ["consolidate", "export", "generate", "lr_find", "plot", "profile", "serve",
+                                     "tokenizer", "tune"])
 def test_subcommand_help_keeps_the_docstrings_lines(command):
     """The example commands in each subcommand's docstring stay one per line in ``--help``."""
     import importlib

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +27,99 @@ def test_top_level_names_still_import():
     assert set(nl_lightning.__all__) >= {"TransformerLM", "TransformerClassifier", "load_checkpoint", "__version__"}
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         nl_lightning.nope  # noqa: B018
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nl_lightning"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the nl_lightning modules it imports, at the top or inside a function (a lazy import
+    hides a cycle from the interpreter, not from the design)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("nl_lightning"):
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                           for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("nl_lightning")]
+            else:
+                continue
+            graph[name] |= {t for t in map(owner, targets) if t and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    """Dependencies point one way: checkpoint reading does not import the task modules, a trial
+    does not import its launcher, callbacks/ and serve/ do not import each other."""
+    graph = import_graph()
+    assert cycles(graph) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check itself works
+    room = {name: (name.split(".") + [""])[1] for name in graph}  # nl_lightning.<room>.<module>
+    assert not [(a, b) for a in graph for b in graph[a] if {room[a], room[b]} == {"callbacks", "serve"}]
+
+
+def test_every_module_imports_first_in_a_fresh_package():
+    """Each module imported before any other nl_lightning module (the package state of a fresh
+    interpreter; third-party packages stay loaded, so this costs seconds): an import-order cycle
+    fails here with 'partially initialized module'."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import nl_lightning\n"
+        "names = sorted(m.name for m in pkgutil.walk_packages(nl_lightning.__path__, 'nl_lightning.')\n"
+        "               if not m.name.endswith('__main__'))\n"
+        "failed = []\n"
+        "for name in names:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'nl_lightning']:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as err:\n"
+        "        failed.append(f'{name}: {type(err).__name__}: {err}')\n"
+        "print(len(names), 'modules')\n"
+        "assert not failed, failed\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout.split()[0]) > 100

@@ -84,3 +84,57 @@ def test_stale_folders_of_dead_writers_go_and_live_ones_stay(tmp_path):
         assert not stale.exists()
         assert clean_stale(target) == [] and live.is_dir()  # while a live writer's folder stays
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-x"]
+
+
+# A child process rewriting one JSON file as fast as it can: {"v": i, "pad": i's last digit * N}.
+_WRITER = """
+import json, sys
+from nl_lightning._io import write_atomic
+path, size, durable = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+print("ready", flush=True)
+i = 0
+while True:
+    write_atomic(path, json.dumps({"v": i, "pad": str(i % 10) * size}), durable=durable)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "not-durable"])
+def test_write_atomic_never_leaves_a_torn_file_when_its_writer_is_killed(tmp_path, durable):
+    """SIGKILL the writer at random moments, again and again: the target always parses, and holds
+    one complete version (the previous or the next), never a mix or a prefix."""
+    import json
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    size, target, rng = 1 << 20, tmp_path / "state.json", random.Random(0)
+    atomic.write_atomic(target, json.dumps({"v": -1, "pad": "x" * size}))
+    versions = set()
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target), str(size), "1" if durable else "0"],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.02, 0.25))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        data = json.loads(target.read_bytes())  # a torn write fails here
+        assert data["pad"] == ("x" if data["v"] < 0 else str(data["v"] % 10)) * size
+        versions.add(data["v"])
+    assert len(versions) > 2  # the writers did replace the file between kills
+    leftovers = [p.name for p in tmp_path.iterdir() if p != target]  # a killed write's temporary file
+    assert all(name.startswith(f".{target.name}{atomic.TMP_MARK}") for name in leftovers), leftovers
+
+
+def test_staged_dir_keep_existing_lets_the_first_writer_win(old_export, tmp_path):
+    """A cache that several processes may build at once: a folder already in place is kept whole."""
+    with staged_dir(old_export, keep_existing=True) as build:
+        (build / "model.onnx").write_bytes(b"second build")
+    assert _tree(old_export) == {"manifest.json": b"old", "model.onnx": b"old graph"}
+    with staged_dir(tmp_path / "fresh", keep_existing=True) as build:
+        (build / "a.npy").write_bytes(b"first")
+    assert _tree(tmp_path / "fresh") == {"a.npy": b"first"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "fresh"]

@@ -193,11 +193,84 @@ def test_bad_input_gives_one_clear_line(case: Case, good, tmp_path, capsys, monk
     _results[case.what] = (line.replace(str(REPO), "<repo>"), code)
 
 
-def test_unexpected_errors_keep_their_traceback(monkeypatch):
-    """A bug is not a user error: it is raised as it is, with its traceback."""
+def _bug(*args, **kwargs):
+    raise TypeError("an internal bug")
+
+
+@pytest.mark.parametrize(("core", "argv"), [
+    ("nl_lightning.models.transformer.SequenceClassifier.forward", ["fit", "--config", CLASSIFIER, *QUICK]),
+    ("nl_lightning.commands.generate.find_checkpoint", ["generate", "--ckpt_path", "runs/x"]),
+], ids=["fit", "generate"])
+def test_a_bug_prints_its_traceback_and_asks_for_a_report(core, argv, tmp_path, capsys, monkeypatch):
+    """A core that raises TypeError (a bug, not bad input): traceback, then the bug line, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["nl-lightning"])
+    monkeypatch.setattr(core, _bug)
+    code, lines, err = _run(argv, capsys)
+    assert code == 1 and not lines
+    assert "Traceback (most recent call last)" in err and "TypeError: an internal bug" in err
+    assert err.rstrip().splitlines()[-1].startswith("nl-lightning: this is a bug in nl_lightning, please report it")
+    assert err.index("TypeError: an internal bug") < err.index("this is a bug in nl_lightning")
+
+
+@pytest.mark.parametrize("error", [ValueError("bad"), KeyError("k"), AssertionError("invariant"), FileNotFoundError("f")])
+def test_builtin_errors_are_bugs_not_user_errors(error, capsys, monkeypatch):
+    """Only NLUserError (and parse / Lightning misconfiguration errors) are one line; a bare
+    ValueError / KeyError / AssertionError raised anywhere is a bug and keeps its traceback."""
+    def raise_it(argv, args):
+        raise error
+
+    monkeypatch.setattr("nl_lightning.cli._dispatch", raise_it)
+    code, lines, err = _run(["fit"], capsys)
+    assert code == 1 and not lines and "Traceback" in err and "this is a bug in nl_lightning" in err
+
+
+def test_lightning_misconfiguration_is_one_line(capsys, monkeypatch):
+    """Lightning raises MisconfigurationException for Trainer settings this machine or model cannot
+    honour (``--trainer.accelerator=gpu`` without a GPU): the user's choice, so one line."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    def raise_it(argv, args):
+        raise MisconfigurationException("No supported gpu backend found!")
+
+    monkeypatch.setattr("nl_lightning.cli._dispatch", raise_it)
+    code, lines, err = _run(["fit"], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert lines == ["nl-lightning: error: MisconfigurationException: No supported gpu backend found!"]
+
+
+def test_debug_raises_a_bug_as_it_is(monkeypatch):
     monkeypatch.setattr("nl_lightning.cli._dispatch", lambda argv, args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        main(["fit"])
+        main(["fit", "--debug"])
+
+
+def test_every_user_error_class_is_an_nl_user_error():
+    """The error classes the package defines for bad input all derive from NLUserError (and keep
+    the built-in base a Python caller catches)."""
+    from nl_lightning.callbacks.grad_stats import NonFiniteGradientError
+    from nl_lightning.callbacks.run_lock import RunDirInUseError
+    from nl_lightning.data.readers.base import MissingKeyError
+    from nl_lightning.data.validate import DataValidationError
+    from nl_lightning.errors import NLUserError
+    from nl_lightning.export.manifest import ManifestError
+    from nl_lightning.export.parity import ParityError
+    from nl_lightning.models.checkpoint import CheckpointError
+    from nl_lightning.models.trust import UntrustedClassError
+    from nl_lightning.serve.registry import VersionNotFoundError
+    from nl_lightning.serve.rollout import RolloutError
+    from nl_lightning.predict.manifest import ShardError
+    from nl_lightning.track.backends import TrackingSetupError
+    from nl_lightning.tune.objective import StudyConfigError
+    from nl_lightning.tune.pruning import MetricNotLoggedError
+
+    pairs = [(NonFiniteGradientError, FloatingPointError), (RunDirInUseError, FileExistsError), (MissingKeyError, KeyError),
+             (DataValidationError, ValueError), (ManifestError, ValueError), (ParityError, AssertionError),
+             (CheckpointError, ValueError), (UntrustedClassError, ValueError), (VersionNotFoundError, LookupError),
+             (RolloutError, RuntimeError), (ShardError, ValueError), (TrackingSetupError, ValueError),
+             (StudyConfigError, ValueError), (MetricNotLoggedError, ValueError)]
+    for cls, builtin in pairs:
+        assert issubclass(cls, NLUserError) and issubclass(cls, builtin), cls
 
 
 def test_debug_shows_the_traceback(tmp_path):

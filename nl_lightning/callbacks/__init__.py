@@ -11,7 +11,7 @@ from nl_lightning.callbacks.throughput import TaskThroughputMonitor
 from nl_lightning.callbacks.run_metadata import RunMetadata
 from nl_lightning.callbacks.curves import CurvesCallback
 from nl_lightning.callbacks.model_registry import ModelRegistryCallback
-from nl_lightning.callbacks.prediction_writer import PredictionWriter
+from nl_lightning.predict.writer import PredictionWriter  # batch inference's writer, re-exported
 from nl_lightning.callbacks.lr_finder import LRFinder
 
 __all__ = [

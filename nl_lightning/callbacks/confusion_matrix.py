@@ -10,8 +10,6 @@ during validation (a forward hook), so nothing is computed twice.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,6 +17,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from nl_lightning._io import write_json
+from nl_lightning.errors import ConfigError
 from nl_lightning.track.confusion import confusion_figure, score_metrics
 from nl_lightning.track.loggers import log_figure, run_dir
 
@@ -36,9 +36,9 @@ class ConfusionMatrixMonitor(L.Callback):
             prefix: namespace of the metrics and the picture's tag.
         """
         if num_classes is not None and num_classes < 2:
-            raise ValueError(f"ConfusionMatrixMonitor(num_classes={num_classes}) needs at least 2 classes.")
+            raise ConfigError(f"ConfusionMatrixMonitor(num_classes={num_classes}) needs at least 2 classes.")
         if labels is not None and num_classes is not None and len(labels) != num_classes:
-            raise ValueError(f"ConfusionMatrixMonitor: {len(labels)} labels for num_classes={num_classes}.")
+            raise ConfigError(f"ConfusionMatrixMonitor: {len(labels)} labels for num_classes={num_classes}.")
         self.num_classes, self.labels, self.image, self.prefix = num_classes, labels, image, prefix
         self.matrix: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
@@ -47,12 +47,12 @@ class ConfusionMatrixMonitor(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         n = self.num_classes or getattr(pl_module, "num_classes", None)
         if getattr(pl_module, "task", "classification") != "classification" or not n:
-            raise ValueError(
+            raise ConfigError(
                 f"ConfusionMatrixMonitor needs a classifier: {type(pl_module).__name__} has task="
                 f"{getattr(pl_module, 'task', None)!r}, num_classes={n!r}. Remove the callback or pass num_classes."
             )
         if self.labels is not None and len(self.labels) != n:
-            raise ValueError(f"ConfusionMatrixMonitor: {len(self.labels)} labels for {n} classes.")
+            raise ConfigError(f"ConfusionMatrixMonitor: {len(self.labels)} labels for {n} classes.")
         self.metric = MulticlassConfusionMatrix(int(n)).to(pl_module.device)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -94,8 +94,7 @@ class ConfusionMatrixMonitor(L.Callback):
     def _publish(self, trainer: L.Trainer) -> None:
         step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step Lightning logs val/* at
         path = run_dir(trainer.loggers, trainer.default_root_dir) / "confusion_matrix.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"step": step, "labels": self.labels, "matrix": self.matrix.tolist()}))
+        write_json(path, {"step": step, "labels": self.labels, "matrix": self.matrix.tolist()})
         if not self.image or not trainer.loggers:
             return
         import matplotlib.pyplot as plt

@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.track.curves import plot_curves, read_scalars
 from nl_lightning.track.loggers import flush, run_dir
 
@@ -25,7 +26,7 @@ class CurvesCallback(L.Callback):
             filename: the PNG's name inside the run folder.
         """
         if not filename.endswith(".png"):
-            raise ValueError(f"CurvesCallback(filename={filename!r}) must end in .png.")
+            raise ConfigError(f"CurvesCallback(filename={filename!r}) must end in .png.")
         self.filename = filename
         self.path: Path | None = None
 

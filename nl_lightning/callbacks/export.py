@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from nl_lightning.errors import SetupError
 from nl_lightning.export.bundle import QUANTIZED_FORMATS, ExportConfig, export_formats
 from nl_lightning.export.gather import gather_unsharded, is_sharded
 from nl_lightning.track.loggers import run_dir as logger_run_dir
@@ -74,7 +75,7 @@ def _rebuild(pl_module: L.LightningModule) -> L.LightningModule:
     try:
         return type(pl_module)(**pl_module.hparams)
     except TypeError as err:
-        raise RuntimeError(
+        raise SetupError(
             f"Cannot rebuild an unsharded {type(pl_module).__name__} to export its gathered weights ({err}). "
             "Call self.save_hyperparameters() in its __init__ so it can be rebuilt from them."
         ) from err

@@ -19,13 +19,14 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from nl_lightning.errors import ConfigError, NLUserError
 from nl_lightning.track.grad_stats import first_nonfinite_grad, grad_norms, snapshot, update_ratios
 
 NonfinitePolicy = Literal["warn", "raise", "skip_step"]
 POLICIES = ("warn", "raise", "skip_step")
 
 
-class NonFiniteGradientError(FloatingPointError):
+class NonFiniteGradientError(NLUserError, FloatingPointError):
     """A gradient held NaN or Inf; the message names the parameter and the step."""
 
 
@@ -49,9 +50,9 @@ class GradientMonitor(L.Callback):
             norm_type: the p of the p-norms (2 = Euclidean).
         """
         if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"GradientMonitor(every_n_steps={every_n_steps}) must be >= 1 (or None).")
+            raise ConfigError(f"GradientMonitor(every_n_steps={every_n_steps}) must be >= 1 (or None).")
         if nonfinite not in POLICIES:
-            raise ValueError(f"GradientMonitor(nonfinite={nonfinite!r}): choose one of {POLICIES}.")
+            raise ConfigError(f"GradientMonitor(nonfinite={nonfinite!r}): choose one of {POLICIES}.")
         self.every_n_steps, self.per_layer, self.update_ratio = every_n_steps, per_layer, update_ratio
         self.nonfinite, self.norm_type = nonfinite, norm_type
         self.nonfinite_steps: list[int] = []

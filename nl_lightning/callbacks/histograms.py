@@ -14,6 +14,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.track.loggers import log_histograms
 
 
@@ -28,9 +29,9 @@ class HistogramMonitor(L.Callback):
             grads: log the gradients (``grads/<name>``).
         """
         if every_n_steps < 1:
-            raise ValueError(f"HistogramMonitor(every_n_steps={every_n_steps}) must be >= 1.")
+            raise ConfigError(f"HistogramMonitor(every_n_steps={every_n_steps}) must be >= 1.")
         if not (params or grads):
-            raise ValueError("HistogramMonitor(params=False, grads=False) would log nothing; enable one of them.")
+            raise ConfigError("HistogramMonitor(params=False, grads=False) would log nothing; enable one of them.")
         self.every_n_steps, self.params, self.grads = every_n_steps, params, grads
 
     @rank_zero_only

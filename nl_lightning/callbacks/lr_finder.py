@@ -9,14 +9,13 @@ the numbers (``lr_find.json``) in the logger's folder.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateFinder
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
-from nl_lightning.tune.lr_find import save_curve, save_result, set_learning_rate
+from nl_lightning.tune.lr_find import check_range, save_outputs, set_learning_rate, suggested_lr
 
 
 class LRFinder(LearningRateFinder):
@@ -36,10 +35,7 @@ class LRFinder(LearningRateFinder):
         mode: Literal["exponential", "linear"] = "exponential", early_stop_threshold: float | None = 4.0,
         update_attr: bool = True, save_plot: bool = True,
     ) -> None:
-        if not 0 < min_lr < max_lr:
-            raise ValueError(f"LRFinder needs 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}.")
-        if num_training_steps < 2:
-            raise ValueError(f"LRFinder(num_training_steps={num_training_steps}) must be >= 2 (100 is usual).")
+        check_range(min_lr, max_lr, num_training_steps, "LRFinder", "num_training_steps")
         # Lightning's own update looks for an `lr` attribute; ours is done in lr_find below.
         super().__init__(min_lr, max_lr, num_training_steps, mode, early_stop_threshold, update_attr=False)
         self.apply, self.save_plot = update_attr, save_plot
@@ -47,14 +43,14 @@ class LRFinder(LearningRateFinder):
 
     def lr_find(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().lr_find(trainer, pl_module)
-        lr = self.optimal_lr.suggestion() if self.optimal_lr is not None else None
+        lr = suggested_lr(self.optimal_lr)
         if lr is None:
             rank_zero_warn(
                 "LRFinder could not suggest a learning rate (too few points before the loss diverged); training "
                 "keeps the configured rate. Raise num_training_steps or widen [min_lr, max_lr]."
             )
             return
-        self.suggested_lr = float(lr)
+        self.suggested_lr = lr
         if self.apply:
             set_learning_rate(pl_module, self.suggested_lr)
             trainer.strategy.setup_optimizers(trainer)  # optimizer and schedule rebuilt around the new rate
@@ -67,6 +63,4 @@ class LRFinder(LearningRateFinder):
         for logger in trainer.loggers:
             logger.log_metrics({"lr_find/suggested_lr": self.suggested_lr}, step=trainer.global_step)
         if self.save_plot and trainer.log_dir is not None:
-            folder = Path(trainer.log_dir)
-            save_curve(self.optimal_lr, folder / "lr_find.png")
-            save_result(self.optimal_lr, self.suggested_lr, folder / "lr_find.json")
+            save_outputs(self.optimal_lr, self.suggested_lr, trainer.log_dir)

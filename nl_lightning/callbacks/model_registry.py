@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from nl_lightning.errors import ConfigError, MissingFileError
 from nl_lightning.track.backends import DEFAULT_MLFLOW_URI, check_tracking_uri, require_logger
 from nl_lightning.track.loggers import run_dir
 
@@ -66,10 +67,10 @@ def _mlflow_logger(trainer: L.Trainer) -> Any:
 def _best_checkpoint(trainer: L.Trainer) -> tuple[Path, dict[str, Any]]:
     callback = trainer.checkpoint_callback
     if callback is None:
-        raise ValueError("ModelRegistryCallback needs a ModelCheckpoint callback (enable_checkpointing=True).")
+        raise ConfigError("ModelRegistryCallback needs a ModelCheckpoint callback (enable_checkpointing=True).")
     best = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
     if not best:
-        raise FileNotFoundError("ModelRegistryCallback: the ModelCheckpoint saved nothing to register.")
+        raise MissingFileError("ModelRegistryCallback: the ModelCheckpoint saved nothing to register.")
     tags: dict[str, Any] = {"checkpoint": Path(best).name, "global_step": trainer.global_step}
     monitor, score = getattr(callback, "monitor", None), getattr(callback, "best_model_score", None)
     if monitor and score is not None:

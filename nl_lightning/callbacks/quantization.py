@@ -22,6 +22,7 @@ from nl_lightning.callbacks.export import model_on_rank_zero, run_dir, validatio
 from nl_lightning.compress.quantize import QuantizationConfig
 from nl_lightning._imports import ONNX_AVAILABLE, ORT_AVAILABLE, TORCHAO_AVAILABLE, require
 from nl_lightning._io import write_json
+from nl_lightning.errors import SetupError
 from nl_lightning.export.compare import compare_variants
 from nl_lightning.export.variants import VariantBuilder
 
@@ -54,7 +55,7 @@ class QuantizationCallback(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loader = validation_batches(trainer)
         if loader is None:
-            raise RuntimeError(
+            raise SetupError(
                 "QuantizationCallback measures the quantized model on validation data, but this fit has no "
                 "val_dataloader. Give the DataModule a val_dataloader (or remove the callback)."
             )

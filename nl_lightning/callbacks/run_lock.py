@@ -22,12 +22,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
 from nl_lightning._process import pid_alive
+from nl_lightning.errors import NLUserError
 from nl_lightning.track.loggers import run_dir
 
 LOCK_NAME = ".nl_lightning.lock"
 
 
-class RunDirInUseError(FileExistsError):
+class RunDirInUseError(NLUserError, FileExistsError):
     """Another live run is writing into the same run folder."""
 
 

@@ -8,13 +8,12 @@ them in their run folder already).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from nl_lightning._io import write_json
 from nl_lightning.track.loggers import log_artifact, run_dir
 from nl_lightning.track.metadata import flatten, run_metadata
 
@@ -41,8 +40,7 @@ class RunMetadata(L.Callback):
     def _publish(self, trainer: L.Trainer) -> None:
         folder = run_dir(trainer.loggers, trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "run_metadata.json"
-        path.write_text(json.dumps(self.metadata, indent=1, default=str) + "\n")
+        path = write_json(folder / "run_metadata.json", self.metadata, default=str)
         params = {k: v for k, v in flatten(self.metadata, "run/").items() if not k.startswith("run/config")}
         config_file = folder / "config.yaml"
         for logger in trainer.loggers:

@@ -1,11 +1,14 @@
-"""``TextSampleCallback``: show what a byte-level LM writes as it trains (console and logger)."""
+"""``TextSampleCallback``: show what an LM writes as it trains (console and logger), through the
+model's tokenizer (``pl_module.codec``) or the byte vocabulary."""
 
 from __future__ import annotations
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from nl_lightning.data.text import decode, encode
+from nl_lightning.data.tokenizer import BYTES
+from nl_lightning.errors import ConfigError, WrongTypeError
 
 
 class TextSampleCallback(L.Callback):
@@ -14,21 +17,22 @@ class TextSampleCallback(L.Callback):
     def __init__(self, prompt: str = "The ", max_new_tokens: int = 200, temperature: float = 0.8,
                  top_k: int | None = 40, every_n_epochs: int = 1, seed: int = 0) -> None:
         if not prompt:
-            raise ValueError("TextSampleCallback(prompt=...) must not be empty.")
+            raise ConfigError("TextSampleCallback(prompt=...) must not be empty.")
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs={every_n_epochs} must be >= 1.")
+            raise ConfigError(f"every_n_epochs={every_n_epochs} must be >= 1.")
         self.prompt, self.max_new_tokens, self.temperature = prompt, max_new_tokens, temperature
         self.top_k, self.every_n_epochs, self.seed = top_k, every_n_epochs, seed
         self.last_sample: str | None = None
 
     def sample(self, pl_module: L.LightningModule) -> str:
-        idx = encode(self.prompt).unsqueeze(0)
+        codec = getattr(pl_module, "codec", BYTES)
+        idx = torch.tensor([codec.encode(self.prompt)], dtype=torch.long)
         out = pl_module.generate(idx, self.max_new_tokens, self.temperature, self.top_k, seed=self.seed)
-        return decode(out[0])
+        return codec.decode(out[0].tolist())
 
     def _emit(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> None:
         if not hasattr(pl_module, "generate"):
-            raise TypeError(f"TextSampleCallback needs a model with generate(); {type(pl_module).__name__} has none.")
+            raise WrongTypeError(f"TextSampleCallback needs a model with generate(); {type(pl_module).__name__} has none.")
         # Every rank samples (seeded, so identically): under FSDP a forward is a collective.
         self.last_sample = self.sample(pl_module)
         self._report(trainer, tag)

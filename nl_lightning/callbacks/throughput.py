@@ -16,6 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.track.throughput import batch_size, batch_tokens, measure_peak_flops
 
 
@@ -32,9 +33,9 @@ class TaskThroughputMonitor(ThroughputMonitor):
             measure_flops: count ``flops_per_batch`` from the first batch when the module has none.
         """
         if window_size < 2:
-            raise ValueError(f"TaskThroughputMonitor(window_size={window_size}) must be >= 2 (rates need two points).")
+            raise ConfigError(f"TaskThroughputMonitor(window_size={window_size}) must be >= 2 (rates need two points).")
         if isinstance(available_flops, str) and available_flops != "auto":
-            raise ValueError(f"TaskThroughputMonitor(available_flops={available_flops!r}): give a number, 'auto' or None.")
+            raise ConfigError(f"TaskThroughputMonitor(available_flops={available_flops!r}): give a number, 'auto' or None.")
         super().__init__(batch_size_fn=batch_size, length_fn=batch_tokens, window_size=window_size)
         self.peak_flops, self.measure_flops = available_flops, measure_flops
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.instantiate(parser.parse_args(argv))
     config = ExportConfig(**{f.name: args[f.name] for f in fields(ExportConfig)})
     args.ckpt_path = str(find_checkpoint(args.ckpt_path))
-    model = load_checkpoint(args.ckpt_path)
+    model = load_checkpoint(args.ckpt_path, merge_lora=True)  # LoRA adapters folded in: an ordinary graph
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args.ckpt_path)
     calibration = None
     if any(f in QUANTIZED_FORMATS for f in config.formats):

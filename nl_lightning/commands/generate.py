@@ -1,10 +1,12 @@
-"""``nl-lightning generate``: sample text from a ``TransformerLM`` checkpoint (byte vocabulary)."""
+"""``nl-lightning generate``: sample text from a ``TransformerLM`` checkpoint, through its tokenizer
+(the one stored in the checkpoint) or the byte vocabulary."""
 
 from __future__ import annotations
 
+import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from nl_lightning.data.text import decode, encode
+from nl_lightning.errors import ConfigError
 from nl_lightning.models.lm import TransformerLM
 from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.commands.help import CommandHelpFormatter
@@ -26,11 +28,11 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model = TransformerLM.load(find_checkpoint(args.ckpt_path))
-    prompt = encode(args.prompt)
+    prompt = torch.tensor(model.codec.encode(args.prompt), dtype=torch.long)
     if prompt.numel() == 0:
-        raise SystemExit("--prompt must not be empty: give at least one character to continue.")
+        raise ConfigError("--prompt must not be empty: give at least one character to continue.")
     idx = prompt.unsqueeze(0).repeat(args.num_samples, 1)
     out = model.generate(idx, args.max_new_tokens, args.temperature, args.top_k, seed=args.seed)
     for i, row in enumerate(out):
-        print(f"--- sample {i} ---\n{decode(row)}")
+        print(f"--- sample {i} ---\n{model.codec.decode(row.tolist())}")
     return 0

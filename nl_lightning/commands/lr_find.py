@@ -18,6 +18,7 @@ from typing import Literal, Optional
 
 from jsonargparse import ArgumentParser
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.tune.lr_find import DEFAULT_LR_KEY
 from nl_lightning.commands.help import CommandHelpFormatter
 
@@ -59,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     own, fit_args = split_argv(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(own)
     if "--config" not in fit_args and not any(a.startswith("--config=") for a in fit_args):
-        raise SystemExit("nl-lightning lr-find needs a fit config: --config configs/<name>.yaml (see --help).")
-    if not 0 < args.min_lr < args.max_lr:
-        raise SystemExit(f"lr-find needs 0 < --min_lr < --max_lr, got {args.min_lr} and {args.max_lr}.")
+        raise ConfigError("nl-lightning lr-find needs a fit config: --config configs/<name>.yaml (see --help).")
     from nl_lightning.tune.lr_find import find_lr
 
     config_path = fit_args[fit_args.index("--config") + 1] if "--config" in fit_args else \

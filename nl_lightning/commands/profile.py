@@ -19,6 +19,7 @@ from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from nl_lightning.errors import ConfigError, MissingFileError
 from nl_lightning.export.ort import ort_runner, ort_session
 from nl_lightning.export.profile import profile, validate_profile
 from nl_lightning.export.report import format_table, save_chart, save_results
@@ -54,21 +55,21 @@ def main(argv: list[str] | None = None) -> int:
         names = [resolve_variant(v) for v in args.variants]
         validate_profile(args.batch_sizes, args.warmup, args.iters, args.rounds)
     except ValueError as err:
-        raise ValueError(f"nl-lightning profile: {err}") from None
+        raise ConfigError(f"nl-lightning profile: {err}") from None
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"nl-lightning profile: --threads={args.threads} must be >= 1, or null for the libraries' "
-                         "defaults.")
+        raise ConfigError(f"nl-lightning profile: --threads={args.threads} must be >= 1, or null for the libraries' "
+                          "defaults.")
     missing = [p for p in args.onnx if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
-    model = load_checkpoint(find_checkpoint(args.ckpt_path))
+        raise MissingFileError(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
+    model = load_checkpoint(find_checkpoint(args.ckpt_path), merge_lora=True)
     with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp:
         builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads)
-        seq = builder.spec.clamp_seq(args.seq_len)
+        seq = builder.signature.clamp_seq(args.seq_len)
         with torch_threads(args.threads):
             runners = {name: builder.build(name).run for name in names}
             runners.update({Path(p).name: ort_runner(ort_session(p, args.threads)) for p in args.onnx})
-            make_input = lambda b: builder.spec.example(b, seq)  # noqa: E731
+            make_input = lambda b: builder.signature.example(b, seq)  # noqa: E731
             results = profile(runners, make_input, args.batch_sizes, args.warmup, args.iters, args.rounds)
     print(format_table(results))
     if args.json_path:

@@ -11,20 +11,22 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from nl_lightning.errors import ConfigError
+
 
 def validate_distillation(alpha: float, temperature: float) -> None:
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"Distillation alpha={alpha} must be in [0, 1] (weight of the teacher term; 0.5-0.9 is usual)."
         )
     if temperature <= 0:
-        raise ValueError(f"Distillation temperature={temperature} must be > 0 (1-4 is usual).")
+        raise ConfigError(f"Distillation temperature={temperature} must be > 0 (1-4 is usual).")
 
 
 def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 2.0) -> Tensor:
     """``T^2 * KL(p_teacher^T || p_student^T)``, averaged over predictions (rows of the last dim)."""
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
+        raise ConfigError(
             f"Student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} differ; "
             "distillation needs the same output classes / vocabulary."
         )

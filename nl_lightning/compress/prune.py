@@ -17,6 +17,8 @@ import torch
 import torch.nn.utils.prune as torch_prune
 from torch import nn
 
+from nl_lightning.errors import ConfigError
+
 PruningMethod = Literal["l1_unstructured", "random_unstructured", "ln_structured"]
 PRUNING_METHODS: tuple[str, ...] = ("l1_unstructured", "random_unstructured", "ln_structured")
 PruningScope = Literal["global", "layer"]
@@ -31,15 +33,15 @@ ParamList = list[tuple[nn.Module, str]]
 def validate_pruning(method: str, amount: float, scope: str) -> None:
     """Shared by ``prune_model`` and ``PruningCallback``: each message names the fix."""
     if method not in PRUNING_METHODS:
-        raise ValueError(f"Pruning method={method!r} is not supported; choose one of {PRUNING_METHODS}.")
+        raise ConfigError(f"Pruning method={method!r} is not supported; choose one of {PRUNING_METHODS}.")
     if scope not in ("global", "layer"):
-        raise ValueError(f"Pruning scope={scope!r} is not supported; choose 'global' or 'layer'.")
+        raise ConfigError(f"Pruning scope={scope!r} is not supported; choose 'global' or 'layer'.")
     if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0.0 <= amount < 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"Pruning amount={amount!r} must be a sparsity fraction in [0, 1), e.g. 0.5 for half the weights."
         )
     if method == "ln_structured" and scope == "global":
-        raise ValueError(
+        raise ConfigError(
             "method='ln_structured' prunes whole rows layer by layer and cannot rank them globally; "
             "use scope='layer' (or an unstructured method with scope='global')."
         )
@@ -59,7 +61,7 @@ def prunable_parameters(
         if isinstance(module, nn.Linear) and name.rpartition(".")[2] not in skip
     ]
     if not params:
-        raise ValueError(
+        raise ConfigError(
             f"No prunable Linear layers in {type(model).__name__} (exclude={sorted(skip)}); "
             "check the model or narrow `exclude`."
         )

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning.compress.prune import dense_copy
+from nl_lightning.errors import ConfigError
 
 TorchQuantMethod = Literal["torchao_int8_dynamic", "torchao_int8_weight", "fp16", "bf16"]
 TORCH_METHODS: tuple[str, ...] = ("torchao_int8_dynamic", "torchao_int8_weight", "fp16", "bf16")
@@ -43,15 +44,15 @@ class QuantizationConfig:
     def __post_init__(self) -> None:
         validate_methods(self.methods)
         if self.calibration_batches < 1:
-            raise ValueError(f"QuantizationConfig.calibration_batches={self.calibration_batches} must be >= 1.")
+            raise ConfigError(f"QuantizationConfig.calibration_batches={self.calibration_batches} must be >= 1.")
         if self.eval_batches is not None and self.eval_batches < 1:
-            raise ValueError(f"QuantizationConfig.eval_batches={self.eval_batches} must be >= 1 or None (all).")
+            raise ConfigError(f"QuantizationConfig.eval_batches={self.eval_batches} must be >= 1 or None (all).")
 
 
 def validate_methods(methods: list[str], allowed: tuple[str, ...] = QUANT_METHODS) -> None:
     unknown = [m for m in methods if m not in allowed]
     if unknown or not methods:
-        raise ValueError(f"Quantization methods {list(methods)!r}: choose one or more of {allowed}.")
+        raise ConfigError(f"Quantization methods {list(methods)!r}: choose one or more of {allowed}.")
 
 
 def quantize_model(model: nn.Module, method: TorchQuantMethod) -> nn.Module:

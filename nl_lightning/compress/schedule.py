@@ -8,22 +8,24 @@ from __future__ import annotations
 
 from typing import Literal
 
+from nl_lightning.errors import ConfigError
+
 ScheduleCurve = Literal["linear", "cubic", "constant"]
 CURVES: tuple[str, ...] = ("linear", "cubic", "constant")
 
 
 def validate_schedule(start_epoch: int, end_epoch: int | None, every_n_epochs: int, curve: str) -> None:
     if curve not in CURVES:
-        raise ValueError(f"Pruning curve={curve!r} is not supported; choose one of {CURVES}.")
+        raise ConfigError(f"Pruning curve={curve!r} is not supported; choose one of {CURVES}.")
     if start_epoch < 0:
-        raise ValueError(f"Pruning start_epoch={start_epoch} must be >= 0.")
+        raise ConfigError(f"Pruning start_epoch={start_epoch} must be >= 0.")
     if end_epoch is not None and end_epoch < start_epoch:
-        raise ValueError(
+        raise ConfigError(
             f"Pruning end_epoch={end_epoch} is before start_epoch={start_epoch}; set end_epoch >= start_epoch "
             "(or None to prune once at start_epoch)."
         )
     if every_n_epochs < 1:
-        raise ValueError(f"Pruning every_n_epochs={every_n_epochs} must be >= 1.")
+        raise ConfigError(f"Pruning every_n_epochs={every_n_epochs} must be >= 1.")
 
 
 def target_sparsity(

@@ -12,6 +12,8 @@ from nl_lightning.data.file_datamodule import FileDataModule
 from nl_lightning.data.readers import Reader, open_reader, open_source
 from nl_lightning.data.synthetic import SyntheticSequenceDataModule
 from nl_lightning.data.text import CharTextDataModule
+from nl_lightning.data.tokenized import TokenizedTextDataModule
+from nl_lightning.data.tokenizer import TextCodec, TokenizerCodec, load_codec
 from nl_lightning.data.transforms import Compose, Normalize, RandomNoise, RandomScale, Transform
 from nl_lightning.data.validate import DataValidationError
 
@@ -31,8 +33,12 @@ __all__ = [
     "Reader",
     "ReaderDataModule",
     "SyntheticSequenceDataModule",
+    "TextCodec",
+    "TokenizedTextDataModule",
+    "TokenizerCodec",
     "Transform",
     "collate_batch",
+    "load_codec",
     "open_reader",
     "open_source",
 ]

@@ -10,6 +10,7 @@ import torch
 from nl_lightning.data.datamodule import ReaderDataModule, Split
 from nl_lightning.data.readers.base import Reader
 from nl_lightning.data.readers.memory import MemoryReader
+from nl_lightning.errors import ConfigError
 
 Array = np.ndarray | torch.Tensor
 
@@ -49,7 +50,7 @@ class ArrayDataModule(ReaderDataModule):
         }
         for split, (x, y) in self.arrays.items():
             if x is None and y is not None:
-                raise ValueError(f"y_{split} is given without x_{split}; pass both.")
+                raise ConfigError(f"y_{split} is given without x_{split}; pass both.")
 
     def missing_hint(self, split: Split) -> str:
         return f"pass x_{split}=... (and y_{split}=...)"

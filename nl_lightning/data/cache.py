@@ -23,7 +23,9 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
+from nl_lightning._io import staged_dir
 from nl_lightning.data.readers.base import LazyHandle, read_sorted
+from nl_lightning.errors import ConfigError
 
 Fields = tuple[np.ndarray, ...]
 Loader = Callable[[np.ndarray], Fields]
@@ -50,7 +52,7 @@ class MemoryCache(SampleCache):
     def __init__(self, max_bytes: int = 2**30) -> None:
         super().__init__()
         if max_bytes < 0:
-            raise ValueError(f"MemoryCache max_bytes must be >= 0; got {max_bytes}.")
+            raise ConfigError(f"MemoryCache max_bytes must be >= 0; got {max_bytes}.")
         self.max_bytes = max_bytes
         self.nbytes = 0
         self._entries: OrderedDict[int, Fields] = OrderedDict()
@@ -175,21 +177,17 @@ def _matches(path: Path, layout: dict[str, Any]) -> bool:
 
 
 def _create(path: Path, layout: dict[str, Any]) -> None:
-    """Write empty maps in a temporary folder, then rename it into place (safe if raced)."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    length = layout["length"]
-    np.lib.format.open_memmap(tmp / "filled.npy", mode="w+", dtype=np.uint8, shape=(length,)).flush()
-    for i, (shape, dtype) in enumerate(layout["fields"]):
-        np.lib.format.open_memmap(tmp / f"field{i}.npy", mode="w+", dtype=np.dtype(dtype), shape=(length, *shape)).flush()
-    (tmp / "meta.json").write_text(json.dumps(layout))
+    """Write empty maps in a staging folder, then move it into place; if another process (a DDP
+    rank) created it first, that one is used."""
     if path.exists() and not _matches(path, layout):  # unreadable leftovers; a valid one is never removed
         shutil.rmtree(path, ignore_errors=True)
-    try:
-        os.rename(tmp, path)
-    except OSError:  # another process (DDP rank) created it first: use that one
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staged_dir(path, keep_existing=True) as build:
+        length = layout["length"]
+        np.lib.format.open_memmap(build / "filled.npy", mode="w+", dtype=np.uint8, shape=(length,)).flush()
+        for i, (shape, dtype) in enumerate(layout["fields"]):
+            shape = (length, *shape)
+            np.lib.format.open_memmap(build / f"field{i}.npy", mode="w+", dtype=np.dtype(dtype), shape=shape).flush()
+        (build / "meta.json").write_text(json.dumps(layout))
 
 
 def _prune(directory: Path, name: str, keep: Path) -> None:
@@ -248,6 +246,6 @@ def make_cache(
     if kind == "memory":
         return MemoryCache(max_bytes)
     if kind not in ("disk", "hybrid"):
-        raise ValueError(f"Unknown cache {kind!r}; use one of 'none', 'memory', 'disk', 'hybrid'.")
+        raise ConfigError(f"Unknown cache {kind!r}; use one of 'none', 'memory', 'disk', 'hybrid'.")
     disk = DiskCache(directory or default_cache_dir(), name, fingerprint, length, fields)
     return disk if kind == "disk" else HybridCache(MemoryCache(max_bytes), disk)

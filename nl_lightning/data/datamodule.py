@@ -22,6 +22,7 @@ from nl_lightning.data.split import split_rows
 from nl_lightning.data.stats import feature_moments
 from nl_lightning.data.transforms import Compose, Normalize, Transform
 from nl_lightning.data.validate import OnBad, scan_rows
+from nl_lightning.errors import ConfigError
 
 Split = Literal["train", "val", "test", "predict"]
 FeatureDType = Literal["float32", "float64", "float16", "int64", "int32", "uint8", "bool"]
@@ -146,7 +147,7 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         if self._train_parts is None:
             opened = self.open_split("train")
             if opened is None:
-                raise ValueError(f"No training data for {purpose}: {self.missing_hint('train')}.")
+                raise ConfigError(f"No training data for {purpose}: {self.missing_hint('train')}.")
             full = self._checked("train", self._decode(*opened))
             cache = self._make_cache(full)
             parts = split_rows(full.rows, self.val_fraction, self.test_fraction, self.seed)
@@ -197,7 +198,7 @@ class ReaderDataModule(L.LightningDataModule, ABC):
     def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-feature ``(mean, std)`` of the training split's finite rows (for models that normalize)."""
         if not self.normalize:
-            raise ValueError("feature_statistics() needs normalize=True on the DataModule.")
+            raise ConfigError("feature_statistics() needs normalize=True on the DataModule.")
         self._ensure_stats()
         return self.normalizer.mean, self.normalizer.std
 
@@ -205,7 +206,7 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         if split not in self.datasets:
             self.setup(stage)
         if split not in self.datasets:
-            raise ValueError(f"No {split} data: {self.missing_hint(split)}.")
+            raise ConfigError(f"No {split} data: {self.missing_hint(split)}.")
         if not self.model_normalizes:
             self._ensure_stats()
         workers = {}
@@ -285,16 +286,16 @@ class ReaderDataModule(L.LightningDataModule, ABC):
 def _check_args(batch_size: int, num_workers: int, prefetch_factor: int | None, validate: bool,
                 on_bad: str, transform_on: str, cache: str) -> None:
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        raise ConfigError(f"batch_size must be >= 1; got {batch_size}.")
     if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0; got {num_workers}.")
+        raise ConfigError(f"num_workers must be >= 0; got {num_workers}.")
     if prefetch_factor is not None and num_workers == 0:
-        raise ValueError(f"prefetch_factor={prefetch_factor} needs num_workers > 0; leave it null for num_workers=0.")
+        raise ConfigError(f"prefetch_factor={prefetch_factor} needs num_workers > 0; leave it null for num_workers=0.")
     if on_bad not in ("raise", "drop", "warn"):
-        raise ValueError(f"on_bad must be 'raise', 'drop' or 'warn'; got {on_bad!r}.")
+        raise ConfigError(f"on_bad must be 'raise', 'drop' or 'warn'; got {on_bad!r}.")
     if on_bad != "raise" and not validate:
-        raise ValueError(f"on_bad={on_bad!r} needs validate=True (bad rows are found by the validation scan).")
+        raise ConfigError(f"on_bad={on_bad!r} needs validate=True (bad rows are found by the validation scan).")
     if transform_on not in ("sample", "batch"):
-        raise ValueError(f"transform_on must be 'sample' or 'batch'; got {transform_on!r}.")
+        raise ConfigError(f"transform_on must be 'sample' or 'batch'; got {transform_on!r}.")
     if cache not in ("none", "memory", "disk", "hybrid"):
-        raise ValueError(f"cache must be 'none', 'memory', 'disk' or 'hybrid'; got {cache!r}.")
+        raise ConfigError(f"cache must be 'none', 'memory', 'disk' or 'hybrid'; got {cache!r}.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import re
 from typing import Any, Iterator, Sequence
@@ -14,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
+from nl_lightning._io import bytes_sha256
 from nl_lightning.data.cache import Fields, SampleCache
 from nl_lightning.data.readers.base import Reader
 from nl_lightning.data.transforms import Transform
@@ -86,13 +86,13 @@ class ArrayDataset(Dataset):
         what = "|".join([self.features.source, self.targets.source if self.targets else "-", str(self.fields())])
         what += "|" + repr(self.pre_transform)
         stem = re.sub(r"[^A-Za-z0-9]+", "_", self.features.source).strip("_")[-40:]
-        return f"{stem}-{hashlib.sha1(what.encode()).hexdigest()[:8]}"
+        return f"{stem}-{bytes_sha256(what.encode())[:8]}"
 
     def fingerprint(self) -> str:
         """Changes with the sources' content (size, mtime_ns), dtypes, shapes or ``pre_transform``."""
         parts = [self.features.fingerprint(), self.targets.fingerprint() if self.targets else "-"]
         parts += [str(self.fields()), repr(self.pre_transform)]
-        return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+        return bytes_sha256("|".join(parts).encode())[:16]
 
     def load(self, rows: np.ndarray) -> Fields:
         """Decoded fields of sorted unique source ``rows``, bypassing the cache."""

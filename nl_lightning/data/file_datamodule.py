@@ -9,6 +9,7 @@ from nl_lightning.data.datamodule import ReaderDataModule, Split
 from nl_lightning.data.readers.base import MissingKeyError, Reader
 from nl_lightning.data.readers.npz import NpzCompressed
 from nl_lightning.data.readers.open import Format, infer_format, open_source
+from nl_lightning.errors import ConfigError
 
 Paths = str | list[str] | None
 
@@ -57,9 +58,9 @@ class FileDataModule(ReaderDataModule):
         """
         super().__init__(**kwargs)
         if val_path is not None and self.val_fraction > 0:
-            raise ValueError("Set val_path or val_fraction, not both (val_fraction holds out training rows).")
+            raise ConfigError("Set val_path or val_fraction, not both (val_fraction holds out training rows).")
         if test_path is not None and self.test_fraction > 0:
-            raise ValueError("Set test_path or test_fraction, not both (test_fraction holds out training rows).")
+            raise ConfigError("Set test_path or test_fraction, not both (test_fraction holds out training rows).")
         self.paths: dict[str, Paths] = {"train": train_path, "val": val_path, "test": test_path, "predict": predict_path}
         self.format, self.features, self.targets, self.npz_compressed = format, features, targets, npz_compressed
         self.parquet_cache_mb = parquet_cache_mb
@@ -91,7 +92,7 @@ class FileDataModule(ReaderDataModule):
 def _check_single_npy(paths: str | list[str], format: Format) -> None:
     for path in [paths] if isinstance(paths, str) else paths:
         if Path(path).is_file() and (format == "npy" or (format == "auto" and infer_format(path) == "npy")):
-            raise ValueError(
+            raise ConfigError(
                 f"'{path}' is a single .npy file (one array) and cannot also hold targets. Put x.npy and "
                 "y.npy in a directory and pass the directory, or set targets: null."
             )

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from nl_lightning.data.sampler import ArrayBatchSampler
+from nl_lightning.errors import WrongTypeError
 
 
 class EpochSampler(RandomSampler):
@@ -72,7 +73,7 @@ class ResumableDataLoader(DataLoader):
         batches = int(state.get("batches", 0))
         sampler = self.batch_sampler
         if not isinstance(sampler, SkippingBatchSampler):
-            raise TypeError(f"ResumableDataLoader needs a SkippingBatchSampler to resume, got {type(sampler).__name__}.")
+            raise WrongTypeError(f"ResumableDataLoader needs a SkippingBatchSampler to resume, got {type(sampler).__name__}.")
         # A checkpoint taken at the end of an epoch resumes at the start of the next one.
         sampler.skip = batches if batches < len(sampler) else 0
         self._handed_out = sampler.skip

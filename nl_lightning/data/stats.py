@@ -6,6 +6,8 @@ from typing import Iterable
 
 import numpy as np
 
+from nl_lightning.errors import DataError
+
 
 class RunningMoments:
     """Count, mean and sum of squared deviations per feature (last axis), merged chunk by chunk.
@@ -45,7 +47,7 @@ class RunningMoments:
     @property
     def std(self) -> np.ndarray:
         if self.m2 is None:
-            raise ValueError("No finite data seen: the split used for statistics is empty or all NaN/Inf.")
+            raise DataError("No finite data seen: the split used for statistics is empty or all NaN/Inf.")
         return np.sqrt(self.m2 / self.count)
 
 

@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from nl_lightning.errors import ConfigError
+
 
 def make_sequences(
     kind: str, num_samples: int, seq_len: int, num_features: int, num_classes: int, vocab_size: int, seed: int,
@@ -38,13 +40,13 @@ class SyntheticSequenceDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if kind not in ("features", "tokens"):
-            raise ValueError(f"kind={kind!r} is not supported; choose 'features' or 'tokens'.")
+            raise ConfigError(f"kind={kind!r} is not supported; choose 'features' or 'tokens'.")
         if kind == "features" and num_classes > num_features:
-            raise ValueError(f"kind='features' needs num_classes ({num_classes}) <= num_features ({num_features}).")
+            raise ConfigError(f"kind='features' needs num_classes ({num_classes}) <= num_features ({num_features}).")
         if kind == "tokens" and num_classes > vocab_size:
-            raise ValueError(f"kind='tokens' needs num_classes ({num_classes}) <= vocab_size ({vocab_size}).")
+            raise ConfigError(f"kind='tokens' needs num_classes ({num_classes}) <= vocab_size ({vocab_size}).")
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction={val_fraction} must be in (0, 1).")
+            raise ConfigError(f"val_fraction={val_fraction} must be in (0, 1).")
         self.save_hyperparameters()
         self.kind, self.num_samples, self.seq_len = kind, num_samples, seq_len
         self.num_features, self.num_classes, self.vocab_size = num_features, num_classes, vocab_size

@@ -15,19 +15,20 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from nl_lightning.data.resumable import EpochSampler, ResumableDataLoader, SkippingBatchSampler
+from nl_lightning.data.tokenizer import BYTES
+from nl_lightning.errors import ConfigError, DataError, MissingFileError, SetupError
 
-VOCAB_SIZE = 256
+VOCAB_SIZE = BYTES.vocab_size
 
 
 def encode(text: str) -> Tensor:
     """str -> (N,) long tensor of UTF-8 bytes."""
-    return torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+    return torch.tensor(BYTES.encode(text), dtype=torch.long)
 
 
 def decode(ids: Tensor | list[int]) -> str:
     """Byte ids -> str; invalid UTF-8 sequences (possible in samples) become U+FFFD."""
-    values = ids.tolist() if isinstance(ids, Tensor) else ids
-    return bytes(int(v) for v in values).decode("utf-8", errors="replace")
+    return BYTES.decode(ids.tolist() if isinstance(ids, Tensor) else ids)
 
 
 def pydoc_corpus() -> str:
@@ -35,7 +36,7 @@ def pydoc_corpus() -> str:
     try:
         from pydoc_data.topics import topics
     except ImportError as err:  # some distro Pythons strip pydoc_data
-        raise RuntimeError(
+        raise SetupError(
             "This Python has no pydoc_data module, the default corpus. Pass a text file with "
             "CharTextDataModule(path=...) / --data.init_args.path=FILE."
         ) from err
@@ -47,15 +48,49 @@ class TokenChunks(Dataset):
 
     def __init__(self, tokens: Tensor, seq_len: int) -> None:
         if tokens.numel() < seq_len + 1:
-            raise ValueError(f"Only {tokens.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; use a shorter seq_len.")
+            raise DataError(f"Only {tokens.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}; use a shorter seq_len.")
         self.tokens, self.seq_len = tokens, seq_len
 
     def __len__(self) -> int:
         return (self.tokens.numel() - 1) // self.seq_len
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        chunk = self.tokens[i * self.seq_len : (i + 1) * self.seq_len + 1]
+        chunk = self.tokens[i * self.seq_len : (i + 1) * self.seq_len + 1].long()  # stored narrower, if at all
         return chunk[:-1], chunk[1:]
+
+
+def check_block_args(seq_len: int, batch_size: int, val_fraction: float, test_fraction: float) -> None:
+    """The settings every token-block DataModule shares, checked with the fix in the message."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction={val_fraction} must be in (0, 1).")
+    if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"test_fraction={test_fraction} must be in [0, 1) and leave text for training "
+            f"(val_fraction + test_fraction = {val_fraction + test_fraction} >= 1)."
+        )
+    if seq_len < 1 or batch_size < 1:
+        raise ConfigError(f"seq_len={seq_len} and batch_size={batch_size} must be >= 1.")
+
+
+def split_blocks(tokens: Tensor, seq_len: int, val_fraction: float,
+                 test_fraction: float) -> tuple[TokenChunks, TokenChunks, TokenChunks | None]:
+    """A token stream cut contiguously into ``[train | val | test]`` and each part into blocks."""
+    n = tokens.numel()
+    val_start = int(n * (1.0 - val_fraction - test_fraction))
+    test_start = int(n * (1.0 - test_fraction))
+    test = TokenChunks(tokens[test_start:], seq_len) if test_fraction > 0 else None
+    return TokenChunks(tokens[:val_start], seq_len), TokenChunks(tokens[val_start:test_start], seq_len), test
+
+
+def block_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int | None, train: bool) -> DataLoader:
+    """In order for evaluation; for training, shuffled by ``(seed, epoch)`` and resumable mid-epoch
+    (``data/resumable.py``). ``seed=None`` is the seed of ``seed_everything`` (else 0)."""
+    workers = {"persistent_workers": num_workers > 0, "num_workers": num_workers}
+    if not train:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, **workers)
+    seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+    batches = SkippingBatchSampler(EpochSampler(dataset, seed), batch_size, drop_last=True)
+    return ResumableDataLoader(dataset, batch_sampler=batches, **workers)
 
 
 class CharTextDataModule(L.LightningDataModule):
@@ -80,48 +115,31 @@ class CharTextDataModule(L.LightningDataModule):
             seed: seeds the training order; None = the seed of ``seed_everything`` (else 0).
         """
         super().__init__()
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction={val_fraction} must be in (0, 1).")
-        if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
-            raise ValueError(
-                f"test_fraction={test_fraction} must be in [0, 1) and leave text for training "
-                f"(val_fraction + test_fraction = {val_fraction + test_fraction} >= 1)."
-            )
-        if seq_len < 1 or batch_size < 1:
-            raise ValueError(f"seq_len={seq_len} and batch_size={batch_size} must be >= 1.")
+        check_block_args(seq_len, batch_size, val_fraction, test_fraction)
         self.save_hyperparameters()
         self.path, self.seq_len, self.batch_size = path, seq_len, batch_size
         self.val_fraction, self.test_fraction, self.num_workers = val_fraction, test_fraction, num_workers
         self.seed = seed
-        self.vocab_size = VOCAB_SIZE
+        self.vocab_size, self.codec = VOCAB_SIZE, BYTES  # the model checks it speaks the same vocabulary
 
     def load_text(self) -> str:
         if self.path is None:
             return pydoc_corpus()
         path = Path(self.path)
         if not path.is_file():
-            raise FileNotFoundError(f"Text file not found: {path}. Pass an existing UTF-8 file or path=None for the built-in corpus.")
+            raise MissingFileError(f"Text file not found: {path}. Pass an existing UTF-8 file or path=None for the built-in corpus.")
         text = path.read_text(encoding="utf-8")
         if not text:
-            raise ValueError(f"Text file {path} is empty; give a file with at least {self.seq_len + 1} bytes.")
+            raise DataError(f"Text file {path} is empty; give a file with at least {self.seq_len + 1} bytes.")
         return text
 
     def setup(self, stage: str | None = None) -> None:
-        tokens = encode(self.load_text())
-        n = tokens.numel()
-        val_start = int(n * (1.0 - self.val_fraction - self.test_fraction))
-        test_start = int(n * (1.0 - self.test_fraction))
-        self.train_set = TokenChunks(tokens[:val_start], self.seq_len)
-        self.val_set = TokenChunks(tokens[val_start:test_start], self.seq_len)
-        self.test_set = TokenChunks(tokens[test_start:], self.seq_len) if self.test_fraction > 0 else None
+        self.train_set, self.val_set, self.test_set = split_blocks(
+            encode(self.load_text()), self.seq_len, self.val_fraction, self.test_fraction
+        )
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        workers = {"persistent_workers": self.num_workers > 0, "num_workers": self.num_workers}
-        if not train:
-            return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **workers)
-        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        batches = SkippingBatchSampler(EpochSampler(dataset, seed), self.batch_size, drop_last=True)
-        return ResumableDataLoader(dataset, batch_sampler=batches, **workers)
+        return block_loader(dataset, self.batch_size, self.num_workers, self.seed, train)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
@@ -131,7 +149,7 @@ class CharTextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         if self.test_set is None:
-            raise ValueError(
+            raise ConfigError(
                 "CharTextDataModule has no test split (test_fraction=0): set test_fraction (e.g. 0.05) to hold "
                 "out the end of the text for `test`; the validation slice is not reused as a test set."
             )

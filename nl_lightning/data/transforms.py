@@ -8,7 +8,6 @@ run in DataLoader workers (``transform_on="sample"``) or on the device after tra
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+from nl_lightning._io import bytes_sha256
+from nl_lightning.data.readers.base import MissingKeyError
+from nl_lightning.errors import ConfigError, SetupError, WrongTypeError
 
 
 class Transform(ABC):
@@ -46,7 +49,7 @@ class RandomNoise(Transform):
 
     def __init__(self, std: float = 0.1) -> None:
         if std < 0:
-            raise ValueError(f"RandomNoise std must be >= 0; got {std}.")
+            raise ConfigError(f"RandomNoise std must be >= 0; got {std}.")
         self.std = std
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -59,7 +62,7 @@ class RandomScale(Transform):
 
     def __init__(self, low: float = 0.9, high: float = 1.1) -> None:
         if low > high:
-            raise ValueError(f"RandomScale needs low <= high; got low={low}, high={high}.")
+            raise ConfigError(f"RandomScale needs low <= high; got low={low}, high={high}.")
         self.low, self.high = low, high
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -81,7 +84,7 @@ class Normalize(Transform):
         self.std: Tensor | None = None
         self._cache: dict[Any, tuple[Tensor, Tensor]] = {}
         if (mean is None) != (std is None):
-            raise ValueError("Normalize needs both mean and std, or neither (to compute them from data).")
+            raise ConfigError("Normalize needs both mean and std, or neither (to compute them from data).")
         if mean is not None:
             self.set_stats(mean, std)
 
@@ -93,12 +96,12 @@ class Normalize(Transform):
         mean = torch.as_tensor(np.asarray(mean, dtype=np.float64))
         std = torch.as_tensor(np.asarray(std, dtype=np.float64))
         if mean.shape != std.shape or mean.ndim != 1:
-            raise ValueError(f"Normalize mean and std must be 1-D of equal length; got {tuple(mean.shape)}, {tuple(std.shape)}.")
+            raise ConfigError(f"Normalize mean and std must be 1-D of equal length; got {tuple(mean.shape)}, {tuple(std.shape)}.")
         self.mean, self.std, self._cache = mean, std, {}
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.mean is None:
-            raise RuntimeError(
+            raise SetupError(
                 "Normalize has no statistics: fit on training data first, or restore them with "
                 "DataModule.load_state_dict / a checkpoint (ckpt_path=...)."
             )
@@ -126,7 +129,7 @@ class Normalize(Transform):
                 norm = cls()
                 norm.load_state_dict(value["normalize"])
                 return norm
-        raise KeyError(f"No Normalize statistics in checkpoint '{path}'; was it trained with normalize=True?")
+        raise MissingKeyError(f"No Normalize statistics in checkpoint '{path}'; was it trained with normalize=True?")
 
     def __getstate__(self) -> dict[str, Any]:
         return {**vars(self), "_cache": {}}
@@ -134,13 +137,13 @@ class Normalize(Transform):
     def __repr__(self) -> str:
         if self.mean is None:
             return f"Normalize(eps={self.eps})"
-        digest = hashlib.sha1(self.mean.numpy().tobytes() + self.std.numpy().tobytes()).hexdigest()[:12]
+        digest = bytes_sha256(self.mean.numpy().tobytes() + self.std.numpy().tobytes())[:12]
         return f"Normalize(eps={self.eps}, stats={digest})"
 
 
 def _require_float(x: Tensor, transform: Transform) -> None:
     if not x.is_floating_point():
-        raise TypeError(
+        raise WrongTypeError(
             f"{type(transform).__name__} needs floating-point features; got {x.dtype}. "
             "Remove it for token-id data or set feature_dtype to a float type."
         )

@@ -10,12 +10,13 @@ from typing import Literal, Sequence
 import numpy as np
 
 from nl_lightning.data.readers.base import Reader
+from nl_lightning.errors import ConfigError, DataError
 
 OnBad = Literal["raise", "drop", "warn"]
 SCAN_BYTES = 64 * 2**20  # rows per scan chunk: about this many bytes
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """A sample failed a check; the message names the file, key or column and row."""
 
 
@@ -105,7 +106,7 @@ def scan_rows(sources: Sequence[tuple[Reader, np.dtype]], on_bad: OnBad = "raise
     both of the latter warn once with the count and the first problem.
     """
     if on_bad not in ("raise", "drop", "warn"):
-        raise ValueError(f"on_bad must be 'raise', 'drop' or 'warn'; got {on_bad!r}.")
+        raise ConfigError(f"on_bad must be 'raise', 'drop' or 'warn'; got {on_bad!r}.")
     n = len(sources[0][0])
     row_bytes = max(1, max(math.prod(r.sample_shape) * r.dtype.itemsize for r, _ in sources))
     chunk = max(1, SCAN_BYTES // row_bytes)

@@ -20,7 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning._io import staged_dir
-from nl_lightning.export.inputs import InputSpec, batch_input, input_spec, network
+from nl_lightning.errors import ConfigError, DataError
+from nl_lightning.export.inputs import batch_input
+from nl_lightning.export.signature import ModelSignature, signature_of
 from nl_lightning.export.manifest import MANIFEST_NAME, artifact_entry, build_manifest, listed_files, write_manifest
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
 from nl_lightning.export.ort import OptimizationLevel
@@ -72,18 +74,18 @@ class ExportConfig:
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FILENAMES]
         if unknown or not self.formats:
-            raise ValueError(f"ExportConfig.formats={self.formats!r}: choose one or more of {tuple(FILENAMES)}.")
+            raise ConfigError(f"ExportConfig.formats={self.formats!r}: choose one or more of {tuple(FILENAMES)}.")
         if self.opset < 18:
-            raise ValueError(f"ExportConfig.opset={self.opset} is too old for the dynamo exporter; use 18 or newer.")
+            raise ConfigError(f"ExportConfig.opset={self.opset} is too old for the dynamo exporter; use 18 or newer.")
         for name in ("parity_batch_sizes", "parity_seq_lens"):
             values = getattr(self, name)
             if values is not None and (not values or any(v < 1 for v in values)):
-                raise ValueError(f"ExportConfig.{name}={values!r} must be a non-empty list of positive sizes.")
+                raise ConfigError(f"ExportConfig.{name}={values!r} must be a non-empty list of positive sizes.")
         Tolerance(self.atol, self.rtol)
         self.quantized_tolerance()
         for name in ("calibration_batches", "check_batches"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ExportConfig.{name}={getattr(self, name)} must be >= 1.")
+                raise ConfigError(f"ExportConfig.{name}={getattr(self, name)} must be >= 1.")
 
     def tolerance(self, fmt: str) -> Tolerance | None:
         """The elementwise tolerance on the shape grid; None for INT8 (judged by ``quantized_tolerance``)."""
@@ -94,9 +96,9 @@ class ExportConfig:
 
 
 def export_formats(
-    model: nn.Module, out_dir: str | Path, config: ExportConfig | None = None, spec: InputSpec | None = None,
-    calibration: Iterable[Any] | None = None, source: str | None = None, source_sha256: str | None = None,
-    validation: Iterable[Any] | None = None,
+    model: nn.Module, out_dir: str | Path, config: ExportConfig | None = None,
+    signature: ModelSignature | None = None, calibration: Iterable[Any] | None = None, source: str | None = None,
+    source_sha256: str | None = None, validation: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``config.formats`` of ``model`` into ``out_dir`` and return the manifest (also saved).
 
@@ -113,13 +115,13 @@ def export_formats(
         check_tensorrt()  # fail before spending time on the other formats
     out_dir = Path(out_dir)
     check_replaceable(out_dir)
-    spec = spec or input_spec(model)
+    signature = signature or signature_of(model)
     net = inference_copy(model)
     calibration = _take(calibration, max(config.calibration_batches, config.check_batches))
-    checks = _check_inputs(spec, validation if validation is not None else calibration, config)
+    checks = _check_inputs(signature, validation if validation is not None else calibration, config)
     with staged_dir(out_dir) as build:
-        manifest = _write_all(net, build, spec, config, calibration, checks)
-        manifest.update(source=source, source_sha256=source_sha256, **model_task(model))
+        manifest = _write_all(net, build, signature, config, calibration, checks)
+        manifest.update(source=source, source_sha256=source_sha256, **signature.manifest_task())
         write_manifest(build, manifest)
     failures = [a["format"] for a in manifest["artifacts"] if not a["parity_ok"]]
     if failures:
@@ -131,25 +133,12 @@ def export_formats(
     return manifest
 
 
-def model_task(model: nn.Module) -> dict[str, Any]:
-    """``{"task": "lm" | "classification" | "regression", "num_outputs": N}`` of an nl_lightning model,
-    so a server of the export knows its request schema without the checkpoint."""
-    net = network(model)
-    head = getattr(net, "lm_head", None)
-    if isinstance(head, nn.Linear):
-        return {"task": "lm", "num_outputs": head.out_features}
-    task, head = getattr(model, "task", None), getattr(net, "head", None)
-    if task in ("classification", "regression") and isinstance(head, nn.Linear):
-        return {"task": task, "num_outputs": head.out_features}
-    return {}
-
-
 def check_replaceable(out_dir: Path) -> None:
     """Refuse to replace a folder that holds anything an export did not write (checkpoints, ...)."""
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
-        raise NotADirectoryError(f"out_dir {out_dir} is a file; pass a folder for the export.")
+        raise ConfigError(f"out_dir {out_dir} is a file; pass a folder for the export.")
     entries = {p.name for p in out_dir.iterdir()}
     if not entries:
         return
@@ -159,19 +148,19 @@ def check_replaceable(out_dir: Path) -> None:
         listed = set()
     extra = sorted(entries - listed) if listed else sorted(entries)
     if extra:
-        raise ValueError(
+        raise ConfigError(
             f"out_dir {out_dir} holds {extra[:5]}, which no export wrote there. An export replaces its whole "
             "folder, so pass a new or empty folder, or the folder of an earlier export."
         )
 
 
-def _write_all(net: nn.Module, out_dir: Path, spec: InputSpec, config: ExportConfig, calibration: list[Any] | None,
-               checks: tuple[list[Tensor], str] | None) -> dict[str, Any]:
-    inputs = parity_inputs(spec.example, config.parity_batch_sizes, _seq_lens(spec, config))
+def _write_all(net: nn.Module, out_dir: Path, signature: ModelSignature, config: ExportConfig,
+               calibration: list[Any] | None, checks: tuple[list[Tensor], str] | None) -> dict[str, Any]:
+    inputs = parity_inputs(signature.example, config.parity_batch_sizes, _seq_lens(signature, config))
     artifacts = []
     for fmt in _ordered(config.formats):
         path = out_dir / FILENAMES[fmt]
-        runner = _WRITERS[fmt](net, path, spec, config, out_dir, calibration)
+        runner = _WRITERS[fmt](net, path, signature, config, out_dir, calibration)
         tol = config.tolerance(fmt)
         records = check_parity(net, runner, inputs, tol, name=fmt, strict=False)
         files = onnx_files(path) if fmt.startswith("onnx") else [path]
@@ -183,7 +172,7 @@ def _write_all(net: nn.Module, out_dir: Path, spec: InputSpec, config: ExportCon
             entry["parity_ok"] = entry["parity_ok"] and entry["agreement"]["ok"]
         artifacts.append(entry)
     opset = config.opset if any(f.startswith("onnx") for f in config.formats) else None
-    return build_manifest(artifacts, spec.to_dict(), opset)
+    return build_manifest(artifacts, signature.manifest_input(), opset)
 
 
 def _take(batches: Iterable[Any] | None, n: int) -> list[Any] | None:
@@ -191,7 +180,7 @@ def _take(batches: Iterable[Any] | None, n: int) -> list[Any] | None:
     return None if batches is None else list(itertools.islice(batches, n))
 
 
-def _check_inputs(spec: InputSpec, batches: Iterable[Any] | None,
+def _check_inputs(signature: ModelSignature, batches: Iterable[Any] | None,
                   config: ExportConfig) -> tuple[list[Tensor], str] | None:
     """Model inputs for the INT8 check: real batches, or (with a warning) random ones."""
     if not any(f in QUANTIZED_FORMATS for f in config.formats):
@@ -199,21 +188,21 @@ def _check_inputs(spec: InputSpec, batches: Iterable[Any] | None,
     if batches is not None:
         inputs = [batch_input(b) for b in itertools.islice(batches, config.check_batches)]
         if not inputs:
-            raise ValueError("The validation / calibration data is empty: the INT8 check needs at least one batch.")
+            raise DataError("The validation / calibration data is empty: the INT8 check needs at least one batch.")
         return inputs, "real"
     warnings.warn(
         "INT8 artifacts are checked on random inputs because no data was given, by their error only; pass "
         "validation batches (ExportCallback and `nl-lightning export` do) to check their top-1 agreement.",
         stacklevel=3,
     )
-    seq = spec.clamp_seq(32)
-    return [spec.example(8, seq, seed=100 + i) for i in range(config.check_batches)], "random"
+    seq = signature.clamp_seq(32)
+    return [signature.example(8, seq, seed=100 + i) for i in range(config.check_batches)], "random"
 
 
-def _seq_lens(spec: InputSpec, config: ExportConfig) -> list[int]:
+def _seq_lens(signature: ModelSignature, config: ExportConfig) -> list[int]:
     if config.parity_seq_lens is not None:
-        return [spec.clamp_seq(t) for t in config.parity_seq_lens]
-    longest = spec.clamp_seq(32)
+        return [signature.clamp_seq(t) for t in config.parity_seq_lens]
+    longest = signature.clamp_seq(32)
     return sorted({max(1, longest // 2), longest})
 
 
@@ -226,20 +215,20 @@ def _ordered(formats: list[str]) -> list[str]:
 
 
 Runner = Callable[[Tensor], Tensor]
-Writer = Callable[[nn.Module, Path, InputSpec, ExportConfig, Path, Any], Runner]
+Writer = Callable[[nn.Module, Path, ModelSignature, ExportConfig, Path, Any], Runner]
 
 
 def _write_onnx(
-    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+    net: nn.Module, path: Path, signature: ModelSignature, config: ExportConfig, out_dir: Path, calibration: Any,
 ) -> Runner:
     from nl_lightning.export.ort import ort_runner, ort_session
 
-    export_onnx(net, path, spec, config.opset, config.external_data)
+    export_onnx(net, path, signature, config.opset, config.external_data)
     return ort_runner(ort_session(path))
 
 
 def _write_optimized(
-    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+    net: nn.Module, path: Path, signature: ModelSignature, config: ExportConfig, out_dir: Path, calibration: Any,
 ) -> Runner:
     from nl_lightning.export.ort import optimize_onnx, ort_runner, ort_session
 
@@ -248,7 +237,7 @@ def _write_optimized(
 
 
 def _write_int8_dynamic(
-    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+    net: nn.Module, path: Path, signature: ModelSignature, config: ExportConfig, out_dir: Path, calibration: Any,
 ) -> Runner:
     from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_dynamic
 
@@ -257,40 +246,40 @@ def _write_int8_dynamic(
 
 
 def _write_int8_static(
-    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+    net: nn.Module, path: Path, signature: ModelSignature, config: ExportConfig, out_dir: Path, calibration: Any,
 ) -> Runner:
     from nl_lightning.export.calibration import calibration_reader
     from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_static
 
-    reader = calibration_reader(spec, calibration, config.calibration_batches)
+    reader = calibration_reader(signature, calibration, config.calibration_batches)
     quantize_onnx_static(out_dir / FILENAMES["onnx"], path, reader, per_channel=config.per_channel)
     return ort_runner(ort_session(path))
 
 
 def _write_pt2(
-    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+    net: nn.Module, path: Path, signature: ModelSignature, config: ExportConfig, out_dir: Path, calibration: Any,
 ) -> Runner:
     from nl_lightning.export.torch_export import export_pt2, pt2_runner
 
-    export_pt2(net, path, spec)
+    export_pt2(net, path, signature)
     return pt2_runner(path)
 
 
 def _write_torchscript(
-    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+    net: nn.Module, path: Path, signature: ModelSignature, config: ExportConfig, out_dir: Path, calibration: Any,
 ) -> Runner:
     from nl_lightning.export.torchscript import export_torchscript, torchscript_runner
 
-    export_torchscript(net, path, spec)
+    export_torchscript(net, path, signature)
     return torchscript_runner(path)
 
 
 def _write_tensorrt(
-    net: nn.Module, path: Path, spec: InputSpec, config: ExportConfig, out_dir: Path, calibration: Any,
+    net: nn.Module, path: Path, signature: ModelSignature, config: ExportConfig, out_dir: Path, calibration: Any,
 ) -> Runner:
     from nl_lightning.export.tensorrt import export_tensorrt
 
-    export_tensorrt(net, path, spec)
+    export_tensorrt(net, path, signature)
     module = torch.export.load(str(path)).module()
     return lambda x: module(x.cuda()).float().cpu()
 

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from nl_lightning.export.inputs import InputSpec, batch_input
+from nl_lightning.errors import ConfigError, DataError
+from nl_lightning.export.inputs import batch_input
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.export.ort import as_numpy
 
 
 def validate_calibration(num_batches: int) -> None:
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
-        raise ValueError(f"calibration num_batches={num_batches!r} must be a positive integer (8-32 is typical).")
+        raise ConfigError(f"calibration num_batches={num_batches!r} must be a positive integer (8-32 is typical).")
 
 
 class DataLoaderCalibrationReader:
@@ -40,7 +42,7 @@ class DataLoaderCalibrationReader:
         batch = next(self._it, None)
         if batch is None:
             if self.seen == 0:
-                raise ValueError(
+                raise DataError(
                     "The calibration data is empty: static quantization needs at least one batch. "
                     "Check the DataModule's val_dataloader (and limit_val_batches)."
                 )
@@ -67,7 +69,7 @@ def tensor_batches(inputs: Iterable[Tensor]) -> list[tuple[Tensor]]:
 
 
 def calibration_reader(
-    spec: InputSpec, batches: Iterable[Any] | None = None, num_batches: int = 8,
+    signature: ModelSignature, batches: Iterable[Any] | None = None, num_batches: int = 8,
 ) -> DataLoaderCalibrationReader:
     """A reader over ``batches``; without data, over random inputs (with a warning: ranges will be off)."""
     if batches is None:
@@ -77,6 +79,6 @@ def calibration_reader(
             "activation ranges match real data.",
             stacklevel=2,
         )
-        seq = spec.clamp_seq(32)
-        batches = tensor_batches(spec.example(8, seq, seed=i + 1) for i in range(num_batches))
-    return DataLoaderCalibrationReader(batches, spec.name, num_batches)
+        seq = signature.clamp_seq(32)
+        batches = tensor_batches(signature.example(8, seq, seed=i + 1) for i in range(num_batches))
+    return DataLoaderCalibrationReader(batches, signature.name, num_batches)

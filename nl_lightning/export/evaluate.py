@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nl_lightning.errors import DataError
 from nl_lightning.export.inputs import batch_input, batch_target
 
 
@@ -27,7 +28,7 @@ def evaluate(
         for batch in itertools.islice(batches, max_batches):
             logits, target = run(batch_input(batch)).float(), batch_target(batch)
             if target.is_floating_point():
-                raise ValueError(
+                raise DataError(
                     "evaluate() compares classification / LM logits with integer targets; got float targets "
                     f"{tuple(target.shape)} (a regression task). Compare outputs with export.parity instead."
                 )
@@ -36,7 +37,7 @@ def evaluate(
             correct += int((flat.argmax(-1) == labels).sum())
             total += labels.numel()
     if total == 0:
-        raise ValueError("evaluate() got no batches; check the validation DataLoader and max_batches.")
+        raise DataError("evaluate() got no batches; check the validation DataLoader and max_batches.")
     return {"accuracy": 100.0 * correct / total, "loss": loss_sum / total, "samples": total}
 
 

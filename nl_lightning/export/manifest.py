@@ -2,7 +2,8 @@
 
 Per artifact: its files with sizes and SHA-256, the tolerance it was checked against, the measured
 errors at every (batch, seq) pair and, for INT8, the agreement with eager on real batches; plus
-the source checkpoint and its SHA-256, the opset, the input spec and the library versions.
+the source checkpoint and its SHA-256, the opset, the model's input (``ModelSignature.manifest_input``)
+and the library versions.
 ``read_manifest`` checks every file against its recorded hash, so a folder whose files come
 from different exports (or were edited) is refused, naming the file.
 """
@@ -18,13 +19,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nl_lightning._io import file_sha256, path_sha256, write_json
+from nl_lightning.errors import MissingFileError, NLUserError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
 _PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "torchao", "nl-lightning")
 
 
-class ManifestError(ValueError):
+class ManifestError(NLUserError, ValueError):
     """A manifest that is unreadable, malformed, or does not match the files beside it."""
 
 
@@ -47,7 +49,7 @@ def artifact_entry(
 
 
 def build_manifest(
-    artifacts: list[dict[str, Any]], input_spec: dict[str, Any], opset: int | None, source: str | None = None,
+    artifacts: list[dict[str, Any]], model_input: dict[str, Any], opset: int | None, source: str | None = None,
     source_sha256: str | None = None,
 ) -> dict[str, Any]:
     return {
@@ -56,7 +58,7 @@ def build_manifest(
         "source": source,
         "source_sha256": source_sha256,
         "opset": opset,
-        "input": input_spec,
+        "input": model_input,
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}},
         "artifacts": artifacts,
     }
@@ -77,7 +79,7 @@ def read_manifest(path: str | Path, verify: bool = True, checkpoint: str | Path 
     if path.is_dir():
         path = path / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"No export manifest at {path}; run `nl-lightning export` or ExportCallback first.")
+        raise MissingFileError(f"No export manifest at {path}; run `nl-lightning export` or ExportCallback first.")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

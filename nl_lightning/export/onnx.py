@@ -15,14 +15,15 @@ from torch import nn
 from nl_lightning.compress.prune import dense_copy
 from nl_lightning._imports import ONNX_AVAILABLE, require
 from nl_lightning._io import atomic_output
-from nl_lightning.export.inputs import InputSpec, dynamic_shapes, export_example, input_spec, network
+from nl_lightning.export.inputs import dynamic_shapes, export_example
+from nl_lightning.export.signature import ModelSignature, network, signature_of
 
 DEFAULT_OPSET = 18
 _PROTOBUF_LIMIT = 2**31 - 1
 
 
 def export_onnx(
-    model: nn.Module, path: str | Path, spec: InputSpec | None = None, opset: int = DEFAULT_OPSET,
+    model: nn.Module, path: str | Path, signature: ModelSignature | None = None, opset: int = DEFAULT_OPSET,
     external_data: bool | None = None, keep_debug_info: bool = False,
 ) -> Path:
     """Write ``model`` (eval mode, fp32, CPU) to ``path``; returns ``path``.
@@ -32,14 +33,15 @@ def export_onnx(
     paths, FX node text); dropped by default, which makes small models ~40% smaller on disk.
     """
     require(ONNX_AVAILABLE, "onnx / onnxscript", "export", "ONNX export")
-    spec = spec or input_spec(model)
+    signature = signature or signature_of(model)
     model = inference_copy(model)
     if external_data is None:
         external_data = sum(p.numel() * p.element_size() for p in model.parameters()) >= _PROTOBUF_LIMIT
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-missing notices
     program = torch.onnx.export(
-        model, (export_example(spec),), dynamo=True, input_names=[spec.name], output_names=[spec.output_name],
-        dynamic_shapes=dynamic_shapes(spec), opset_version=opset, verbose=False,
+        model, (export_example(signature),), dynamo=True, input_names=[signature.name],
+        output_names=[signature.output_name], dynamic_shapes=dynamic_shapes(signature), opset_version=opset,
+        verbose=False,
     )
     if not keep_debug_info:
         for node in program.model.graph.all_nodes():

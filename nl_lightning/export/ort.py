@@ -18,6 +18,7 @@ from torch import Tensor
 
 from nl_lightning._imports import ORT_AVAILABLE, require
 from nl_lightning._io import atomic_output
+from nl_lightning.errors import ConfigError
 from nl_lightning.export.onnx import has_external_data
 
 OptimizationLevel = Literal["basic", "extended", "all"]
@@ -62,7 +63,7 @@ def optimize_onnx(src: str | Path, dst: str | Path, level: OptimizationLevel = "
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
     if level not in levels:
-        raise ValueError(f"optimization level={level!r} is not supported; choose one of {tuple(levels)}.")
+        raise ConfigError(f"optimization level={level!r} is not supported; choose one of {tuple(levels)}.")
     with atomic_output(dst) as tmp:
         options = ort.SessionOptions()
         options.graph_optimization_level = levels[level]
@@ -124,7 +125,7 @@ def quantize_onnx_static(
     for arg, value, allowed in (("activation_type", activation_type, types), ("weight_type", weight_type, types),
                                 ("calibration method", method, methods)):
         if value not in allowed:
-            raise ValueError(f"{arg}={value!r} is not supported; choose one of {tuple(allowed)}.")
+            raise ConfigError(f"{arg}={value!r} is not supported; choose one of {tuple(allowed)}.")
     with atomic_output(dst) as tmp:
         pre = preprocess_onnx(src, tmp.with_name("pre.onnx"))
         quantize_static(

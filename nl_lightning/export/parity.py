@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nl_lightning.errors import ConfigError, NLUserError
+
 Runner = Callable[[Tensor], Tensor]
 
 
-class ParityError(AssertionError):
+class ParityError(NLUserError, AssertionError):
     """An exported model disagrees with eager beyond the stated tolerance."""
 
 
@@ -33,7 +35,7 @@ class Tolerance:
 
     def __post_init__(self) -> None:
         if self.atol < 0 or self.rtol < 0:
-            raise ValueError(f"Tolerance atol={self.atol} and rtol={self.rtol} must be >= 0.")
+            raise ConfigError(f"Tolerance atol={self.atol} and rtol={self.rtol} must be >= 0.")
 
 
 @dataclass
@@ -47,9 +49,9 @@ class AgreementTolerance:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_agreement <= 100.0:
-            raise ValueError(f"min_agreement={self.min_agreement} is a percentage: use a value in [0, 100].")
+            raise ConfigError(f"min_agreement={self.min_agreement} is a percentage: use a value in [0, 100].")
         if self.max_relative_error <= 0:
-            raise ValueError(f"max_relative_error={self.max_relative_error} must be > 0 (e.g. 0.2).")
+            raise ConfigError(f"max_relative_error={self.max_relative_error} must be > 0 (e.g. 0.2).")
 
 
 def compare(reference: Tensor, output: Tensor, tol: Tolerance | None) -> dict[str, float | bool | None]:
@@ -95,7 +97,7 @@ def check_agreement(
             centered = ref - ref.mean(-1, keepdim=True) if ref.size(-1) > 1 else ref  # softmax ignores a shift
             spread2 += float((centered**2).sum())
     if total == 0:
-        raise ValueError("check_agreement() got no inputs; pass at least one batch.")
+        raise ConfigError("check_agreement() got no inputs; pass at least one batch.")
     classes = ref.size(-1)
     agreement = 100.0 * same / total if classes > 1 else None
     relative_error = (err2 / spread2) ** 0.5 if spread2 > 0 else float(err2 > 0)

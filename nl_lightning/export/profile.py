@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nl_lightning.errors import ConfigError
+
 Clock = Callable[[], float]
 
 
@@ -53,9 +55,9 @@ class ProfileResult:
 
 def validate_profile(batch_sizes: Sequence[int], warmup: int, iters: int, rounds: int = 1) -> None:
     if not batch_sizes or any(b < 1 for b in batch_sizes):
-        raise ValueError(f"profile batch_sizes={list(batch_sizes)} must be a non-empty list of positive sizes.")
+        raise ConfigError(f"profile batch_sizes={list(batch_sizes)} must be a non-empty list of positive sizes.")
     if warmup < 0 or iters < 1 or rounds < 1:
-        raise ValueError(
+        raise ConfigError(
             f"profile needs warmup >= 0, iters >= 1 and rounds >= 1, got warmup={warmup}, iters={iters}, "
             f"rounds={rounds}."
         )

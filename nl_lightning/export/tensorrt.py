@@ -14,11 +14,13 @@ from torch import nn
 
 from nl_lightning._imports import TORCH_TENSORRT_AVAILABLE
 from nl_lightning._io import atomic_output
-from nl_lightning.export.inputs import InputSpec, export_example, input_spec
+from nl_lightning.errors import SetupError
+from nl_lightning.export.inputs import export_example
+from nl_lightning.export.signature import ModelSignature, signature_of
 from nl_lightning.export.onnx import inference_copy
 
 
-class TensorRTUnavailableError(RuntimeError):
+class TensorRTUnavailableError(SetupError):
     """torch_tensorrt or a CUDA device is missing."""
 
 
@@ -37,19 +39,19 @@ def check_tensorrt() -> None:
 
 
 def export_tensorrt(
-    model: nn.Module, path: str | Path, spec: InputSpec | None = None, max_batch: int = 64,
+    model: nn.Module, path: str | Path, signature: ModelSignature | None = None, max_batch: int = 64,
     fp16: bool = False,
 ) -> Path:
     """Compile for TensorRT with batch 1..``max_batch`` and sequence 1..max_seq_len; returns ``path``."""
     check_tensorrt()
     import torch_tensorrt
 
-    spec = spec or input_spec(model)
-    example = export_example(spec).cuda()
-    max_seq = spec.max_seq_len or 512
-    shape = lambda b, t: (b, t) if spec.feature_dim is None else (b, t, spec.feature_dim)  # noqa: E731
+    signature = signature or signature_of(model)
+    example = export_example(signature).cuda()
+    max_seq = signature.max_seq_len or 512
+    shape = lambda b, t: (b, t) if signature.input_dim is None else (b, t, signature.input_dim)  # noqa: E731
     trt_input = torch_tensorrt.Input(
-        min_shape=shape(1, 1), opt_shape=tuple(example.shape), max_shape=shape(max_batch, max_seq), dtype=spec.dtype,
+        min_shape=shape(1, 1), opt_shape=tuple(example.shape), max_shape=shape(max_batch, max_seq), dtype=signature.dtype,
     )
     precisions = {torch.float16, torch.float32} if fp16 else {torch.float32}
     compiled = torch_tensorrt.compile(

@@ -14,13 +14,14 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning._io import atomic_output
-from nl_lightning.export.inputs import InputSpec, export_example, input_spec
+from nl_lightning.export.inputs import export_example
+from nl_lightning.export.signature import ModelSignature, signature_of
 from nl_lightning.export.onnx import inference_copy
 
 
-def export_torchscript(model: nn.Module, path: str | Path, spec: InputSpec | None = None) -> Path:
+def export_torchscript(model: nn.Module, path: str | Path, signature: ModelSignature | None = None) -> Path:
     """Trace with ``torch.jit.trace`` and save atomically; returns ``path``."""
-    spec = spec or input_spec(model)
+    signature = signature or signature_of(model)
     model = inference_copy(model)
     # The SDPA call passes `enable_gqa=<size comparison>`, which the tracer turns into a tensor and
     # SDPA rejects; the "naive" backend computes the same attention without that argument.
@@ -29,7 +30,7 @@ def export_torchscript(model: nn.Module, path: str | Path, spec: InputSpec | Non
             module.backend = "naive"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(model, (export_example(spec),), check_trace=False)
+        traced = torch.jit.trace(model, (export_example(signature),), check_trace=False)
     with atomic_output(path) as tmp:
         torch.jit.save(traced, str(tmp))
     return Path(path)

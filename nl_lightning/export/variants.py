@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from nl_lightning.compress.quantize import TORCH_METHODS, module_runner, quantize_model
 from nl_lightning._io import save_torch
-from nl_lightning.export.inputs import InputSpec, input_spec
+from nl_lightning.errors import ConfigError
+from nl_lightning.export.signature import ModelSignature, signature_of
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
 
 VariantName = Literal[
@@ -47,7 +48,7 @@ def resolve_variant(name: str) -> str:
     """Canonical name (``ort_int8`` -> ``ort_int8_dynamic``), or an error listing the valid ones."""
     name = ALIASES.get(name, name)
     if name not in VARIANTS:
-        raise ValueError(f"Unknown variant {name!r}; choose one of {VARIANTS} (aliases: {sorted(ALIASES)}).")
+        raise ConfigError(f"Unknown variant {name!r}; choose one of {VARIANTS} (aliases: {sorted(ALIASES)}).")
     return name
 
 
@@ -55,11 +56,11 @@ class VariantBuilder:
     """Builds variants of ``model`` into ``work_dir``; ``calibration`` feeds static INT8."""
 
     def __init__(
-        self, model: nn.Module, work_dir: str | Path, spec: InputSpec | None = None,
+        self, model: nn.Module, work_dir: str | Path, signature: ModelSignature | None = None,
         calibration: Iterable[Any] | None = None, calibration_batches: int = 8, threads: int | None = None,
         opset: int = DEFAULT_OPSET,
     ) -> None:
-        self.spec = spec or input_spec(model)
+        self.signature = signature or signature_of(model)
         self.net = inference_copy(model)
         self.work_dir = Path(work_dir)
         self.calibration, self.calibration_batches = calibration, calibration_batches
@@ -83,7 +84,7 @@ class VariantBuilder:
     def onnx_path(self) -> Path:
         path = self.work_dir / "model.onnx"
         if not path.exists():
-            export_onnx(self.net, path, self.spec, self.opset)
+            export_onnx(self.net, path, self.signature, self.opset)
         return path
 
     def _ort(self, name: str) -> Variant:
@@ -105,7 +106,7 @@ class VariantBuilder:
     def _reader(self) -> Any:
         from nl_lightning.export.calibration import calibration_reader
 
-        return calibration_reader(self.spec, self.calibration, self.calibration_batches)
+        return calibration_reader(self.signature, self.calibration, self.calibration_batches)
 
 
 @contextlib.contextmanager

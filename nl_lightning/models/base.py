@@ -1,5 +1,5 @@
 """``TaskModule``: what every nl_lightning LightningModule shares — optimizers, schedules,
-FSDP2 sharding under ``ModelParallelStrategy``, optional ``torch.compile``, safe checkpoints."""
+FSDP2 sharding under ``ModelParallelStrategy``, optional ``torch.compile``, LoRA, safe checkpoints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from typing import Any
 import lightning as L
 import torch
 import torchmetrics
+from lightning.pytorch.utilities import rank_zero_info
 
+from nl_lightning.errors import WrongTypeError
+from nl_lightning.models.checkpoint import load_checkpoint
+from nl_lightning.models.lora import LoRAConfig, apply_lora, as_lora_config, lora_parameter_counts
+from nl_lightning.models.lora import merge_lora as merge_adapters
+from nl_lightning.models.lora_checkpoint import adapter_keys, check_base, complete_state
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
 
 
@@ -23,6 +29,11 @@ class TaskModule(L.LightningModule):
     flops_per_batch: int | None = None
     """Training FLOPs of one batch, read by Lightning's ``ThroughputMonitor`` for FLOP/s and MFU; set
     from the first batch by ``nl_lightning.callbacks.TaskThroughputMonitor`` (see ``models/flops.py``)."""
+    lora_config: LoRAConfig | None = None
+    lora_trainable: tuple[str, ...] = ()
+    """Submodules of ``self.model`` that train in full beside LoRA adapters (a classifier's new head)."""
+    lora_base: dict[str, str] | None = None
+    """``base_record(folder)`` of the frozen base; when set, checkpoints hold the adapters only."""
 
     def __init__(
         self, optimizer: OptimizerConfig | None = None, scheduler: SchedulerConfig | None = None,
@@ -32,6 +43,23 @@ class TaskModule(L.LightningModule):
         self.optimizer_config = _as(OptimizerConfig, optimizer)
         self.scheduler_config = _as(SchedulerConfig, scheduler)
         self.compile_model = compile
+
+    def _setup_lora(self, lora: LoRAConfig | dict[str, Any] | None) -> None:
+        """Call right after building ``self.model``: adapters on the targets, all else frozen
+        but ``lora_trainable`` (``models/lora.py``)."""
+        self.lora_config = as_lora_config(lora)
+        if self.lora_config is not None:
+            apply_lora(self.model, self.lora_config, self.lora_trainable)
+            self.hparams["lora"] = self.lora_config.to_dict()  # resolved, like the config
+
+    def merge_lora(self) -> "TaskModule":
+        """Fold the LoRA adapters into the weights (same outputs): an ordinary model for export, serving
+        and ``save_pretrained``, whose hyperparameters say ``lora=None``. A no-op without LoRA."""
+        if self.lora_config is not None:
+            merge_adapters(self.model)
+            self.lora_config = self.lora_base = None
+            self.hparams["lora"] = None
+        return self
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -77,6 +105,10 @@ class TaskModule(L.LightningModule):
         for module in self.modules():
             if isinstance(module, torchmetrics.Metric):
                 module.reset()
+        if self.lora_config is not None:
+            trainable, total = lora_parameter_counts(self)
+            rank_zero_info(f"LoRA: {trainable:,} of {total:,} parameters train ({trainable / total:.2%}); "
+                           f"targets {self.lora_config.targets}, r={self.lora_config.r}.")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep checkpoints loadable with ``torch.load(weights_only=True)``: plain dicts only."""
@@ -84,12 +116,22 @@ class TaskModule(L.LightningModule):
         if hparams is not None:
             checkpoint["hyper_parameters"] = {k: _plain(v) for k, v in dict(hparams).items()}
         checkpoint["nl_lightning"] = {"class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
+        if self.lora_base is not None:  # adapters only: the frozen base is in its folder already
+            keep = adapter_keys(self)
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+            checkpoint["nl_lightning"]["lora_base"] = dict(self.lora_base)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """An adapter-only checkpoint: check it was trained on this model's base, then complete its
+        state dict with the base weights this model was built with."""
+        stored = (checkpoint.get("nl_lightning") or {}).get("lora_base")
+        if stored is not None:
+            check_base(stored, self.lora_base)
+            checkpoint["state_dict"] = complete_state(self, checkpoint["state_dict"])
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "TaskModule":
         """Rebuild the model from a checkpoint alone (safe load; see ``load_checkpoint``)."""
-        from nl_lightning.models.checkpoint import load_checkpoint
-
         return load_checkpoint(path, expected=cls, map_location=map_location)
 
 
@@ -100,7 +142,7 @@ def _as(cls: type, value: Any) -> Any:
         return cls(**value)
     if isinstance(value, cls):
         return value
-    raise TypeError(f"Expected {cls.__name__} or a dict, got {type(value).__name__}.")
+    raise WrongTypeError(f"Expected {cls.__name__} or a dict, got {type(value).__name__}.")
 
 
 def _plain(value: Any) -> Any:

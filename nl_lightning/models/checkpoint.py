@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nl_lightning.errors import CheckpointError, NLUserError
+from nl_lightning.models.runs import find_checkpoint
 from nl_lightning.models.trust import UntrustedClassError, bind_arguments, resolve_class
 
 if TYPE_CHECKING:
-    from nl_lightning.models.base import TaskModule
+    import lightning as L
+
+__all__ = ["CONSOLIDATE", "CheckpointError", "load_checkpoint", "read_checkpoint"]
 
 CONSOLIDATE = "nl-lightning consolidate {dir} --output {dir}.consolidated.ckpt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, corrupt, untrusted or not an nl_lightning model."""
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", lightning: bool = False) -> dict[str, Any]:
@@ -53,8 +53,6 @@ def _check_path(path: Path) -> None:
                 "Resume it with the same strategy, or consolidate it once into a single file (this trusts the "
                 "folder's pickled metadata, so only for checkpoints you wrote): " + CONSOLIDATE.format(dir=path)
             )
-        from nl_lightning.models.runs import find_checkpoint
-
         try:
             hint = f"; the newest checkpoint in it is {find_checkpoint(path)}"
         except CheckpointError:
@@ -110,18 +108,20 @@ def _load(path: Path, map_location: str | torch.device) -> Any:
 
 
 def load_checkpoint(
-    path: str | Path, expected: "type[TaskModule] | None" = None, map_location: str | torch.device = "cpu",
-) -> "TaskModule":
+    path: str | Path, expected: "type[L.LightningModule] | None" = None, map_location: str | torch.device = "cpu",
+    merge_lora: bool = False,
+) -> "L.LightningModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
     ``path`` is a ``.ckpt`` file or a run folder (``runs/char_lm``: its newest ``last.ckpt``).
+    ``merge_lora=True`` folds LoRA adapters into the weights (for export and serving; see
+    ``TaskModule.merge_lora``); otherwise a LoRA model comes back as it trained.
 
     The class the file names must be on the allow-list (``nl_lightning.models.trust``), be
     ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
     arguments are checked against the class's signature before it is called.
     """
-    from nl_lightning.models.base import TaskModule
-    from nl_lightning.models.runs import find_checkpoint
+    from lightning import LightningModule
 
     path = find_checkpoint(path)  # a run folder (runs/char_lm) means its newest last.ckpt
     checkpoint = read_checkpoint(path, map_location)
@@ -129,13 +129,14 @@ def load_checkpoint(
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None) or record.get("class_path")
     hparams.pop("_instantiator", None)
+    hparams.update(record.get("arguments") or {})  # what makes the file self-contained (a tokenizer's JSON)
     if class_path is None and expected is None:
         raise CheckpointError(
             f"{path} does not record which model class wrote it. Pass the class: TransformerLM.load(path) or "
             "load_checkpoint(path, expected=MyModel)."
         )
     try:
-        cls = expected if class_path is None else resolve_class(class_path, TaskModule, "model", path, expected)
+        cls = expected if class_path is None else resolve_class(class_path, LightningModule, "model", path, expected)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
     if expected is not None and not issubclass(cls, expected):
@@ -145,13 +146,16 @@ def load_checkpoint(
         )
     try:
         model = cls(**bind_arguments(cls, hparams, path))
+        model.on_load_checkpoint(checkpoint)  # as Lightning's load_from_checkpoint: adapter-only files complete here
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
+    except NLUserError:
+        raise  # says what is wrong and the fix already (a tokenizer, adapters on another base)
     except (TypeError, RuntimeError, ValueError) as err:
         detail = " ".join(line.strip() for line in str(err).splitlines()[:2])  # load_state_dict: mismatch on line 2
         raise CheckpointError(
             f"{path} does not match {cls.__qualname__}: {detail.rstrip('.')}. It was probably "
             "written by another model or another version of nl_lightning."
         ) from err
-    return model.eval()
+    return (model.merge_lora() if merge_lora else model).eval()

@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from nl_lightning._io import atomic_output, fsync_dir
+from nl_lightning._io import save_torch
+from nl_lightning.errors import WrongTypeError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -27,19 +27,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
                         storage_options: Any | None = None) -> None:
         if storage_options is not None:
-            raise TypeError(
+            raise WrongTypeError(
                 "AtomicCheckpointIO.save_checkpoint takes no storage_options; remove them from the "
                 f"Trainer/Strategy call (got {storage_options!r})."
             )
         if "://" in str(path) and not str(path).startswith("file://"):
             return super().save_checkpoint(checkpoint, path)
-        target = Path(str(path).removeprefix("file://"))
-        with atomic_output(target) as tmp:
-            with open(tmp, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-        fsync_dir(target.parent)
+        save_torch(checkpoint, Path(str(path).removeprefix("file://")))
 
 
 def install(trainer: Any) -> bool:

@@ -11,8 +11,11 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
 
+from nl_lightning.errors import ConfigError, DataError
+from nl_lightning.export.signature import task_prediction
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
+from nl_lightning.models.lora import LoRAConfig
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
 from nl_lightning.models.transformer import SequenceClassifier
 
@@ -23,6 +26,8 @@ class TransformerClassifier(TaskModule):
     Batches are ``(x, y)`` or ``{"x": x, "y": y, "key_padding_mask": mask}`` (mask True = padding).
     """
 
+    lora_trainable = ("head", "pool", "cls_token")  # new for the task: they start random, so they must train
+
     def __init__(
         self,
         config: TransformerConfig | None = None,
@@ -32,6 +37,7 @@ class TransformerClassifier(TaskModule):
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
+        lora: LoRAConfig | None = None,
     ) -> None:
         """
         Args:
@@ -39,18 +45,21 @@ class TransformerClassifier(TaskModule):
             num_classes: classes for classification; number of targets for regression.
             task: 'classification' (cross-entropy) or 'regression' (MSE).
             pooling: how the sequence becomes one vector.
+            lora: train low-rank adapters on these encoder projections; the encoder is frozen, the new
+                head (with attention pooling and a [CLS] token, when used) trains in full.
         """
         super().__init__(optimizer, scheduler, compile)
         if task not in ("classification", "regression"):
-            raise ValueError(f"task={task!r} is not supported; choose 'classification' or 'regression'.")
+            raise ConfigError(f"task={task!r} is not supported; choose 'classification' or 'regression'.")
         if num_classes < (2 if task == "classification" else 1):
-            raise ValueError(f"num_classes={num_classes} is too small for {task}; classification needs >= 2.")
+            raise ConfigError(f"num_classes={num_classes} is too small for {task}; classification needs >= 2.")
         self.save_hyperparameters()
         self._plain_hparams()
         self.config = as_config(config, causal=False)
         self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
         self.task, self.num_classes = task, num_classes
         self.model = SequenceClassifier(self.config, num_classes, pooling)
+        self._setup_lora(lora)
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_metrics", self._metrics(f"{stage}/"))
 
@@ -115,26 +124,25 @@ class TransformerClassifier(TaskModule):
             x, mask = batch["x"], batch.get("key_padding_mask")
         else:
             x, mask = (batch[0] if isinstance(batch, (tuple, list)) else batch), None
-        out = self(x, mask).float()
-        return out.softmax(-1) if self.task == "classification" else out
+        return task_prediction(self(x, mask), self.task)
 
     def _unpack(self, batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
         if isinstance(batch, dict):
             if "x" not in batch or "y" not in batch:
-                raise ValueError(f"TransformerClassifier needs batch keys 'x' and 'y', got {sorted(batch)}.")
+                raise DataError(f"TransformerClassifier needs batch keys 'x' and 'y', got {sorted(batch)}.")
             x, y, mask = batch["x"], batch["y"], batch.get("key_padding_mask")
         elif isinstance(batch, (tuple, list)) and len(batch) == 2:
             (x, y), mask = batch, None
         else:
-            raise ValueError("TransformerClassifier expects batches (x, y) or {'x': ..., 'y': ...}.")
+            raise DataError("TransformerClassifier expects batches (x, y) or {'x': ..., 'y': ...}.")
         if x.is_floating_point() and not torch.isfinite(x).all():
-            raise ValueError(f"Batch features contain NaN or Inf{self._where_non_finite(x, batch)}; clean the data or "
-                             "use the data validation policy on_bad='drop'.")
+            raise DataError(f"Batch features contain NaN or Inf{self._where_non_finite(x, batch)}; clean the data or "
+                            "use the data validation policy on_bad='drop'.")
         if self.task == "classification":
             if y.is_floating_point() or y.dim() != 1:
-                raise ValueError(f"Classification targets must be integer class ids of shape (batch,), got {tuple(y.shape)} {y.dtype}.")
+                raise DataError(f"Classification targets must be integer class ids of shape (batch,), got {tuple(y.shape)} {y.dtype}.")
             if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
-                raise ValueError(f"Class ids must be in [0, {self.num_classes}); got min {int(y.min())}, max {int(y.max())}. Check num_classes.")
+                raise DataError(f"Class ids must be in [0, {self.num_classes}); got min {int(y.min())}, max {int(y.max())}. Check num_classes.")
         return x, y, mask
 
     def _where_non_finite(self, x: Tensor, batch: Any) -> str:

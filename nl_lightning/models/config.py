@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from nl_lightning.errors import ConfigError, WrongTypeError
 from nl_lightning.nn.attention import ATTN_BACKENDS
 from nl_lightning.nn.mlp import MLPS
 from nl_lightning.nn.norm import NORMS
@@ -66,29 +67,29 @@ class TransformerConfig:
             _positive("mlp_hidden", self.mlp_hidden)
         if self.d_model % self.n_heads:
             divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64]
-            raise ValueError(
+            raise ConfigError(
                 f"TransformerConfig.n_heads={self.n_heads} must divide d_model={self.d_model}; "
                 f"use one of {divisors} or change d_model."
             )
         if self.n_heads % self.n_kv_heads:
             divisors = [h for h in range(1, self.n_heads + 1) if self.n_heads % h == 0]
-            raise ValueError(
+            raise ConfigError(
                 f"TransformerConfig.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}; "
                 f"use one of {divisors} (1 = multi-query, {self.n_heads} = multi-head)."
             )
         if self.position == "rope" and self.head_dim % 2:
-            raise ValueError(
+            raise ConfigError(
                 f"TransformerConfig.position='rope' needs an even head size, got d_model/n_heads="
                 f"{self.head_dim}; change d_model or n_heads."
             )
         for name in ("dropout", "attn_dropout", "drop_path"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(f"TransformerConfig.{name}={value} must be in [0, 1).")
+                raise ConfigError(f"TransformerConfig.{name}={value} must be in [0, 1).")
         if self.rope_base <= 0:
-            raise ValueError(f"TransformerConfig.rope_base={self.rope_base} must be > 0 (10000 is usual).")
+            raise ConfigError(f"TransformerConfig.rope_base={self.rope_base} must be > 0 (10000 is usual).")
         if self.tie_embeddings and self.input_dim is not None:
-            raise ValueError(
+            raise ConfigError(
                 "TransformerConfig.tie_embeddings=True needs token inputs; set input_dim=None or tie_embeddings=False."
             )
 
@@ -110,7 +111,7 @@ class TransformerConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown TransformerConfig key(s) {unknown}; valid keys are {sorted(known)}.")
+            raise ConfigError(f"Unknown TransformerConfig key(s) {unknown}; valid keys are {sorted(known)}.")
         return cls(**values)
 
     @classmethod
@@ -122,7 +123,7 @@ class TransformerConfig:
         (2, 2, 'rope', 'rmsnorm')
         """
         if name not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+            raise ConfigError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls.from_dict({**PRESETS[name], **overrides})
 
 
@@ -145,12 +146,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"TransformerConfig.{name}={value!r} is not supported; choose one of {allowed}.")
+        raise ConfigError(f"TransformerConfig.{name}={value!r} is not supported; choose one of {allowed}.")
 
 
 def _positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"TransformerConfig.{name}={value!r} must be a positive integer.")
+        raise ConfigError(f"TransformerConfig.{name}={value!r} must be a positive integer.")
 
 
 def as_config(config: "TransformerConfig | dict[str, Any] | None", **task_defaults: Any) -> TransformerConfig:
@@ -161,5 +162,5 @@ def as_config(config: "TransformerConfig | dict[str, Any] | None", **task_defaul
     elif isinstance(config, dict):
         config = TransformerConfig.from_dict(config)
     elif not isinstance(config, TransformerConfig):
-        raise TypeError(f"Expected a TransformerConfig or a dict, got {type(config).__name__}.")
+        raise WrongTypeError(f"Expected a TransformerConfig or a dict, got {type(config).__name__}.")
     return config.resolved(**task_defaults)

@@ -9,12 +9,11 @@ that ``load_checkpoint`` / ``--ckpt_path`` read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from nl_lightning._io import atomic_output
 from nl_lightning.models.checkpoint import CheckpointError
 
 
@@ -27,16 +26,10 @@ def consolidate_dcp(folder: str | Path, output: str | Path) -> Path:
         raise CheckpointError(f"{folder} is not a sharded torch.distributed.checkpoint folder (no .metadata).")
     meta_path = folder / "meta.pt"
     meta = torch.load(meta_path, weights_only=True) if meta_path.is_file() else {}  # plain data: safe
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(output) as tmp:
         dcp_to_torch_save(folder, tmp)
         shards = torch.load(tmp, weights_only=True)
         state = shards.get("state_dict", shards.get("model", shards))
         torch.save({**meta, **{k: v for k, v in shards.items() if k not in ("state_dict", "model")},
                     "state_dict": state}, tmp)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return output

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning.compress.distill import distillation_loss, validate_distillation
+from nl_lightning.errors import ConfigError, DataError, SetupError, WrongTypeError
 from nl_lightning.models.base import TaskModule, _plain
 from nl_lightning.models.checkpoint import load_checkpoint
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
@@ -50,12 +51,12 @@ class DistillationModule(TaskModule):
         super().__init__(optimizer or student.optimizer_config, scheduler or student.scheduler_config, compile)
         validate_distillation(alpha, temperature)
         if getattr(student, "task", "classification") != "classification":
-            raise ValueError(
+            raise ConfigError(
                 f"DistillationModule matches class distributions, but the student's task is {student.task!r}; "
                 "use a classification or language-model student."
             )
         if teacher is not None and not isinstance(teacher, (nn.Module, str)):
-            raise TypeError(f"teacher must be an nn.Module or a checkpoint path, got {type(teacher).__name__}.")
+            raise WrongTypeError(f"teacher must be an nn.Module or a checkpoint path, got {type(teacher).__name__}.")
         self.save_hyperparameters(ignore=["student", "teacher"])
         self.hparams["student"] = _plain(spec)
         self.hparams["teacher"] = teacher if isinstance(teacher, str) else None
@@ -69,12 +70,12 @@ class DistillationModule(TaskModule):
     def teacher(self) -> nn.Module:
         teacher = self._teacher[0]
         if teacher is None:
-            raise RuntimeError(
+            raise SetupError(
                 "DistillationModule has no teacher: pass teacher=<module or checkpoint path> to train or validate. "
                 "(A loaded checkpoint has only the student; use `.model` for inference.)"
             )
         if isinstance(teacher, str):
-            teacher = load_checkpoint(teacher)
+            teacher = load_checkpoint(teacher, merge_lora=True)
         teacher = teacher.to(self.device).eval().requires_grad_(False)
         self._teacher[0] = teacher
         return teacher
@@ -108,11 +109,11 @@ def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
         x = batch.get("x", batch.get("idx"))
         y = batch.get("y", batch.get("targets"))
         if x is None or y is None:
-            raise ValueError(f"DistillationModule needs batch keys 'x'/'idx' and 'y'/'targets', got {sorted(batch)}.")
+            raise DataError(f"DistillationModule needs batch keys 'x'/'idx' and 'y'/'targets', got {sorted(batch)}.")
         return x, y, batch.get("key_padding_mask")
     if isinstance(batch, (tuple, list)) and len(batch) == 2:
         return batch[0], batch[1], None
-    raise ValueError("DistillationModule expects batches (x, y) / (idx, targets) or a dict with 'x' and 'y'.")
+    raise DataError("DistillationModule expects batches (x, y) / (idx, targets) or a dict with 'x' and 'y'.")
 
 
 def _class_path(module: nn.Module) -> str:
@@ -124,7 +125,7 @@ def _build_student(student: TaskModule | dict[str, Any]) -> tuple[TaskModule, di
     if isinstance(student, TaskModule):
         return student, _student_spec(student)
     if not isinstance(student, dict) or "class_path" not in student:
-        raise TypeError(
+        raise WrongTypeError(
             "student must be an nl_lightning task module or {'class_path': ..., 'init_args': {...}}, "
             f"got {type(student).__name__}."
         )
@@ -144,7 +145,7 @@ def _student_spec(student: TaskModule) -> dict[str, Any]:
         nested = hparams.get("student")
         if isinstance(nested, dict) and "class_path" in nested:
             return {"class_path": nested["class_path"], "init_args": _own_args(nested.get("init_args") or {})}
-        raise ValueError(
+        raise ConfigError(
             f"Cannot tell how the student ({type(student).__name__}) was built: its hyperparameters belong to "
             f"{recorded}. Pass the student as {{'class_path': ..., 'init_args': ...}} instead."
         )

@@ -14,7 +14,7 @@ from lightning.fabric.utilities.throughput import measure_flops
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from nl_lightning.track.throughput import batch_inputs
+from nl_lightning.export.inputs import batch_input
 
 
 def _meta(t: Tensor) -> Tensor:
@@ -23,7 +23,7 @@ def _meta(t: Tensor) -> Tensor:
 
 def batch_flops(module: nn.Module, batch: Any) -> int:
     """FLOPs of ``module(x)`` plus its backward for a batch shaped like ``batch`` (``x`` = its input)."""
-    x = batch_inputs(batch)
+    x = batch_input(batch)
     state = {name: _meta(t) for name, t in module.named_parameters()}
     state.update({name: _meta(t) for name, t in module.named_buffers()})
     x_meta = torch.empty_like(x, device="meta")

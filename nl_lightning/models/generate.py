@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.models.transformer import CausalLM
 
 
@@ -35,15 +36,15 @@ def generate(
     ``max_seq_len - keep`` tokens instead of a full-window forward per token.
     """
     if idx.dim() != 2 or idx.size(1) == 0:
-        raise ValueError(f"generate() needs a non-empty prompt of shape (batch, seq), got {tuple(idx.shape)}.")
+        raise ConfigError(f"generate() needs a non-empty prompt of shape (batch, seq), got {tuple(idx.shape)}.")
     if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 = greedy).")
+        raise ConfigError(f"temperature={temperature} must be >= 0 (0 = greedy).")
     if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k} must be >= 1 or None.")
+        raise ConfigError(f"top_k={top_k} must be >= 1 or None.")
     window = model.config.max_seq_len
     keep = max(1, window // 2) if keep is None else keep
     if not 1 <= keep <= window:
-        raise ValueError(f"keep={keep} must be in [1, max_seq_len={window}] (default: half the window).")
+        raise ConfigError(f"keep={keep} must be in [1, max_seq_len={window}] (default: half the window).")
     if max_new_tokens < 1:
         return idx
     caches = model.transformer.new_kv_caches(idx.size(0), min(window, idx.size(1) + max_new_tokens))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.text import Perplexity
 
+from nl_lightning.errors import DataError
+from nl_lightning.export.signature import task_prediction
+from nl_lightning.data.tokenizer import TextCodec, TokenizerError, check_vocab, load_codec
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
 from nl_lightning.models.generate import generate
+from nl_lightning.models.lora import LoRAConfig
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
 from nl_lightning.models.transformer import CausalLM
 
@@ -25,6 +29,8 @@ class TransformerLM(TaskModule):
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
+        tokenizer: str | None = None,
+        lora: LoRAConfig | None = None,
     ) -> None:
         """
         Args:
@@ -32,14 +38,36 @@ class TransformerLM(TaskModule):
             optimizer: optimizer settings (default AdamW, lr 3e-4).
             scheduler: LR schedule, stepped every optimizer step (default cosine).
             compile: ``torch.compile`` the model in place before training.
+            tokenizer: a ``tokenizer.json`` or a model folder holding one; None = bytes. Its JSON is
+                stored in every checkpoint, so ``generate`` and servers need no other file.
+            lora: train low-rank adapters on these projections only; the rest is frozen (see ``LoRAConfig``).
         """
         super().__init__(optimizer, scheduler, compile)
         self.save_hyperparameters()
         self._plain_hparams()
         self.config = as_config(config, causal=True)
         self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
+        self.codec = load_codec(tokenizer)
+        if tokenizer is not None:  # without one, ids are bytes when there are 256 and the user's own otherwise
+            check_vocab(self.codec, self.config.vocab_size)
         self.model = CausalLM(self.config)
+        self._setup_lora(lora)
         self.val_ppl, self.test_ppl = Perplexity(), Perplexity()
+
+    def setup(self, stage: str) -> None:
+        """Refuse data tokenized with another tokenizer than the model's (ids would mean other text)."""
+        codec = getattr(getattr(self._trainer, "datamodule", None), "codec", None)
+        if isinstance(codec, TextCodec) and codec.to_json() != self.codec.to_json():
+            raise TokenizerError(
+                f"The data is tokenized with {codec.source} but the model's tokenizer is {self.codec.source}; give "
+                "both the same tokenizer.json (model.init_args.tokenizer and data.init_args.tokenizer)."
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The tokenizer's JSON goes into the checkpoint (a plain string), replacing its path on load."""
+        super().on_save_checkpoint(checkpoint)
+        if self.codec.to_json() is not None:
+            checkpoint["nl_lightning"].setdefault("arguments", {})["tokenizer"] = self.codec.to_json()
 
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)
@@ -60,11 +88,22 @@ class TransformerLM(TaskModule):
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Next-token log-probabilities at the last position: (B, V)."""
         idx = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(idx)[:, -1].float().log_softmax(-1)
+        return task_prediction(self(idx), "lm")
 
-    def generate(self, idx: Tensor, max_new_tokens: int = 200, temperature: float = 0.8,
-                 top_k: int | None = 40, seed: int | None = None) -> Tensor:
-        """Sample a continuation of ``idx`` (B, T) with the KV cache; returns (B, T + new)."""
+    @overload
+    def generate(self, idx: str, max_new_tokens: int = ..., temperature: float = ..., top_k: int | None = ...,
+                 seed: int | None = ...) -> str: ...
+    @overload
+    def generate(self, idx: Tensor, max_new_tokens: int = ..., temperature: float = ..., top_k: int | None = ...,
+                 seed: int | None = ...) -> Tensor: ...
+
+    def generate(self, idx: Tensor | str, max_new_tokens: int = 200, temperature: float = 0.8,
+                 top_k: int | None = 40, seed: int | None = None) -> Tensor | str:
+        """Sample a continuation of ``idx`` (B, T) with the KV cache; returns (B, T + new). Given text,
+        returns text (prompt included), through the model's tokenizer."""
+        if isinstance(idx, str):
+            prompt = torch.tensor([self.codec.encode(idx)], dtype=torch.long)
+            return self.codec.decode(self.generate(prompt, max_new_tokens, temperature, top_k, seed)[0].tolist())
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -80,10 +119,10 @@ def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
     if isinstance(batch, dict):
         batch = (batch.get("idx", batch.get("x")), batch.get("targets", batch.get("y")))
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-        raise ValueError("TransformerLM expects batches (idx, targets) of token ids, each (batch, seq).")
+        raise DataError("TransformerLM expects batches (idx, targets) of token ids, each (batch, seq).")
     idx, targets = batch
     if idx.shape != targets.shape or idx.dim() != 2 or idx.is_floating_point():
-        raise ValueError(
+        raise DataError(
             f"TransformerLM expects idx and targets as integer tensors of the same (batch, seq) shape, "
             f"got {tuple(idx.shape)} {idx.dtype} and {tuple(targets.shape)} {targets.dtype}."
         )

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler as sched
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.nn.position import LearnedPositionalEmbedding
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -36,13 +37,13 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            raise ValueError(f"OptimizerConfig.name={self.name!r} is not supported; choose one of {OPTIMIZERS}.")
+            raise ConfigError(f"OptimizerConfig.name={self.name!r} is not supported; choose one of {OPTIMIZERS}.")
         if self.lr <= 0:
-            raise ValueError(f"OptimizerConfig.lr={self.lr} must be > 0.")
+            raise ConfigError(f"OptimizerConfig.lr={self.lr} must be > 0.")
         if self.weight_decay < 0:
-            raise ValueError(f"OptimizerConfig.weight_decay={self.weight_decay} must be >= 0.")
+            raise ConfigError(f"OptimizerConfig.weight_decay={self.weight_decay} must be >= 0.")
         if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
-            raise ValueError(
+            raise ConfigError(
                 "OptimizerConfig.nesterov=True needs name='sgd' and momentum > 0, "
                 f"got name={self.name!r}, momentum={self.momentum}."
             )
@@ -64,13 +65,13 @@ class SchedulerConfig:
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULERS:
-            raise ValueError(f"SchedulerConfig.name={self.name!r} is not supported; choose one of {SCHEDULERS}.")
+            raise ConfigError(f"SchedulerConfig.name={self.name!r} is not supported; choose one of {SCHEDULERS}.")
         if self.warmup_steps < 0:
-            raise ValueError(f"SchedulerConfig.warmup_steps={self.warmup_steps} must be >= 0.")
+            raise ConfigError(f"SchedulerConfig.warmup_steps={self.warmup_steps} must be >= 0.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"SchedulerConfig.min_lr_ratio={self.min_lr_ratio} must be in [0, 1].")
+            raise ConfigError(f"SchedulerConfig.min_lr_ratio={self.min_lr_ratio} must be in [0, 1].")
         if self.cycle_momentum and self.name != "onecycle":
-            raise ValueError(
+            raise ConfigError(
                 f"SchedulerConfig.cycle_momentum=True applies to name='onecycle' only, got name={self.name!r}; "
                 "remove cycle_momentum or use the one-cycle schedule."
             )
@@ -113,7 +114,7 @@ def build_scheduler(
     if cfg.name == "none":
         return None
     if total_steps < 1:
-        raise ValueError(
+        raise ConfigError(
             f"The '{cfg.name}' schedule needs a finite number of steps, got {total_steps}; "
             "set trainer.max_steps or trainer.max_epochs."
         )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nl_lightning.errors import CheckpointError
+
 
 def find_checkpoint(path: str | Path) -> Path:
     """``path`` itself if it is a checkpoint file or a sharded (DCP) checkpoint directory; for a run
@@ -16,8 +18,6 @@ def find_checkpoint(path: str | Path) -> Path:
     candidates = [p for p in path.rglob("last*.ckpt") if p.is_file() or (p / ".metadata").is_file()]
     candidates = candidates or [p for p in path.rglob("*.ckpt") if p.is_file() or (p / ".metadata").is_file()]
     if not candidates:
-        from nl_lightning.models.checkpoint import CheckpointError
-
         raise CheckpointError(
             f"{path} is a folder with no checkpoint in it (looked for last.ckpt and *.ckpt below it). "
             "Pass a .ckpt file, or the run folder of a finished `nl-lightning fit` (runs/<name>)."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.models.config import TransformerConfig
 from nl_lightning.nn import (
     ALiBi,
@@ -71,13 +72,13 @@ class Transformer(nn.Module):
         """Tokens (B, T) long or features (B, T, F) float -> (B, T, D), with clear shape errors."""
         if self.config.input_dim is None:
             if x.dim() != 2 or x.is_floating_point():
-                raise ValueError(
+                raise DataError(
                     f"This model takes token ids of shape (batch, seq) and integer dtype, got {tuple(x.shape)} "
                     f"{x.dtype}. For continuous features set TransformerConfig.input_dim."
                 )
             return self.embed(x)
         if x.dim() != 3 or x.size(-1) != self.config.input_dim or not x.is_floating_point():
-            raise ValueError(
+            raise DataError(
                 f"This model takes float features of shape (batch, seq, {self.config.input_dim}), got "
                 f"{tuple(x.shape)} {x.dtype}; check TransformerConfig.input_dim against your data."
             )
@@ -98,7 +99,7 @@ class Transformer(nn.Module):
         rope = self.rope(T, offset) if self.rope is not None else None
         bias = self.alibi(T, t_k) if self.alibi is not None else None
         if key_padding_mask is not None and key_padding_mask.shape != h.shape[:2]:
-            raise ValueError(
+            raise DataError(
                 f"key_padding_mask has shape {tuple(key_padding_mask.shape)} but the input is "
                 f"(batch, seq) = {tuple(h.shape[:2])}; it must be a bool mask with True at padding."
             )
@@ -115,7 +116,7 @@ class Transformer(nn.Module):
         """Empty caches for ``max_len`` positions (prompt + new tokens), one per layer."""
         c, p = self.config, next(self.parameters())
         if c.position == "learned" and max_len > c.max_seq_len:
-            raise ValueError(
+            raise ConfigError(
                 f"Decoding {max_len} positions exceeds max_seq_len={c.max_seq_len} of learned positions; "
                 "generate fewer tokens or use position='rope'/'alibi'."
             )
@@ -129,7 +130,7 @@ class CausalLM(nn.Module):
         super().__init__()
         config = config.resolved(causal=True)
         if not config.causal or config.input_dim is not None:
-            raise ValueError(
+            raise ConfigError(
                 "CausalLM needs TransformerConfig.causal=True and token inputs (input_dim=None); "
                 f"got causal={config.causal}, input_dim={config.input_dim}."
             )
@@ -158,11 +159,11 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: TransformerConfig, num_outputs: int, pooling: str = "mean") -> None:
         super().__init__()
         if num_outputs < 1:
-            raise ValueError(f"num_outputs={num_outputs} must be >= 1.")
+            raise ConfigError(f"num_outputs={num_outputs} must be >= 1.")
         config = config.resolved(causal=False)  # an encoder sees the whole sequence unless told otherwise
         if pooling == "cls" and config.causal:
             # The [CLS] token sits at position 0, which under causal attention sees only itself.
-            raise ValueError(
+            raise ConfigError(
                 "pooling='cls' needs a bidirectional encoder (causal=False): with causal=True the [CLS] "
                 "token at position 0 never sees the input. Set causal=False or use pooling='mean'."
             )
@@ -180,7 +181,7 @@ class SequenceClassifier(nn.Module):
                 x = x.unsqueeze(-1)  # tabular rows: one token per feature
         h = self.transformer.embed_inputs(x)  # (B, T, D)
         if self.cls_token is not None and self.config.position == "learned" and h.size(1) >= self.config.max_seq_len:
-            raise ValueError(
+            raise DataError(
                 f"pooling='cls' prepends a [CLS] token, so at most max_seq_len - 1 = {self.config.max_seq_len - 1} "
                 f"tokens fit with learned positions; got {h.size(1)}. Shorten the input or raise max_seq_len."
             )

@@ -17,6 +17,8 @@ import inspect
 import sys
 from typing import Any, Mapping
 
+from nl_lightning.errors import NLUserError, WrongTypeError
+
 #: Classes of nl_lightning a file may name, by the path Lightning / LightningCLI records.
 TRUSTED_MODULES: frozenset[str] = frozenset({
     "nl_lightning.models.TransformerLM", "nl_lightning.models.lm.TransformerLM",
@@ -27,11 +29,12 @@ TRUSTED_DATAMODULES: frozenset[str] = frozenset({
     "nl_lightning.data.CharTextDataModule", "nl_lightning.data.text.CharTextDataModule",
     "nl_lightning.data.SyntheticSequenceDataModule", "nl_lightning.data.synthetic.SyntheticSequenceDataModule",
     "nl_lightning.data.FileDataModule", "nl_lightning.data.file_datamodule.FileDataModule",
+    "nl_lightning.data.TokenizedTextDataModule", "nl_lightning.data.tokenized.TokenizedTextDataModule",
 })
 _ALLOWED: dict[str, type] = {}
 
 
-class UntrustedClassError(ValueError):
+class UntrustedClassError(NLUserError, ValueError):
     """A file named a class (or any other object) outside the allow-list."""
 
 
@@ -43,7 +46,7 @@ def allow_class(cls: type) -> type:
     """Trust ``cls`` (your own LightningModule / DataModule) when a checkpoint names it; usable as a
     decorator. Only classes you import yourself can be allowed: nothing is imported on a file's word."""
     if not inspect.isclass(cls):
-        raise TypeError(f"allow_class takes a class, got {type(cls).__name__}.")
+        raise WrongTypeError(f"allow_class takes a class, got {type(cls).__name__}.")
     _ALLOWED[class_path(cls)] = cls
     return cls
 

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError
+
 
 def alibi_slopes(n_heads: int) -> Tensor:
     """Geometric slopes 2^(-8 i / n) for a power-of-two ``n``; otherwise the paper's rule:
@@ -22,7 +24,7 @@ def alibi_slopes(n_heads: int) -> Tensor:
         return [start ** (i + 1) for i in range(n)]
 
     if n_heads < 1:
-        raise ValueError(f"alibi_slopes needs n_heads >= 1, got {n_heads}.")
+        raise ConfigError(f"alibi_slopes needs n_heads >= 1, got {n_heads}.")
     closest = 2 ** math.floor(math.log2(n_heads))
     slopes = power_of_two(closest)
     if closest != n_heads:

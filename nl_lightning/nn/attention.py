@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from nl_lightning.errors import ConfigError, SetupError
 from nl_lightning.nn.kv_cache import KVCache
 from nl_lightning.nn.rope import apply_rope
 
@@ -102,7 +103,7 @@ def scaled_dot_product(
 ) -> Tensor:
     """Attention through the chosen backend; grouped KV heads are handled by SDPA's ``enable_gqa``."""
     if backend not in ATTN_BACKENDS:
-        raise ValueError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
+        raise ConfigError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
     if backend == "naive":
         return naive_attention(q, k, v, attn_mask, is_causal, dropout_p)
     gqa = bool(k.size(1) != q.size(1))  # bool(): under jit.trace sizes are tensors
@@ -117,7 +118,7 @@ def scaled_dot_product(
         # which hides that the pinned kernel simply does not exist for this device / dtype / mask.
         if backend not in _SDPA_BACKENDS or not any(m in str(err) for m in ("No viable backend", "No available kernel")):
             raise
-        raise RuntimeError(
+        raise SetupError(
             f"attn_backend={backend!r}: torch has no {backend} SDPA kernel for these inputs on {q.device.type} "
             f"(dtype {q.dtype}, head_dim {q.size(-1)}, {'a mask' if attn_mask is not None else 'no mask'}; the "
             "memory-efficient kernel is CUDA-only). Set attn_backend to 'auto' (torch picks) or 'math'."
@@ -134,12 +135,12 @@ class SelfAttention(nn.Module):
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if n_heads < 1 or n_kv_heads < 1 or d_model % n_heads or n_heads % n_kv_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"SelfAttention needs n_heads ({n_heads}) to divide d_model ({d_model}) and "
                 f"n_kv_heads ({n_kv_heads}) to divide n_heads."
             )
         if backend not in ATTN_BACKENDS:
-            raise ValueError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
+            raise ConfigError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, d_model // n_heads
         self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
         self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=bias)

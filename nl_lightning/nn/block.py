@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.nn.kv_cache import KVCache
 
 
@@ -21,7 +22,7 @@ class TransformerBlock(nn.Module):
     ) -> None:
         super().__init__()
         if norm_style not in ("pre", "post"):
-            raise ValueError(f"Unknown norm_style {norm_style!r}; choose 'pre' or 'post'.")
+            raise ConfigError(f"Unknown norm_style {norm_style!r}; choose 'pre' or 'post'.")
         self.attn, self.mlp, self.norm1, self.norm2 = attn, mlp, norm1, norm2
         self.ls1, self.ls2 = ls1 or nn.Identity(), ls2 or nn.Identity()
         self.drop_path = drop_path or nn.Identity()

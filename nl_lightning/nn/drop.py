@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError
+
 
 def drop_path(x: Tensor, p: float = 0.0, training: bool = False) -> Tensor:
     """Zero the branch for a random subset of samples and rescale the rest by 1 / (1 - p)."""
@@ -20,7 +22,7 @@ class DropPath(nn.Module):
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"DropPath probability must be in [0, 1), got {p}.")
+            raise ConfigError(f"DropPath probability must be in [0, 1), got {p}.")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

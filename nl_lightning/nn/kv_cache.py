@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nl_lightning.errors import DataError
+
 
 class KVCache(nn.Module):
     """Holds keys and values of past positions: (B, Hkv, max_len, D), filled left to right."""
@@ -27,7 +29,7 @@ class KVCache(nn.Module):
         """Append ``k``/``v`` (B, Hkv, T, D) and return everything cached so far."""
         end = self.length + k.size(2)
         if end > self.max_len:
-            raise ValueError(
+            raise DataError(
                 f"KVCache is full: {self.length} cached + {k.size(2)} new > max_len={self.max_len}. "
                 "Allocate a larger cache (max_len >= prompt length + max_new_tokens)."
             )

@@ -7,6 +7,8 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError
+
 
 class Mlp(nn.Module):
     """Linear -> activation -> dropout -> Linear."""
@@ -53,6 +55,6 @@ def default_hidden(name: str, d_model: int, multiple_of: int = 32) -> int:
 def build_mlp(name: str, d_model: int, hidden: int | None = None, bias: bool = True, dropout: float = 0.0) -> nn.Module:
     """The feed-forward block named ``name`` (a key of :data:`MLPS`); ``hidden`` defaults by kind."""
     if name not in MLPS:
-        raise ValueError(f"Unknown mlp {name!r}; choose one of {tuple(MLPS)}.")
+        raise ConfigError(f"Unknown mlp {name!r}; choose one of {tuple(MLPS)}.")
     cls, act = MLPS[name]
     return cls(d_model, hidden or default_hidden(name, d_model), act=act, bias=bias, dropout=dropout)

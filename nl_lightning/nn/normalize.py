@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nl_lightning.errors import DataError
+
 
 class FeatureNorm(nn.Module):
     """Per-feature z-score over the last dimension; the identity until :meth:`set_stats`."""
@@ -32,9 +34,9 @@ class FeatureNorm(nn.Module):
         mean = torch.as_tensor(mean, dtype=torch.float32).detach().flatten().clone()
         std = torch.as_tensor(std, dtype=torch.float32).detach().flatten().clone()
         if mean.shape != std.shape or mean.numel() == 0:
-            raise ValueError(f"FeatureNorm needs mean and std of equal, non-zero length; got {tuple(mean.shape)} and {tuple(std.shape)}.")
+            raise DataError(f"FeatureNorm needs mean and std of equal, non-zero length; got {tuple(mean.shape)} and {tuple(std.shape)}.")
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
-            raise ValueError("FeatureNorm statistics contain NaN or Inf: compute them from finite rows only.")
+            raise DataError("FeatureNorm statistics contain NaN or Inf: compute them from finite rows only.")
         device = self.mean.device
         self.mean, self.std = mean.to(device), std.clamp_min(self.eps).to(device)
 
@@ -42,7 +44,7 @@ class FeatureNorm(nn.Module):
         if not self.fitted:
             return x
         if x.size(-1) != self.mean.numel():
-            raise ValueError(
+            raise DataError(
                 f"This model normalizes {self.mean.numel()} features (statistics of its training data), but the "
                 f"input's last dimension is {x.size(-1)} (shape {tuple(x.shape)}); pass raw features of the "
                 "training layout."

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError
+
 
 def _keep(x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
     """(B, T, 1) float weights: 1 for real tokens, 0 for padding."""
@@ -64,7 +66,7 @@ class GeMPool(nn.Module):
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
         if p <= 1.0:
-            raise ValueError(f"GeMPool p={p} must be > 1 (1 is plain mean pooling; 3 is usual).")
+            raise ConfigError(f"GeMPool p={p} must be > 1 (1 is plain mean pooling; 3 is usual).")
         self.p_raw = nn.Parameter(torch.tensor(math.log(math.expm1(p - 1.0))))  # softplus^-1(p - 1)
         self.eps = eps
 
@@ -93,4 +95,4 @@ def build_pooling(name: str, dim: int) -> nn.Module:
         return AttentionPool(dim)
     if name == "gem":
         return GeMPool()
-    raise ValueError(f"Unknown pooling {name!r}; choose one of {POOLINGS}.")
+    raise ConfigError(f"Unknown pooling {name!r}; choose one of {POOLINGS}.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nl_lightning.errors import DataError
+
 #: Position encodings for ``TransformerConfig.position``.
 POSITIONS: tuple[str, ...] = ("rope", "alibi", "learned", "none")
 
@@ -20,7 +22,7 @@ class LearnedPositionalEmbedding(nn.Module):
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         end = offset + x.size(1)
         if end > self.weight.size(0):
-            raise ValueError(
+            raise DataError(
                 f"Sequence reaches position {end} but learned positions stop at max_seq_len="
                 f"{self.weight.size(0)}; shorten the input or raise TransformerConfig.max_seq_len."
             )

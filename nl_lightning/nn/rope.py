@@ -8,11 +8,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nl_lightning.errors import ConfigError
+
 
 def rope_cache(seq_len: int, head_dim: int, base: float = 10000.0, device=None) -> tuple[Tensor, Tensor]:
     """cos/sin tables of shape (seq_len, head_dim // 2), computed in fp32."""
     if head_dim % 2:
-        raise ValueError(f"RoPE needs an even head_dim, got {head_dim}; pick d_model / n_heads even.")
+        raise ConfigError(f"RoPE needs an even head_dim, got {head_dim}; pick d_model / n_heads even.")
     inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
     return angles.cos(), angles.sin()

@@ -17,13 +17,13 @@ import litserve as ls
 import numpy as np
 from fastapi.responses import JSONResponse
 
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.errors import error_body
 from nl_lightning.serve.hot_swap import LiveModel
 from nl_lightning.serve.metrics import process_metrics
 from nl_lightning.serve.registry import ModelRegistry
 from nl_lightning.serve.rollout import Rollout
 from nl_lightning.serve.runners import Runner, load_runner
-from nl_lightning.serve.signature import ModelSignature
 from nl_lightning.serve.tasks import Item, ModelOutputError, answer
 
 

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import Header, HTTPException, Security
 from fastapi.security import APIKeyHeader
 
+from nl_lightning.errors import ConfigError
+
 ADMIN_HEADER = "X-Admin-Key"
 MIN_KEY_LENGTH = 16
 
@@ -27,7 +29,7 @@ class AdminKey:
         self.env_name = env_name
         key = os.environ.get(env_name)
         if key is not None and len(key) < MIN_KEY_LENGTH:
-            raise ValueError(
+            raise ConfigError(
                 f"The admin key in ${env_name} is {len(key)} characters; use at least {MIN_KEY_LENGTH} "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
             )

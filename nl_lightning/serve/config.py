@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nl_lightning.errors import ConfigError
+
 Backend = Literal["auto", "torch", "onnx"]
 OnnxFormat = Literal["auto", "onnx", "onnx_optimized", "onnx_int8_dynamic", "onnx_int8_static"]
 Task = Literal["auto", "lm", "classification", "regression"]
@@ -39,12 +41,12 @@ class ServeLimits:
         for name in ("max_new_tokens", "default_new_tokens"):
             _positive(f"limits.{name}", getattr(self, name))
         if self.default_new_tokens > self.max_new_tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"limits.default_new_tokens={self.default_new_tokens} exceeds limits.max_new_tokens="
                 f"{self.max_new_tokens}; lower the default or raise the limit."
             )
         if not 0.0 <= self.default_temperature <= self.max_temperature:
-            raise ValueError(
+            raise ConfigError(
                 f"limits.default_temperature={self.default_temperature} must lie in [0, max_temperature="
                 f"{self.max_temperature}]."
             )
@@ -103,9 +105,9 @@ class ServeConfig:
         if isinstance(self.limits, dict):
             self.limits = ServeLimits(**self.limits)
         if not 1024 <= self.port <= 65535:
-            raise ValueError(f"port={self.port} must be in [1024, 65535] (ports below 1024 need root).")
+            raise ConfigError(f"port={self.port} must be in [1024, 65535] (ports below 1024 need root).")
         if self.host not in ("127.0.0.1", "0.0.0.0", "::"):
-            raise ValueError(
+            raise ConfigError(
                 f"host={self.host!r}: LitServe binds '127.0.0.1' (this machine only, the default), '0.0.0.0' "
                 "or '::' (every interface: put it behind a proxy and set LIT_SERVER_API_KEY)."
             )
@@ -114,16 +116,16 @@ class ServeConfig:
         if self.num_api_servers is not None:
             _positive("num_api_servers", self.num_api_servers)
         if self.batch_timeout < 0 or self.batch_timeout >= self.timeout:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_timeout={self.batch_timeout} must be >= 0 and below timeout={self.timeout} (seconds)."
             )
         for name in ("reload_timeout", "shutdown_timeout"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0 seconds.")
+                raise ConfigError(f"{name}={getattr(self, name)} must be > 0 seconds.")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"labels={self.labels} has duplicates; give one distinct name per class.")
+            raise ConfigError(f"labels={self.labels} has duplicates; give one distinct name per class.")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.admin_key_env):
-            raise ValueError(
+            raise ConfigError(
                 f"admin_key_env={self.admin_key_env!r} must be the NAME of an environment variable (the key "
                 "itself never goes in the YAML), e.g. NL_SERVE_ADMIN_KEY."
             )
@@ -141,13 +143,13 @@ def parse_size(value: str | int, name: str) -> int:
     else:
         match = _SIZE.match(str(value))
         if match is None:
-            raise ValueError(f"{name}={value!r} is not a size; write e.g. 1MB, 512KiB, 2GB or a byte count.")
+            raise ConfigError(f"{name}={value!r} is not a size; write e.g. 1MB, 512KiB, 2GB or a byte count.")
         size = int(float(match.group(1)) * _UNITS[(match.group(2) or "B").lower()])
     if size < 1:
-        raise ValueError(f"{name}={value!r} must be at least 1 byte.")
+        raise ConfigError(f"{name}={value!r} must be at least 1 byte.")
     return size
 
 
 def _positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer.")
+        raise ConfigError(f"{name}={value!r} must be a positive integer.")

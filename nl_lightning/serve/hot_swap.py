@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from nl_lightning.errors import ConfigError
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.rollout import LiveState, Rollout
 from nl_lightning.serve.runners import Runner
-from nl_lightning.serve.signature import ModelSignature
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class LiveModel:
     def _checked(self, runner: Runner) -> Runner:
         problem = self.contract.mismatch(runner.signature)
         if problem:
-            raise ValueError(
+            raise ConfigError(
                 f"version {runner.version!r} does not fit this server's request schema ({problem}); serve it "
                 "from a server of its own"
             )

@@ -14,6 +14,8 @@ from typing import Any
 
 from litserve.callbacks import Callback
 
+from nl_lightning.errors import SetupError
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -59,7 +61,7 @@ def check_multiprocess_mode() -> None:
     from prometheus_client import values
 
     if not directory or not os.path.isdir(directory) or values.ValueClass is values.MutexValue:
-        raise RuntimeError(
+        raise SetupError(
             "Prometheus multiprocess mode is off: set PROMETHEUS_MULTIPROC_DIR to an existing, empty folder "
             "before prometheus_client is first imported (nl_lightning.serve.serve() does this), or the "
             "server's processes would each count alone."

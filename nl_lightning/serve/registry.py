@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from nl_lightning.errors import MissingFileError, NLUserError
 from nl_lightning.export.manifest import MANIFEST_NAME, read_manifest
 
 #: ``onnx_format: auto`` takes the first artifact here that passed its parity check.
 ONNX_PREFERENCE = ("onnx_optimized", "onnx", "onnx_int8_dynamic", "onnx_int8_static")
 
 
-class VersionNotFoundError(LookupError):
+class VersionNotFoundError(NLUserError, LookupError):
     """A version name that ``model_dir`` does not hold."""
 
 
@@ -43,7 +44,7 @@ class ModelRegistry:
     def __init__(self, root: str | Path, backend: str = "auto", onnx_format: str = "auto") -> None:
         self.root, self.backend, self.onnx_format = Path(root), backend, onnx_format
         if not self.root.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"model_dir {str(self.root)!r} does not exist. Point it at a folder of versions (1/, 2/, or "
                 "a runs/<name> folder of `nl-lightning fit`), a checkpoint, or an export folder."
             )
@@ -53,7 +54,7 @@ class ModelRegistry:
             return [self.root.stem if self.root.is_file() else self.root.name]
         names = [p.stem if p.is_file() else p.name for p in self._entries()]
         if not names:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"model_dir {str(self.root)!r} holds no versions: add one sub-folder (or .ckpt file) per "
                 "version, e.g. 1/last.ckpt, 2/export/manifest.json."
             )
@@ -87,12 +88,12 @@ def resolve_source(version: str, path: Path, backend: str = "auto", onnx_format:
     has_checkpoint = path.is_file() or (path.is_dir() and any(path.rglob("*.ckpt")))
     if backend == "torch" or (backend == "auto" and has_checkpoint):
         if not has_checkpoint:
-            raise FileNotFoundError(f"Version {version!r} ({path}) has no checkpoint for backend='torch'.")
+            raise MissingFileError(f"Version {version!r} ({path}) has no checkpoint for backend='torch'.")
         from nl_lightning.models.runs import find_checkpoint  # torch only: nl_lightning.models imports Lightning
 
         return ModelSource(version, "torch", find_checkpoint(path))
     if manifest_dir is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Version {version!r} ({path}) has neither a checkpoint nor an export manifest "
             f"({MANIFEST_NAME}, in the folder or its export/); run `nl-lightning export` on it."
         )
@@ -107,7 +108,7 @@ def pick_artifact(manifest: dict[str, Any], onnx_format: str, where: Path) -> di
     by_format = {a["format"]: a for a in manifest.get("artifacts", []) if a["format"] in ONNX_PREFERENCE}
     if onnx_format != "auto":
         if onnx_format not in by_format:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"onnx_format={onnx_format!r} is not in the export at {where}; it has {sorted(by_format)}. "
                 "Pick one of those or export it (`nl-lightning export --formats [...]`)."
             )
@@ -115,7 +116,7 @@ def pick_artifact(manifest: dict[str, Any], onnx_format: str, where: Path) -> di
     for name in ONNX_PREFERENCE:
         if name in by_format and by_format[name].get("parity_ok", True):
             return by_format[name]
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"The export at {where} has no ONNX artifact that passed its parity check ({sorted(by_format)} "
         "present); re-export with formats [onnx, onnx_optimized], or set onnx_format explicitly."
     )

@@ -19,10 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nl_lightning._io import write_json
+from nl_lightning.errors import NLUserError
+
 LIVE_FILE = "live.json"
 
 
-class RolloutError(RuntimeError):
+class RolloutError(NLUserError, RuntimeError):
     """A switch that did not happen; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 409) -> None:
@@ -53,7 +56,7 @@ class Rollout:
         """The state a server starts with (no history)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         state = LiveState(version)
-        _write_json(self.state_dir / LIVE_FILE, asdict(state))
+        write_json(self.state_dir / LIVE_FILE, asdict(state), durable=False)
         return state
 
     def switch(self, version: str) -> dict[str, Any]:
@@ -76,12 +79,12 @@ class Rollout:
             return self._apply(current, state)
 
     def _apply(self, current: LiveState, state: LiveState) -> dict[str, Any]:
-        _write_json(self.state_dir / LIVE_FILE, asdict(state))
+        write_json(self.state_dir / LIVE_FILE, asdict(state), durable=False)
         reports = self.wait(state.serial)
         failed = {r["worker"]: r["error"] for r in reports if r.get("error")}
         if failed:
             restored = LiveState(current.version, state.serial + 1, current.history)
-            _write_json(self.state_dir / LIVE_FILE, asdict(restored))
+            write_json(self.state_dir / LIVE_FILE, asdict(restored), durable=False)
             self.wait(restored.serial)
             worker, error = next(iter(failed.items()))
             raise RolloutError(
@@ -117,7 +120,8 @@ class Rollout:
 
     # ---- worker reports ----------------------------------------------------------------------
     def report(self, worker: int, **status: Any) -> None:
-        _write_json(self.state_dir / f"worker-{worker}.json", {"worker": worker, "pid": os.getpid(), **status})
+        report = {"worker": worker, "pid": os.getpid(), **status}
+        write_json(self.state_dir / f"worker-{worker}.json", report, durable=False)
 
     def workers(self) -> list[dict[str, Any]]:
         reports = []
@@ -146,9 +150,3 @@ class Rollout:
 
         return changed
 
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write next to ``path`` and ``os.replace`` it: readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)

@@ -14,13 +14,13 @@ from typing import Any
 from fastapi import Body, Depends, FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict
 
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.auth import AdminKey
 from nl_lightning.serve.config import ServeConfig
 from nl_lightning.serve.metrics import process_metrics, render_metrics
 from nl_lightning.serve.registry import ModelRegistry, VersionNotFoundError
 from nl_lightning.serve.rollout import Rollout, RolloutError
 from nl_lightning.serve.schemas import ServeRequest, ServeResponse
-from nl_lightning.serve.signature import ModelSignature
 
 
 class ReloadRequest(BaseModel):

@@ -8,7 +8,6 @@ its ONNX export and both backends agree.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,8 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from nl_lightning._io import file_sha256
+from nl_lightning.errors import ConfigError
+from nl_lightning.export.signature import ModelSignature, signature_from_manifest, signature_of
 from nl_lightning.serve.registry import ModelSource
-from nl_lightning.serve.signature import ModelSignature, signature_from_manifest, signature_of
 
 
 class Runner(ABC):
@@ -58,10 +59,11 @@ class TorchRunner(Runner):
         from nl_lightning.models.checkpoint import load_checkpoint
 
         self.source, self.device = source, torch.device(device)
-        self.model = load_checkpoint(source.path, map_location="cpu").eval().to(self.device)
-        self.signature = signature_of(self.model)
+        self.model = load_checkpoint(source.path, map_location="cpu", merge_lora=True).eval().to(self.device)
+        # a task module without a ``task`` (distillation) classifies
+        self.signature = signature_of(self.model, default_task="classification")
         if task != "auto" and task != self.signature.task:
-            raise ValueError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
+            raise ConfigError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
         self.sha256 = file_sha256(source.path)
 
     @torch.inference_mode()
@@ -87,7 +89,7 @@ class OnnxRunner(Runner):
         from nl_lightning.export.ort import ort_session
 
         if source.manifest is None:
-            raise ValueError(f"Version {source.version!r}: an ONNX source needs its export manifest.")
+            raise ConfigError(f"Version {source.version!r}: an ONNX source needs its export manifest.")
         self.source = source
         self.session = ort_session(source.path, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
@@ -158,13 +160,5 @@ def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 
     if source.backend == "torch":
         return TorchRunner(source, device, task)
     if not str(device).startswith("cpu"):
-        raise ValueError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
+        raise ConfigError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
     return OnnxRunner(source, threads, task)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -16,8 +16,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from nl_lightning.errors import ConfigError
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.config import ServeLimits
-from nl_lightning.serve.signature import ModelSignature
 
 #: Set by ``RequestContextMiddleware`` for the request being handled (HTTP process).
 REQUEST_ID: ContextVar[str | None] = ContextVar("nl_serve_request_id", default=None)
@@ -86,9 +87,9 @@ def request_schema(signature: ModelSignature, limits: ServeLimits) -> type[Serve
         return _generate_request(signature, limits)
     max_len = limits.max_seq_len or signature.max_seq_len
     if max_len is None:
-        raise ValueError(
-            "This export records no max_seq_len (its positions are unbounded): set limits.max_seq_len in "
-            "the serve config to bound request length."
+        raise ConfigError(
+            "This export records no max_seq_len (an export of an older nl_lightning): set limits.max_seq_len in "
+            "the serve config to bound request length, or re-export the model."
         )
     if signature.inputs == "tokens":
         return _tokens_request(signature.vocab_size, max_len)

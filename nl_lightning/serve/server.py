@@ -25,6 +25,7 @@ from typing import Any
 import litserve as ls
 
 from nl_lightning._process import pid_alive
+from nl_lightning.errors import ConfigError
 from nl_lightning.serve.auth import api_key
 from nl_lightning.serve.config import ServeConfig
 
@@ -146,7 +147,7 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise ValueError(
+            raise ConfigError(
                 f"port={port} on {host} is taken ({err.strerror}): stop what listens there or pick another --port."
             ) from None
 
@@ -189,7 +190,7 @@ def _stop_children(timeout: float) -> None:
 
 def _check_labels(config: ServeConfig, signature: Any) -> None:
     if config.labels is not None and (signature.task != "classification" or len(config.labels) != signature.num_outputs):
-        raise ValueError(
+        raise ConfigError(
             f"labels has {len(config.labels)} names but the model is a {signature.task} model with "
             f"{signature.num_outputs} outputs; give one name per class, or labels: null."
         )

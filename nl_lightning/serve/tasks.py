@@ -36,22 +36,10 @@ class ModelOutputError(RuntimeError):
     """The model ran but produced NaN or Inf for an input that passed validation."""
 
 
-def task_outputs(out: torch.Tensor, task: str) -> dict[str, torch.Tensor]:
-    """A model's raw outputs as the task's answer: ``probabilities`` + ``label`` (classification, as
-    ``TransformerClassifier.predict_step``), ``values`` (regression), or the next-token
-    ``log_probs`` at the last position (LM, as ``TransformerLM.predict_step``)."""
-    out = out.float()
-    if task == "classification":
-        probs = out.softmax(-1)
-        return {"probabilities": probs, "label": probs.argmax(-1)}
-    if task == "regression":
-        return {"values": out}
-    return {"log_probs": out[:, -1].log_softmax(-1)}
-
-
 def batch_outputs(runner: Runner, x: np.ndarray) -> dict[str, np.ndarray]:
-    """``task_outputs`` of one batch through a runner, as arrays."""
-    outputs = task_outputs(torch.from_numpy(runner.forward(x)), runner.signature.task)
+    """The task's outputs of one batch through a runner (``ModelSignature.outputs``: the task modules'
+    own ``task_prediction``), as arrays."""
+    outputs = runner.signature.outputs(torch.from_numpy(runner.forward(x)))
     return {name: value.numpy() for name, value in outputs.items()}
 
 

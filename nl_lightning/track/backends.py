@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from nl_lightning import _imports
+from nl_lightning.errors import NLUserError
 
 BACKENDS = ("tensorboard", "csv", "mlflow", "wandb", "all")
 """The fragments in ``configs/track/``: ``--config configs/track/<name>.yaml``."""
@@ -31,7 +32,7 @@ LOGGER_PACKAGES: dict[str, tuple[str, str]] = {
 }
 
 
-class TrackingSetupError(ValueError):
+class TrackingSetupError(NLUserError, ValueError):
     """A tracking setting that cannot work; the message names the setting, the value and the fix."""
 
 

@@ -11,6 +11,9 @@ import csv
 import math
 from pathlib import Path
 
+from nl_lightning._io import save_figure
+from nl_lightning.errors import DataError, MissingFileError
+
 Series = dict[str, list[tuple[int, float]]]  # tag -> [(step, value), ...] sorted by step
 
 
@@ -18,7 +21,7 @@ def resolve_run_dir(path: str | Path) -> Path:
     """A ``version_N`` folder as is; a folder of versions (``runs/char_lm``) -> its newest version."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"Run folder not found: {path}. Pass runs/<name> or runs/<name>/version_<N>.")
+        raise MissingFileError(f"Run folder not found: {path}. Pass runs/<name> or runs/<name>/version_<N>.")
     versions = [p for p in path.glob("version_*") if p.is_dir() and p.name[8:].isdigit()]
     return max(versions, key=lambda p: int(p.name[8:])) if versions else path
 
@@ -32,7 +35,7 @@ def read_scalars(run_dir: str | Path) -> Series:
     if (run_dir / "metrics.csv").is_file():
         _merge(series, _read_csv(run_dir / "metrics.csv"))
     if not series:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"No scalars in {run_dir}: expected TensorBoard event files or metrics.csv (TensorBoardLogger "
             "or CSVLogger first in trainer.logger)."
         )
@@ -92,7 +95,7 @@ def plot_curves(runs: dict[str, Series], out: str | Path, max_panels: int = 9) -
             layout[title] += [t for t in tags if t not in layout[title]]
     if not layout:
         tags = sorted({t for s in runs.values() for t in s})
-        raise ValueError(f"Nothing to plot: no train loss, val/* or lr-* scalars among {tags}.")
+        raise DataError(f"Nothing to plot: no train loss, val/* or lr-* scalars among {tags}.")
     titles = list(layout)[:max_panels]
     cols = min(3, len(titles))
     rows = math.ceil(len(titles) / cols)
@@ -112,8 +115,6 @@ def plot_curves(runs: dict[str, Series], out: str | Path, max_panels: int = 9) -
     for ax in list(axes.flat)[len(titles):]:
         ax.axis("off")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    out = save_figure(fig, out, dpi=100)
     plt.close(fig)
     return out

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nl_lightning._io import save_figure
+
 
 def kind(logger: Any) -> str:
     """``tensorboard`` / ``wandb`` / ``mlflow`` / ``other`` from the logger's class (or a base class)."""
@@ -70,10 +72,7 @@ def log_figure(logger: Any, tag: str, figure: Any, step: int) -> Path | None:
         log_dir = getattr(logger, "log_dir", None)
         if log_dir is None:
             return None
-        path = Path(log_dir) / f"{tag}_step_{step:07d}.png".replace("/", "_")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path)
-        return path
+        return save_figure(figure, Path(log_dir) / f"{tag}_step_{step:07d}.png".replace("/", "_"))
     return None
 
 

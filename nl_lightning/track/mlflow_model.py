@@ -19,7 +19,7 @@ class CheckpointModel(PythonModel):
     def load_context(self, context: Any) -> None:
         from nl_lightning.models.checkpoint import load_checkpoint
 
-        self.model = load_checkpoint(context.artifacts["checkpoint"]).eval()
+        self.model = load_checkpoint(context.artifacts["checkpoint"], merge_lora=True).eval()
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would build a schema from them
         x = torch.as_tensor(np.asarray(model_input))

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from nl_lightning.errors import MissingFileError
+
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 PIP_REQUIREMENTS = ["nl-lightning", "torch", "lightning", "mlflow"]
 
@@ -31,7 +33,7 @@ def register_checkpoint(
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"No checkpoint to register at {checkpoint}; was a ModelCheckpoint saved?")
+        raise MissingFileError(f"No checkpoint to register at {checkpoint}; was a ModelCheckpoint saved?")
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if run_id is None:
         run_id = client.create_run(_experiment_id(client, experiment_name)).info.run_id

@@ -11,32 +11,17 @@ import time
 from typing import Any
 
 import torch
-from torch import Tensor
 
-
-def batch_inputs(batch: Any) -> Tensor:
-    """The model input of a batch: the first tensor of a tuple, or ``x`` / ``idx`` of a dict."""
-    if isinstance(batch, Tensor):
-        return batch
-    if isinstance(batch, dict):
-        for key in ("x", "idx", "input_ids"):
-            if isinstance(batch.get(key), Tensor):
-                return batch[key]
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
-        return batch[0]
-    raise ValueError(
-        f"Cannot find the input tensor in a batch of type {type(batch).__name__}: expected (x, y) or a dict "
-        "with 'x' or 'idx'. Pass batch_size_fn / length_fn to Lightning's ThroughputMonitor for other layouts."
-    )
+from nl_lightning.export.inputs import batch_input
 
 
 def batch_size(batch: Any) -> int:
-    return int(batch_inputs(batch).shape[0])
+    return int(batch_input(batch).shape[0])
 
 
 def batch_tokens(batch: Any) -> int:
     """Sequence positions in the batch: B * T for (B, T) ids or (B, T, F) features, B for (B, F) rows."""
-    x = batch_inputs(batch)
+    x = batch_input(batch)
     is_sequence = x.dim() >= 3 or (x.dim() == 2 and not x.is_floating_point())
     return int(x.shape[0] * x.shape[1]) if is_sequence else int(x.shape[0])
 

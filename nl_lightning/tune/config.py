@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from nl_lightning.errors import ConfigError, MissingFileError
 from nl_lightning.tune.space import SearchSpace
 
 DIRECTIONS = ("minimize", "maximize")
@@ -38,9 +39,9 @@ class LatencyConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "iters"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"latency.{name}={getattr(self, name)!r} must be a positive integer.")
+                raise ConfigError(f"latency.{name}={getattr(self, name)!r} must be a positive integer.")
         if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"latency.warmup={self.warmup!r} must be an integer >= 0.")
+            raise ConfigError(f"latency.warmup={self.warmup!r} must be an integer >= 0.")
 
 
 @dataclass
@@ -101,60 +102,60 @@ class TuneConfig:
         if isinstance(self.latency, dict):
             self.latency = LatencyConfig(**self.latency)
         if not isinstance(self.fit_config, (str, Path)) or not str(self.fit_config):
-            raise ValueError("fit_config must name the fit YAML to tune, e.g. fit_config: configs/classifier.yaml.")
+            raise ConfigError("fit_config must name the fit YAML to tune, e.g. fit_config: configs/classifier.yaml.")
         self.fit_config = str(self.fit_config)
         self.search_space = SearchSpace.from_dict(self.space)
         self._check_metrics()
         self._check_budget()
         for name in ("heartbeat_interval", "n_workers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be a positive integer.")
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive integer.")
         if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
-            raise ValueError(
+            raise ConfigError(
                 f"grace_period={self.grace_period} must exceed heartbeat_interval={self.heartbeat_interval} "
                 "(a live trial would be failed between two heartbeats); leave it unset for 2 x heartbeat_interval."
             )
         if not isinstance(self.max_retry, int) or self.max_retry < 0:
-            raise ValueError(f"max_retry={self.max_retry!r} must be an integer >= 0.")
+            raise ConfigError(f"max_retry={self.max_retry!r} must be an integer >= 0.")
         if self.launcher not in LAUNCHERS:
-            raise ValueError(f"launcher={self.launcher!r} is not supported; choose one of {list(LAUNCHERS)}.")
+            raise ConfigError(f"launcher={self.launcher!r} is not supported; choose one of {list(LAUNCHERS)}.")
         if self.prune_step not in PRUNE_STEPS:
-            raise ValueError(f"prune_step={self.prune_step!r} is not supported; choose one of {list(PRUNE_STEPS)}.")
+            raise ConfigError(f"prune_step={self.prune_step!r} is not supported; choose one of {list(PRUNE_STEPS)}.")
         if self.reduce not in ("best", "last"):
-            raise ValueError(f"reduce={self.reduce!r} is not supported; choose 'best' or 'last'.")
+            raise ConfigError(f"reduce={self.reduce!r} is not supported; choose 'best' or 'last'.")
         if self.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.study_name):
-            raise ValueError(f"study_name={self.study_name!r} may use letters, digits, '_', '-' and '.' only.")
+            raise ConfigError(f"study_name={self.study_name!r} may use letters, digits, '_', '-' and '.' only.")
         for i, params in enumerate(self.enqueue):
             unknown = sorted(set(params) - set(self.search_space.names)) if isinstance(params, dict) else None
             if unknown is None or unknown:
-                raise ValueError(
+                raise ConfigError(
                     f"enqueue[{i}]={params!r} must map parameter names of the space to values; unknown: {unknown}. "
                     f"Parameters: {self.search_space.names}."
                 )
 
     def _check_metrics(self) -> None:
         if not isinstance(self.metrics, dict) or not self.metrics:
-            raise ValueError(f"metrics={self.metrics!r} must map metric names to directions, e.g. {{val/loss: minimize}}.")
+            raise ConfigError(f"metrics={self.metrics!r} must map metric names to directions, e.g. {{val/loss: minimize}}.")
         for name, direction in self.metrics.items():
             if direction not in DIRECTIONS:
-                raise ValueError(f"metrics[{name!r}]={direction!r} must be 'minimize' or 'maximize'.")
+                raise ConfigError(f"metrics[{name!r}]={direction!r} must be 'minimize' or 'maximize'.")
         if not self.logged_metrics:
-            raise ValueError(
+            raise ConfigError(
                 f"metrics={self.metrics} needs at least one metric the model logs in validation (e.g. val/loss): "
                 f"{list(DERIVED_METRICS)} alone do not need training."
             )
 
     def _check_budget(self) -> None:
         if self.n_trials is None and self.timeout is None:
-            raise ValueError("Set n_trials, timeout or both: with neither the study would never end.")
+            raise ConfigError("Set n_trials, timeout or both: with neither the study would never end.")
         if self.n_trials is not None and (not isinstance(self.n_trials, int) or self.n_trials < 1):
-            raise ValueError(f"n_trials={self.n_trials!r} must be a positive integer (or null with a timeout).")
+            raise ConfigError(f"n_trials={self.n_trials!r} must be a positive integer (or null with a timeout).")
         for name in ("timeout", "trial_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ValueError(f"{name}={value!r} must be a positive number of seconds (or null).")
+                raise ConfigError(f"{name}={value!r} must be a positive number of seconds (or null).")
         if self.max_params is not None and (not isinstance(self.max_params, int) or self.max_params < 1):
-            raise ValueError(f"max_params={self.max_params!r} must be a positive integer (or null for no budget).")
+            raise ConfigError(f"max_params={self.max_params!r} must be a positive integer (or null for no budget).")
 
     @property
     def objective_names(self) -> list[str]:
@@ -186,15 +187,15 @@ def load_tune_config(path: str | Path, **overrides: Any) -> TuneConfig:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Tune config {path} does not exist; see configs/tune/ for examples.")
+        raise MissingFileError(f"Tune config {path} does not exist; see configs/tune/ for examples.")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"Tune config {path} must be a YAML mapping, got {type(data).__name__}.")
+        raise ConfigError(f"Tune config {path} must be a YAML mapping, got {type(data).__name__}.")
     data.update(overrides)
     known = set(TuneConfig.__dataclass_fields__)
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"Tune config {path}: unknown key(s) {unknown}; valid keys are {sorted(known)}.")
+        raise ConfigError(f"Tune config {path}: unknown key(s) {unknown}; valid keys are {sorted(known)}.")
     data.setdefault("study_name", path.stem)
     if "fit_config" in data:
         data["fit_config"] = str(resolve_fit_config(data["fit_config"], path.parent))

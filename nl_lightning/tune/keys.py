@@ -12,14 +12,16 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from nl_lightning.errors import ConfigError
+
 
 def split_key(key: str) -> list[str]:
     """``"a.b.0.c"`` -> ``["a", "b", "0", "c"]``; an empty part is an error naming the key."""
     if not isinstance(key, str) or not key:
-        raise ValueError(f"A config key must be a non-empty dotted string like 'model.init_args.optimizer.lr', got {key!r}.")
+        raise ConfigError(f"A config key must be a non-empty dotted string like 'model.init_args.optimizer.lr', got {key!r}.")
     parts = key.split(".")
     if any(not p for p in parts):
-        raise ValueError(f"Config key {key!r} has an empty part; write it like 'model.init_args.optimizer.lr'.")
+        raise ConfigError(f"Config key {key!r} has an empty part; write it like 'model.init_args.optimizer.lr'.")
     return parts
 
 
@@ -54,11 +56,11 @@ def set_key(config: dict[str, Any], key: str, value: Any) -> None:
         child = _child(node, part, _MISSING)
         if child is _MISSING or child is None:
             if isinstance(node, list):
-                raise ValueError(f"Config key {key!r}: index {part} is out of range for a list of {len(node)}.")
+                raise ConfigError(f"Config key {key!r}: index {part} is out of range for a list of {len(node)}.")
             child = node[part] = {}
         elif not isinstance(child, (dict, list)):
             where = ".".join(parts[: i + 1])
-            raise ValueError(
+            raise ConfigError(
                 f"Config key {key!r} goes through {where!r}, which holds the value {child!r}, not a mapping; "
                 "check the key's spelling."
             )
@@ -91,5 +93,5 @@ def _child(node: Any, part: str, default: Any = None) -> Any:
 
 def _index(node: list, part: str, key: str) -> int:
     if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-        raise ValueError(f"Config key {key!r}: {part!r} is not an index of a list of {len(node)}.")
+        raise ConfigError(f"Config key {key!r}: {part!r} is not an index of a list of {len(node)}.")
     return int(part)

@@ -1,18 +1,16 @@
 """How a trial runs: in its own process (forked from a pre-imported server, or a fresh ``python``
-for DDP), or inside the study process.
+for DDP), or inside the study process; and the body of a trial process (``process_main``).
 
 A trial process can die any way (SIGKILL, the out-of-memory killer, a segfault) without taking
 the study with it: the launcher records the exit as the trial's failure and the study goes on.
 Trial processes die with the study process (``PR_SET_PDEATHSIG``), so a killed study leaves no
 orphan training. ``forkserver`` imports torch and Lightning once and forks each trial from there
 (the per-trial start costs milliseconds, not a fresh interpreter's seconds); ``subprocess`` starts
-``python -m nl_lightning.tune.trial``, which Lightning's DDP launcher can re-run for every rank.
+``python -m nl_lightning.tune.launch``, which Lightning's DDP launcher can re-run for every rank.
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -21,9 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nl_lightning._io import write_atomic
+from nl_lightning._process import die_with_parent, redirect_output
+from nl_lightning.errors import ConfigError
 from nl_lightning.tune.storage import STORAGE_ENV
-
-_PR_SET_PDEATHSIG = 1
+from nl_lightning.tune.trial import PID_FILE, SPEC_FILE, TrialSpec, connect, run_trial
 _PRELOAD = ["nl_lightning.tune.trial", "nl_lightning.tune.study", "nl_lightning.tune.warmup"]
 
 
@@ -31,7 +31,7 @@ def choose_launcher(name: str, fit_config: Mapping[str, Any]) -> str:
     """'auto' -> 'subprocess' when the fit runs several processes (DDP), else 'forkserver'."""
     if name != "auto":
         if name in ("forkserver", "inline") and is_multi_process(fit_config):
-            raise ValueError(
+            raise ConfigError(
                 f"launcher={name!r} cannot run a multi-process (DDP) fit: Lightning re-launches the command line "
                 "for each rank. Use launcher: subprocess (or auto)."
             )
@@ -71,7 +71,7 @@ def run_in_process(kind: str, spec: Any, storage_url: str, timeout: float | None
     env = {**os.environ, STORAGE_ENV: storage_url}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nl_lightning.tune.trial", str(spec.save())], env=env, stdout=out,
+            [sys.executable, "-m", "nl_lightning.tune.launch", str(spec.save())], env=env, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
@@ -86,42 +86,28 @@ def run_in_process(kind: str, spec: Any, storage_url: str, timeout: float | None
             raise
 
 
-def describe_exit(code: int | None, log: Path) -> str:
-    """Why a trial process ended without a result, with the last lines of its log."""
-    if code is not None and code < 0:
-        sig = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-        why = f"the trial process was killed by {sig}"
-        if -code == signal.SIGKILL:
-            why += " (out of memory? the kernel's OOM killer sends SIGKILL; check `dmesg`)"
-    else:
-        why = f"the trial process exited with code {code} without a result"
-    tail = _tail(log)
-    return f"{why}; last log lines: {tail}" if tail else why
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def redirect_output(path: str | Path) -> None:
-    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``path``."""
+def process_main(spec: TrialSpec, storage_url: str, log_path: str | None = None) -> None:
+    """Body of a trial process: die with the study process, log to the trial's file, run, write
+    the result (rank 0)."""
+    die_with_parent()
+    if log_path is not None:
+        redirect_output(log_path)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        write_atomic(Path(spec.run_dir) / PID_FILE, f"{os.getpid()}\n")
+    result = run_trial(spec, connect(spec, storage_url))
+    if _is_rank_zero():
+        result.save(spec.run_dir)
     sys.stdout.flush()
     sys.stderr.flush()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
 
 
-def _forked_main(spec: Any, storage_url: str, log_path: str) -> None:
-    from nl_lightning.tune.trial import process_main
+def _is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
 
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _forked_main(spec: TrialSpec, storage_url: str, log_path: str) -> None:
     process_main(spec, storage_url, log_path)
 
 
@@ -148,11 +134,14 @@ def forkserver_context(warmup: str | None = None) -> Any:
     return ctx
 
 
-def _tail(log: Path, lines: int = 3, max_chars: int = 600) -> str:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return ""
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
-    return " | ".join(kept)[-max_chars:]
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nl_lightning.tune.launch <run_dir>/trial.json`` (the storage URL in the environment)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or STORAGE_ENV not in os.environ:
+        raise SystemExit(f"usage: {STORAGE_ENV}=<storage url> python -m nl_lightning.tune.launch <run_dir>/{SPEC_FILE}")
+    process_main(TrialSpec.load(argv[0]), os.environ[STORAGE_ENV])
+    return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())

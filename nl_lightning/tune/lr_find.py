@@ -1,6 +1,7 @@
 """The learning-rate range test on Lightning's own tuner (``Tuner.lr_find`` / ``LearningRateFinder``),
-and what we add around it: putting the rate where nl_lightning modules read it, the curve as a PNG,
-and the result as JSON.
+and what we add around it: its settings checked, the rate put where nl_lightning modules read it,
+the curve as a PNG and the result as JSON. The one core of ``LRFinder`` (the callback) and
+``nl-lightning lr-find`` (the command, ``find_lr``).
 
 nl_lightning's ``TaskModule`` keeps its rate in ``optimizer_config.lr`` (a config dataclass, so it
 round-trips through YAML); Lightning's tuner looks for an ``lr`` / ``learning_rate`` attribute.
@@ -10,13 +11,14 @@ falls back to Lightning's attribute otherwise.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+
+from nl_lightning._io import save_figure, write_atomic, write_json
+from nl_lightning.errors import ConfigError
 
 DEFAULT_LR_KEY = "model.init_args.optimizer.lr"
 
@@ -36,42 +38,44 @@ def set_learning_rate(module: L.LightningModule, lr: float, attr_name: str = "")
     lightning_setattr(module, _determine_lr_attr_name(module, attr_name), lr)
 
 
-def suggestion_or_error(finder: Any, min_lr: float, max_lr: float) -> float:
-    """The finder's suggested rate, or a ``ValueError`` that says how to get one."""
+def check_range(min_lr: float, max_lr: float, num_training: int, owner: str, steps_name: str) -> None:
+    """The range test's settings, checked before it runs (``LRFinder`` and ``nl-lightning lr-find``)."""
+    if not 0 < min_lr < max_lr:
+        raise ConfigError(f"{owner} needs 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}.")
+    if num_training < 2:
+        raise ConfigError(f"{owner}: {steps_name}={num_training} must be >= 2 (100 is usual).")
+
+
+def suggested_lr(finder: Any) -> float | None:
+    """Lightning's suggestion (steepest descent of the smoothed loss), or None when the curve gave none."""
     lr = finder.suggestion() if finder is not None else None
-    if lr is None or not math.isfinite(lr):
+    return float(lr) if lr is not None and math.isfinite(lr) else None
+
+
+def suggestion_or_error(finder: Any, min_lr: float, max_lr: float) -> float:
+    """The finder's suggested rate, or a ``ConfigError`` that says how to get one."""
+    lr = suggested_lr(finder)
+    if lr is None:
         points = len(finder.results.get("lr", [])) if finder is not None else 0
-        raise ValueError(
+        raise ConfigError(
             f"The LR finder could not suggest a rate from {points} points between min_lr={min_lr} and max_lr={max_lr} "
             "(it needs a loss curve of more than ~12 steps that falls before it diverges); raise num_training, "
             "widen the range, or lower early_stop_threshold's sensitivity (a larger value)."
         )
-    return float(lr)
+    return lr
 
 
-def save_curve(finder: Any, path: str | Path) -> Path:
-    """The loss-vs-rate curve with the suggestion marked (Lightning's ``_LRFinder.plot``) as a PNG."""
+def save_outputs(finder: Any, lr: float, folder: str | Path, **extra: Any) -> dict[str, Path]:
+    """``lr_find.png`` (loss vs rate, the suggestion marked: Lightning's ``plot``) and ``lr_find.json``
+    (the suggestion, ``extra`` and the (lr, smoothed loss) curve) in ``folder``."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
     figure = finder.plot(suggest=True, show=False)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    plot = save_figure(figure, folder / "lr_find.png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    os.replace(tmp, path)
-    return path
-
-
-def save_result(finder: Any, lr: float, path: str | Path, **extra: Any) -> Path:
-    """Suggested rate and the (lr, smoothed loss) curve as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"suggested_lr": lr, **extra, "lr": list(finder.results["lr"]), "loss": list(finder.results["loss"])}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return {"plot": plot, "json": write_json(folder / "lr_find.json", data)}
 
 
 def find_lr(
@@ -80,6 +84,7 @@ def find_lr(
 ) -> dict[str, Any]:
     """Run the range test on the fit config given by ``fit_args`` (as for ``nl-lightning fit``) and write
     ``lr_find.png``, ``lr_find.json`` and ``fit.yaml`` (the full config, rate set at ``lr_key``)."""
+    check_range(min_lr, max_lr, num_training, "nl-lightning lr-find", "--num_training")
     import yaml
     from lightning.pytorch.tuner import Tuner
 
@@ -90,7 +95,7 @@ def find_lr(
     config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
     config.pop("config", None)
     if get_key(config, lr_key) is None:
-        raise ValueError(
+        raise ConfigError(
             f"lr_key={lr_key!r} is not a setting of this fit config, so the found rate could not be written back; "
             f"pass --lr_key with the dotted key of the learning rate (default {DEFAULT_LR_KEY!r})."
         )
@@ -100,15 +105,6 @@ def find_lr(
     )
     lr = suggestion_or_error(finder, min_lr, max_lr)
     set_key(config, lr_key, lr)
-    output_dir = Path(output_dir)
-    fit_path = output_dir / "fit.yaml"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = fit_path.with_name(".fit.yaml.tmp")
-    tmp.write_text(f"# {lr_key} = {lr:.6g}, found by `nl-lightning lr-find`\n" + yaml.safe_dump(config, sort_keys=False))
-    os.replace(tmp, fit_path)
-    return {
-        "suggested_lr": lr,
-        "plot": save_curve(finder, output_dir / "lr_find.png"),
-        "json": save_result(finder, lr, output_dir / "lr_find.json", lr_key=lr_key),
-        "fit_config": fit_path,
-    }
+    fit_path = Path(output_dir) / "fit.yaml"
+    write_atomic(fit_path, f"# {lr_key} = {lr:.6g}, found by `nl-lightning lr-find`\n" + yaml.safe_dump(config, sort_keys=False))
+    return {"suggested_lr": lr, **save_outputs(finder, lr, output_dir, lr_key=lr_key), "fit_config": fit_path}

@@ -16,9 +16,12 @@ from typing import Any
 import optuna
 import yaml
 
+from nl_lightning._io import write_atomic
+from nl_lightning._process import describe_exit
+from nl_lightning.errors import ConfigError
 from nl_lightning.tune.config import PARAMS_METRIC, TuneConfig
 from nl_lightning.tune.fit_config import trial_dir_name, trial_fit_config
-from nl_lightning.tune.launch import describe_exit, run_in_process
+from nl_lightning.tune.launch import run_in_process
 from nl_lightning.tune.trial import CONFIG_FILE, LOG_FILE, TrialResult, TrialSpec
 
 
@@ -43,7 +46,7 @@ class Objective:
         run_dir = self.output_dir / trial_dir_name(trial.number)
         run_dir.mkdir(parents=True, exist_ok=True)
         fit = trial_fit_config(self.base, cfg.overrides, params, seed, run_dir)
-        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(fit, sort_keys=False))
+        write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(fit, sort_keys=False))
         where = {"host": socket.gethostname(), "pid": os.getpid()}  # which worker ran it
         for key, value in {"seed": seed, "run_dir": str(run_dir), "fail_reason": None, **where}.items():
             trial.set_user_attr(key, value)  # overwrite what a retried trial inherited
@@ -104,7 +107,7 @@ class Objective:
         return result
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(ConfigError):
     """A mistake in the tune config that every trial would hit (e.g. a metric the model never logs)."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from nl_lightning._io import atomic_output, save_figure
 from nl_lightning.tune.config import TuneConfig
 
 PLOTLY_AVAILABLE = find_spec("plotly") is not None
@@ -63,13 +64,14 @@ def save_plots(study: optuna.Study, config: TuneConfig, out_dir: Path) -> tuple[
 def _save(study: optuna.Study, func: str, kwargs: dict[str, Any], path: Path) -> Path:
     if path.suffix == ".html":
         fig = getattr(optuna.visualization, func)(study, **kwargs)
-        fig.write_html(str(path), include_plotlyjs="directory")
+        with atomic_output(path, durable=False) as tmp:  # plotly.min.js is written beside it and moved too
+            fig.write_html(str(tmp), include_plotlyjs="directory")
         return path
     import matplotlib.pyplot as plt
 
     result = getattr(optuna.visualization.matplotlib, func)(study, **kwargs)
     axes = result.flat[0] if hasattr(result, "flat") else result
     figure = axes.get_figure()
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(figure, path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path

@@ -24,8 +24,10 @@ import lightning as L
 import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
+from nl_lightning.errors import ConfigError
 
-class MetricNotLoggedError(ValueError):
+
+class MetricNotLoggedError(ConfigError):
     """The metric a study optimizes is not among the model's validation metrics (a config error)."""
 
 
@@ -49,7 +51,7 @@ class TrialPruningCallback(PyTorchLightningPruningCallback):
         step: Literal["auto", "epoch", "global_step"] = "auto", prune: bool = True,
     ) -> None:
         if step not in ("auto", "epoch", "global_step"):
-            raise ValueError(f"step={step!r} is not supported; choose 'auto', 'epoch' or 'global_step'.")
+            raise ConfigError(f"step={step!r} is not supported; choose 'auto', 'epoch' or 'global_step'.")
         super().__init__(trial, monitor)
         self.metrics = list(dict.fromkeys([monitor, *metrics]))
         self.step, self.prune = step, prune

@@ -9,8 +9,6 @@ that trial. With several objectives every Pareto-optimal trial gets ``pareto/tri
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from nl_lightning._io import write_atomic, write_json
 from nl_lightning.tune.config import TuneConfig
 from nl_lightning.tune.fit_config import best_fit_config, trial_dir_name
 from nl_lightning.tune.progress import fmt
@@ -53,10 +52,7 @@ def write_best_configs(study: optuna.Study, config: TuneConfig, base: dict[str, 
 def write_trials_csv(study: optuna.Study, output_dir: Path) -> Path:
     """Every trial, one row: number, state, value(s), params, user attrs, times (Optuna's own table)."""
     path = output_dir / "trials.csv"
-    frame = study.trials_dataframe(multi_index=False)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_atomic(path, study.trials_dataframe(multi_index=False).to_csv(index=False))
     return path
 
 
@@ -106,21 +102,15 @@ def write_report(study: optuna.Study, config: TuneConfig, base: dict[str, Any], 
     files = write_best_configs(study, config, base, output_dir)
     files.append(write_trials_csv(study, output_dir))
     summary = summarize(study, config)
-    tmp = output_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    os.replace(tmp, output_dir / "summary.json")
-    files.append(output_dir / "summary.json")
+    files.append(write_json(output_dir / "summary.json", summary, default=str))
     return format_summary(summary, files), summary
 
 
 def _write_yaml(path: Path, fit: dict[str, Any], trial: FrozenTrial, config: TuneConfig) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = ", ".join(f"{n}={fmt(v)}" for n, v in zip(config.objective_names, trial.values))
     header = (f"# Best configuration from `nl-lightning tune` (trial {trial.number}: {values}).\n"
               f"#   nl-lightning fit --config {path}\n")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(header + yaml.safe_dump(fit, sort_keys=False))
-    os.replace(tmp, path)
+    write_atomic(path, header + yaml.safe_dump(fit, sort_keys=False))
     return path
 
 

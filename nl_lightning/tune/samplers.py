@@ -13,6 +13,8 @@ from typing import Any
 
 import optuna
 
+from nl_lightning.errors import ConfigError
+
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
@@ -33,7 +35,7 @@ def split_spec(spec: str | Mapping[str, Any], what: str) -> tuple[str, dict[str,
     if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
         kwargs = dict(spec)
         return kwargs.pop("name").lower(), kwargs
-    raise ValueError(f"{what}={spec!r} must be a name or a mapping with a 'name', e.g. {what}: {{name: median}}.")
+    raise ConfigError(f"{what}={spec!r} must be a name or a mapping with a 'name', e.g. {what}: {{name: median}}.")
 
 
 def sampler_name(spec: str | Mapping[str, Any], n_objectives: int) -> str:
@@ -41,7 +43,7 @@ def sampler_name(spec: str | Mapping[str, Any], n_objectives: int) -> str:
     if name == "auto":
         return "nsga2" if n_objectives > 1 else "tpe"
     if name not in SAMPLERS:
-        raise ValueError(f"sampler={name!r} is not supported; choose one of {['auto', *SAMPLERS]}.")
+        raise ConfigError(f"sampler={name!r} is not supported; choose one of {['auto', *SAMPLERS]}.")
     return name
 
 
@@ -50,9 +52,9 @@ def pruner_name(spec: str | Mapping[str, Any], n_objectives: int) -> str:
     if name == "auto":
         return "none" if n_objectives > 1 else "median"
     if name not in PRUNERS:
-        raise ValueError(f"pruner={name!r} is not supported; choose one of {['auto', *PRUNERS]}.")
+        raise ConfigError(f"pruner={name!r} is not supported; choose one of {['auto', *PRUNERS]}.")
     if name != "none" and n_objectives > 1:
-        raise ValueError(
+        raise ConfigError(
             f"pruner={name!r} needs a single objective (Optuna cannot prune multi-objective trials); "
             "use pruner: none with several metrics."
         )
@@ -89,5 +91,5 @@ def _checked(cls: type, kwargs: dict[str, Any], what: str) -> dict[str, Any]:
     valid = [p for p in params if p != "self"]
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
-        raise ValueError(f"{what}: unknown argument(s) {unknown}; {cls.__name__} takes {valid}.")
+        raise ConfigError(f"{what}: unknown argument(s) {unknown}; {cls.__name__} takes {valid}.")
     return kwargs

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.tune.keys import split_key
 
 PARAM_TYPES = ("float", "int", "categorical")
@@ -73,7 +74,7 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any]) -> "SearchSpace":
         if not isinstance(mapping, Mapping) or not mapping:
-            raise ValueError(
+            raise ConfigError(
                 f"The search space must be a non-empty mapping of config keys to specs, got {mapping!r}. "
                 "Example: space: {model.init_args.optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}"
             )
@@ -83,7 +84,7 @@ class SearchSpace:
         unconditional: dict[str, str] = {}
         for p in params:
             if not p.condition and p.key in unconditional:
-                raise ValueError(
+                raise ConfigError(
                     f"search space parameters {unconditional[p.key]!r} and {p.name!r} both set {p.key!r} in every trial; "
                     "keep one, or give them exclusive conditions."
                 )
@@ -113,18 +114,18 @@ def parse_param(name: str, spec: Any, earlier: Mapping[str, ParamSpec]) -> Param
     """Check one spec; ``earlier`` holds the parameters defined above it (for conditions)."""
     where = f"search space parameter {name!r}"
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{where}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {spec!r}.")
+        raise ConfigError(f"{where}: expected a mapping like {{type: float, low: 0.001, high: 0.1}}, got {spec!r}.")
     kind = spec.get("type")
     if kind not in PARAM_TYPES:
-        raise ValueError(f"{where}: type={kind!r} is not supported; use one of {list(PARAM_TYPES)}.")
+        raise ConfigError(f"{where}: type={kind!r} is not supported; use one of {list(PARAM_TYPES)}.")
     unknown = sorted(set(spec) - _FIELDS[kind])
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown} for type {kind!r}; allowed: {sorted(_FIELDS[kind])}.")
+        raise ConfigError(f"{where}: unknown field(s) {unknown} for type {kind!r}; allowed: {sorted(_FIELDS[kind])}.")
     key = spec.get("key", name)
     try:
         split_key(key)
     except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
     condition = _condition(where, spec.get("condition"), earlier)
     if kind == "categorical":
         return ParamSpec(name, key, kind, choices=_choices(where, spec.get("choices")), condition=condition)
@@ -138,35 +139,35 @@ def _range(where: str, kind: str, spec: Mapping[str, Any]) -> tuple[Any, Any, bo
         value = spec.get(end)
         if not isinstance(value, number) or isinstance(value, bool) or (kind == "float" and not math.isfinite(value)):
             what = "an integer" if kind == "int" else "a finite number"
-            raise ValueError(f"{where}: {end}={value!r} must be {what} (type {kind}).")
+            raise ConfigError(f"{where}: {end}={value!r} must be {what} (type {kind}).")
     low, high = spec["low"], spec["high"]
     if low > high:
-        raise ValueError(f"{where}: low={low} > high={high}; swap them.")
+        raise ConfigError(f"{where}: low={low} > high={high}; swap them.")
     log = spec.get("log", False)
     if not isinstance(log, bool):
-        raise ValueError(f"{where}: log={log!r} must be true or false.")
+        raise ConfigError(f"{where}: log={log!r} must be true or false.")
     if log and low <= 0:
-        raise ValueError(f"{where}: log=true needs low > 0, got low={low}; use a positive low (e.g. 1.0e-5) or log: false.")
+        raise ConfigError(f"{where}: log=true needs low > 0, got low={low}; use a positive low (e.g. 1.0e-5) or log: false.")
     step = spec.get("step")
     if step is not None:
         if not isinstance(step, number) or isinstance(step, bool) or step <= 0:
-            raise ValueError(f"{where}: step={step!r} must be a positive {'integer' if kind == 'int' else 'number'}.")
+            raise ConfigError(f"{where}: step={step!r} must be a positive {'integer' if kind == 'int' else 'number'}.")
         if log and (kind == "float" or step != 1):
-            raise ValueError(f"{where}: step={step} cannot be combined with log=true (Optuna samples log ranges without a step).")
+            raise ConfigError(f"{where}: step={step} cannot be combined with log=true (Optuna samples log ranges without a step).")
     return (float(low), float(high), log, None if step is None else float(step)) if kind == "float" else (low, high, log, step)
 
 
 def _choices(where: str, choices: Any) -> tuple[Any, ...]:
     if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
-        raise ValueError(f"{where}: choices={choices!r} must be a non-empty list, e.g. choices: [adamw, sgd].")
+        raise ConfigError(f"{where}: choices={choices!r} must be a non-empty list, e.g. choices: [adamw, sgd].")
     for c in choices:
         if not isinstance(c, _PRIMITIVES):
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: choice {c!r} is a {type(c).__name__}; choices must be null, booleans, numbers or strings "
                 "(set list or mapping values through several keys or conditions)."
             )
     if len({(type(c), c) for c in choices}) != len(choices):
-        raise ValueError(f"{where}: choices={list(choices)} has duplicates; list each value once.")
+        raise ConfigError(f"{where}: choices={list(choices)} has duplicates; list each value once.")
     return tuple(choices)
 
 
@@ -174,11 +175,11 @@ def _condition(where: str, condition: Any, earlier: Mapping[str, ParamSpec]) -> 
     if condition is None:
         return ()
     if not isinstance(condition, Mapping) or not condition:
-        raise ValueError(f"{where}: condition={condition!r} must be a mapping like {{model.init_args.optimizer.name: sgd}}.")
+        raise ConfigError(f"{where}: condition={condition!r} must be a mapping like {{model.init_args.optimizer.name: sgd}}.")
     out = []
     for ref, allowed in condition.items():
         if ref not in earlier:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: condition on {ref!r}, which is not a parameter defined above it; "
                 f"conditions may refer to earlier parameters: {list(earlier)}."
             )
@@ -187,6 +188,6 @@ def _condition(where: str, condition: Any, earlier: Mapping[str, ParamSpec]) -> 
         if other.type == "categorical":
             missing = [v for v in values if v not in other.choices]
             if missing:
-                raise ValueError(f"{where}: condition value(s) {missing} are not among {ref!r}'s choices {list(other.choices)}.")
+                raise ConfigError(f"{where}: condition value(s) {missing} are not among {ref!r}'s choices {list(other.choices)}.")
         out.append((ref, values))
     return tuple(out)

@@ -17,6 +17,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from nl_lightning.errors import MissingPackageError
+
 STORAGE_ENV = "NL_LIGHTNING_TUNE_STORAGE"
 """Environment variable that hands the storage URL to trial processes (never written to disk:
 a PostgreSQL URL may hold a password)."""
@@ -46,7 +48,7 @@ def open_storage(
                 heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry,
             )
     except ImportError as err:
-        raise ModuleNotFoundError(
+        raise MissingPackageError(
             f"Storage {redact(url)} needs a database driver that is not installed ({err}); for PostgreSQL: "
             "pip install 'psycopg[binary]'."
         ) from err

@@ -16,13 +16,19 @@ from typing import Any
 
 import optuna
 
+from nl_lightning._process import die_with_parent
+from nl_lightning.errors import ConfigError, NLUserError
 from nl_lightning.tune.config import TuneConfig
-from nl_lightning.tune.launch import choose_launcher, die_with_parent, forkserver_context
+from nl_lightning.tune.launch import choose_launcher, forkserver_context
 from nl_lightning.tune.objective import Objective, TrialFailed, budget_constraint
 from nl_lightning.tune.progress import ProgressLine, StopWhenDone
 from nl_lightning.tune.samplers import build_pruner, build_sampler, check_specs
 from nl_lightning.tune.storage import counted_trials, default_storage_url, open_storage, redact
 from nl_lightning.tune.validate import check_fit_config, load_fit_yaml
+
+
+class WorkersFailedError(NLUserError, RuntimeError):
+    """Tune worker processes exited with an error; each printed its own (traceback included) above."""
 
 
 @dataclass
@@ -86,7 +92,7 @@ def create_study(prepared: Prepared) -> optuna.Study:
     stored = [d.name.lower() for d in study.directions]
     names = study.user_attrs.get("metrics")
     if stored != directions or (names is not None and names != config.objective_names):
-        raise ValueError(
+        raise ConfigError(
             f"Study {prepared.study_name!r} in {redact(prepared.storage_url)} optimizes {names or '?'} {stored}, "
             f"but the config asks for {config.objective_names} {directions}; use another study_name or output_dir."
         )
@@ -152,8 +158,8 @@ def _run_workers(prepared: Prepared, n_workers: int) -> None:
                 proc.join()
     failed = [p.name for p in procs if p.exitcode != 0]
     if failed:
-        raise RuntimeError(f"Tune worker(s) {failed} exited with an error (see their output above); "
-                           "finished trials are kept: re-run the same command to resume.")
+        raise WorkersFailedError(f"Tune worker(s) {failed} exited with an error (see their output above); "
+                                 "finished trials are kept: re-run the same command to resume.")
 
 
 def _trainer_overrides(config: TuneConfig) -> dict[str, Any]:
@@ -181,7 +187,7 @@ def tune(
             interrupted = True
             out("interrupted: finished trials are kept; run the same command again to resume.")
     if report_only and prepared.study_name not in optuna.study.get_all_study_names(open_storage(prepared.storage_url)):
-        raise ValueError(
+        raise ConfigError(
             f"--report_only: there is no study {prepared.study_name!r} in {redact(prepared.storage_url)}; "
             "run the same command without --report_only to start it."
         )

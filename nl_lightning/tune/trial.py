@@ -2,16 +2,15 @@
 ``nl_lightning.cli.build_cli``; its outcome is a ``TrialResult`` written to ``result.json``.
 
 ``run_trial`` is the same function whichever way the trial runs (inside the study process, in a
-forked process, or in a fresh ``python -m nl_lightning.tune.trial`` for DDP, where every rank runs
+forked process, or in a fresh ``python -m nl_lightning.tune.launch`` for DDP, where every rank runs
 it and rank 0 writes the result). Anything the fit raises becomes a failed result with the reason;
-a process that dies without a result (SIGKILL, out of memory) is reported by the launcher.
+a process that dies without a result (SIGKILL, out of memory) is reported by the launcher
+(``tune/launch.py``, which holds the trial process's lifecycle).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 import optuna
 
+from nl_lightning._io import write_json
 from nl_lightning.cli import build_cli
 from nl_lightning.tune.config import LATENCY_METRIC
 from nl_lightning.tune.pruning import MetricNotLoggedError, TrialPruningCallback
@@ -53,7 +53,7 @@ class TrialSpec:
         return [m for m in self.metrics if m not in DERIVED_METRICS]
 
     def save(self) -> Path:
-        return _write_json(Path(self.run_dir) / SPEC_FILE, asdict(self))
+        return write_json(Path(self.run_dir) / SPEC_FILE, asdict(self), default=str)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrialSpec":
@@ -73,7 +73,7 @@ class TrialResult:
     checkpoint: str | None = None
 
     def save(self, run_dir: str | Path) -> Path:
-        return _write_json(Path(run_dir) / RESULT_FILE, asdict(self))
+        return write_json(Path(run_dir) / RESULT_FILE, asdict(self), default=str)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "TrialResult | None":
@@ -127,15 +127,15 @@ def measure_latency(model: Any, batch_size: int = 1, seq_len: int = 64, warmup: 
     """p50 forward latency (ms) of the model's network on a random input, via the project's profiler."""
     import torch
 
-    from nl_lightning.export.inputs import input_spec, network
     from nl_lightning.export.profile import profile
+    from nl_lightning.export.signature import network, signature_of
 
     net = network(model).eval()
-    spec = input_spec(net)
-    seq = spec.clamp_seq(seq_len)
+    signature = signature_of(net)
+    seq = signature.clamp_seq(seq_len)
     device = next(net.parameters()).device
     with torch.no_grad():
-        results = profile({"model": net}, lambda b: spec.example(b, seq).to(device), [batch_size], warmup, iters)
+        results = profile({"model": net}, lambda b: signature.example(b, seq).to(device), [batch_size], warmup, iters)
     return results[0].p50_ms
 
 
@@ -150,49 +150,3 @@ def connect(spec: TrialSpec, storage_url: str) -> optuna.Trial:
         sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(spec.pruner, len(spec.metrics)),
     )
     return optuna.Trial(study, spec.trial_id)
-
-
-def process_main(spec: TrialSpec, storage_url: str, log_path: str | None = None) -> None:
-    """Body of a trial process: die with the study process, log to the trial's file, run, write
-    the result (rank 0)."""
-    from nl_lightning.tune.launch import die_with_parent, redirect_output
-
-    die_with_parent()
-    if log_path is not None:
-        redirect_output(log_path)
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
-        (Path(spec.run_dir) / PID_FILE).write_text(f"{os.getpid()}\n")
-    result = run_trial(spec, connect(spec, storage_url))
-    if _is_rank_zero():
-        result.save(spec.run_dir)
-    sys.stdout.flush()
-    sys.stderr.flush()
-
-
-def _is_rank_zero() -> bool:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
-def _write_json(path: Path, data: Any) -> Path:
-    """Atomic: a reader (the study process) sees the whole file or none."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m nl_lightning.tune.trial <run_dir>/trial.json`` (the storage URL in the environment)."""
-    from nl_lightning.tune.storage import STORAGE_ENV
-
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or STORAGE_ENV not in os.environ:
-        raise SystemExit(f"usage: {STORAGE_ENV}=<storage url> python -m nl_lightning.tune.trial <run_dir>/{SPEC_FILE}")
-    process_main(TrialSpec.load(argv[0]), os.environ[STORAGE_ENV])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from nl_lightning.errors import ConfigError, MissingFileError, parse_error_summary
 from nl_lightning.tune.keys import with_keys
 from nl_lightning.tune.space import SearchSpace
 
@@ -25,13 +26,13 @@ from nl_lightning.tune.space import SearchSpace
 def load_fit_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"fit_config {path} does not exist; name a fit YAML such as configs/classifier.yaml "
             "(a relative path is read beside the tune config first, then from the working directory)."
         )
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
-        raise ValueError(f"fit_config {path} must be a YAML mapping (a LightningCLI fit config), got {type(data).__name__}.")
+        raise ConfigError(f"fit_config {path} must be a YAML mapping (a LightningCLI fit config), got {type(data).__name__}.")
     return data
 
 
@@ -60,7 +61,7 @@ def _fit_parser(base: Mapping[str, Any], overrides: Mapping[str, Any], source: s
     except Exception as err:
         bad = [k for k in overrides if _parses_alone(base, k, overrides[k])] if overrides else []
         where = f"overrides key {bad[0]!r}" if bad else f"fit config {source}"
-        raise ValueError(f"{where} is not a valid fit config: {explain(err)}") from None
+        raise ConfigError(f"{where} is not a valid fit config: {explain(err)}") from None
     return cli.parser
 
 
@@ -83,11 +84,11 @@ def _check_one(parser: Any, config: Mapping[str, Any], name: str, key: str, valu
     reason = explain(err)
     label = f"search space key {key!r}" + (f" (parameter {name!r})" if name != key else "")
     if _UNKNOWN.search(str(err)):
-        raise ValueError(
+        raise ConfigError(
             f"{label} is not a setting of the fit config {source}: {reason}. "
             f"See the valid keys with: nl-lightning fit --config {source} --print_config"
         )
-    raise ValueError(f"{label}: value {value!r} ({type(value).__name__}) is not valid in the fit config {source}: {reason}.")
+    raise ConfigError(f"{label}: value {value!r} ({type(value).__name__}) is not valid in the fit config {source}: {reason}.")
 
 
 def _parses(parser: Any, config: Mapping[str, Any]) -> Exception | None:
@@ -100,28 +101,11 @@ def _parses(parser: Any, config: Mapping[str, Any]) -> Exception | None:
 
 
 _UNKNOWN = re.compile(r"Option '([^']+)' is not accepted|does not accept option '([^']+)'|No action for key")
-_EXPECTED = re.compile(r"Parser key \"([^\"]+)\":\s*\n\s*(Expected [^\n]+)")
 
 
 def explain(err: BaseException) -> str:
-    """The innermost line of a jsonargparse error (the part that says what is wrong)."""
-    text = str(err)
-    unknown = _UNKNOWN.search(text)
-    if unknown:
-        return f"unknown option {unknown.group(1) or unknown.group(2)!r}" if unknown.lastindex else unknown.group(0)
-    expected = _EXPECTED.findall(text)
-    if expected:
-        key, what = expected[-1]
-        return f"{key}: {what}"
-    lines = []
-    for line in text.splitlines():
-        body = line.strip().lstrip("- ").strip()
-        if body and not body.startswith(_NOISE) and body != "Expected a <class 'NoneType'>":
-            lines.append((len(line) - len(line.lstrip()), body))
-    return max(lines, key=lambda item: item[0])[1] if lines else f"{type(err).__name__}: {text}"
-
-
-_NOISE = ("Given value", "Subtypes:", "Errors:", "Does not validate", "Problem with given class_path", "Parser key")
+    """What is wrong, in one line: jsonargparse's report through the CLI's own cleaner."""
+    return parse_error_summary(str(err)) or type(err).__name__
 
 
 @contextmanager

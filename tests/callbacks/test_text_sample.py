@@ -107,3 +107,19 @@ def test_needs_a_model_with_generate(tmp_path):
 def test_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TextSampleCallback(**kwargs)
+
+
+def test_samples_through_the_models_tokenizer(trained_tokenizer):
+    """A model with a tokenizer is prompted and read through it, not through bytes."""
+    import torch
+
+    from nl_lightning.data.tokenizer import BYTES
+
+    model = TransformerLM(TransformerConfig(vocab_size=512, n_layers=1, d_model=16, n_heads=2, max_seq_len=64),
+                          tokenizer=trained_tokenizer)
+    callback = TextSampleCallback(prompt="The object", max_new_tokens=12, temperature=1.0, top_k=None, seed=5)
+    sample = callback.sample(model)
+    assert sample.startswith("The object")
+    assert sample == model.generate("The object", 12, temperature=1.0, top_k=None, seed=5)
+    as_bytes = model.generate(torch.tensor([BYTES.encode("The object")]), 12, temperature=1.0, top_k=None, seed=5)
+    assert sample != BYTES.decode(as_bytes[0].tolist())  # what a byte-only callback would have shown

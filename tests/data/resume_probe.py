@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from nl_lightning.data import CharTextDataModule, FileDataModule
+from nl_lightning.data import CharTextDataModule, FileDataModule, TokenizedTextDataModule
 from nl_lightning.models import TransformerClassifier, TransformerConfig, TransformerLM
 
 
@@ -29,7 +29,13 @@ class KillAt(L.Callback):
 
 def build(args: argparse.Namespace) -> tuple[L.LightningModule, L.LightningDataModule]:
     L.seed_everything(0, verbose=False)
-    if args.data == "char":
+    if args.data == "tokens":  # a trained tokenizer over several documents (see test_resume._source)
+        tokenizer = str(Path(args.source) / "tokenizer.json")
+        dm = TokenizedTextDataModule(f"{args.source}/*.txt", tokenizer, seq_len=16, batch_size=8,
+                                     num_workers=args.workers, seed=0)
+        model = TransformerLM(TransformerConfig(vocab_size=dm.vocab_size, n_layers=1, d_model=16, n_heads=2,
+                                                max_seq_len=16), optimizer={"lr": 1e-2}, tokenizer=tokenizer)
+    elif args.data == "char":
         dm = CharTextDataModule(path=args.source, seq_len=16, batch_size=8, num_workers=args.workers, seed=0)
         model = TransformerLM(TransformerConfig(n_layers=1, d_model=16, n_heads=2, max_seq_len=16),
                               optimizer={"lr": 1e-2})
@@ -55,7 +61,7 @@ def fit(args: argparse.Namespace, ckpt_dir: Path, callbacks=(), ckpt_path: str |
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", choices=["char", "file"], required=True)
+    parser.add_argument("--data", choices=["char", "file", "tokens"], required=True)
     parser.add_argument("--source", required=True)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)

@@ -1,5 +1,5 @@
 """Exact resume: a run SIGKILLed mid-epoch and resumed from last.ckpt ends with the same weights
-(bit for bit) as the same run uninterrupted, for the text and the file DataModules, with shuffling,
+(bit for bit) as the same run uninterrupted, for the byte text, tokenized text and file DataModules, with shuffling,
 in-process loading and 2 worker processes."""
 
 from __future__ import annotations
@@ -20,6 +20,16 @@ PROBE = Path(__file__).with_name("resume_probe.py")
 
 
 def _source(kind: str, tmp_path: Path) -> str:
+    if kind == "tokens":  # three documents and a tokenizer trained on them: ~20 batches of 8 x 16 tokens
+        from nl_lightning.data.bpe import save_tokenizer, train_bpe
+
+        rng = np.random.default_rng(0)
+        words = ["def", "class", "return", "lambda", "yield", "import", "async", "with", "for", "while"]
+        texts = [" ".join(rng.choice(words, size=1200)) for _ in range(3)]
+        for i, text in enumerate(texts):
+            (tmp_path / f"doc{i}.txt").write_text(text)
+        save_tokenizer(train_bpe(texts, vocab_size=300), tmp_path / "tokenizer.json")
+        return str(tmp_path)
     if kind == "char":
         rng = np.random.default_rng(0)
         words = ["def", "class", "return", "lambda", "yield", "import", "async", "with"]
@@ -42,7 +52,7 @@ def _probe(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
-@pytest.mark.parametrize("kind", ["char", "file"])
+@pytest.mark.parametrize("kind", ["char", "file", "tokens"])
 def test_sigkill_then_resume_equals_uninterrupted(kind, workers, tmp_path):
     args = ["--data", kind, "--source", _source(kind, tmp_path), "--workers", str(workers), "--out", str(tmp_path),
             "--max-steps", "16", "--every", "6"]
@@ -53,6 +63,8 @@ def test_sigkill_then_resume_equals_uninterrupted(kind, workers, tmp_path):
     if kind == "file":  # 11 batches an epoch: step 12 is one batch into the second epoch
         assert last["epoch"] == 1
     assert last["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"batches": 12 % 11 if kind == "file" else 12}]
+    if kind == "tokens":  # the token stream's hash rides along, so a resume on other data is refused
+        assert len(last["TokenizedTextDataModule"]["tokens_sha256"]) == 64
     # The resume and the uninterrupted reference run here (no kill needed), in the probe's settings.
     probe_args = resume_probe.parse([*args])
     got = resume_probe.fit(probe_args, tmp_path / "killed", ckpt_path=str(tmp_path / "killed" / "last.ckpt")).state_dict()

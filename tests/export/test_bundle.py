@@ -29,7 +29,7 @@ def test_manifest_lists_files_sizes_hashes_and_measured_errors(classifier_bundle
     assert formats == ["onnx", "onnx_optimized", "onnx_int8_dynamic", "pt2", "torchscript"]  # base ONNX added
     assert (manifest["manifest_version"], manifest["opset"]) == (2, 18)
     assert (manifest["source"], manifest["source_sha256"]) == ("test", "ab" * 32)
-    assert manifest["input"] == {"name": "x", "vocab_size": None, "feature_dim": 8, "max_seq_len": None,
+    assert manifest["input"] == {"name": "x", "vocab_size": None, "feature_dim": 8, "max_seq_len": 16,
                                  "output_name": "logits", "dtype": "float32", "shape": ["batch", "seq", 8]}
     assert manifest["versions"]["onnxruntime"]
     assert sorted(p.name for p in out.iterdir()) == sorted(

@@ -4,7 +4,7 @@ import onnx
 import pytest
 import torch
 
-from nl_lightning.export.inputs import InputSpec, input_spec
+from nl_lightning.export.signature import ModelSignature, signature_of
 from nl_lightning.export.onnx import export_onnx, has_external_data, onnx_files, onnx_opset
 from nl_lightning.export.ort import ort_runner, ort_session
 
@@ -15,7 +15,7 @@ ATOL, RTOL = 1e-4, 1e-3  # fp32 graph vs eager: only float reassociation differs
 @pytest.mark.parametrize("batch_size", [1, 5])
 @pytest.mark.parametrize("seq_len", [3, 16])
 def test_onnx_runtime_matches_eager_at_dynamic_batch_and_sequence(models, onnx_paths, name, batch_size, seq_len):
-    model, spec = models[name], input_spec(models[name])
+    model, spec = models[name], signature_of(models[name])
     x = spec.example(batch_size, seq_len, seed=batch_size + seq_len)
     out = ort_runner(ort_session(onnx_paths[name]))(x)
     with torch.inference_mode():
@@ -45,15 +45,15 @@ def test_external_data_is_written_beside_the_model_and_loads(fresh_lm, tmp_path)
         torch.testing.assert_close(ort_runner(ort_session(path))(x), model(x), atol=ATOL, rtol=RTOL)
 
 
-def test_input_spec_reserves_the_cls_position_and_rejects_plain_modules():
+def test_signature_reserves_the_cls_position_and_rejects_plain_modules():
     from nl_lightning.models import SequenceClassifier, TransformerConfig
 
     config = TransformerConfig(vocab_size=32, n_layers=1, d_model=32, max_seq_len=16, position="learned", causal=False)
-    spec = input_spec(SequenceClassifier(config, 2, pooling="cls"))
-    assert (spec.name, spec.max_seq_len, spec.dtype) == ("x", 15, torch.int64)
-    with pytest.raises(TypeError, match="Pass an InputSpec"):
-        input_spec(torch.nn.Linear(2, 2))
+    spec = signature_of(SequenceClassifier(config, 2, pooling="cls"))
+    assert (spec.name, spec.max_seq_len, spec.dtype, spec.task) == ("x", 15, torch.int64, None)  # a bare network
+    with pytest.raises(TypeError, match="describe the model with a ModelSignature"):
+        signature_of(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="seq_len=16 exceeds what the model accepts"):
         spec.example(1, 16)
-    with pytest.raises(ValueError, match="exactly one of vocab_size"):
-        InputSpec(vocab_size=None, feature_dim=None)
+    with pytest.raises(ValueError, match="token ids \\(vocab_size\\) or features \\(input_dim\\), not both or neither"):
+        ModelSignature("classification", None, None, 8, 2)

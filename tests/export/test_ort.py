@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nl_lightning.export.calibration import DataLoaderCalibrationReader, calibration_reader
-from nl_lightning.export.inputs import input_spec
+from nl_lightning.export.signature import signature_of
 from nl_lightning.export.onnx import onnx_files
 from nl_lightning.export.ort import (
     optimize_onnx,
@@ -23,7 +23,7 @@ def _size(path) -> int:
 @pytest.mark.parametrize("name", ["lm", "classifier"])
 def test_optimized_graph_is_its_own_model_and_matches(models, onnx_paths, name, tmp_path):
     path = optimize_onnx(onnx_paths[name], tmp_path / "opt.onnx")
-    x = input_spec(models[name]).example(3, 9)
+    x = signature_of(models[name]).example(3, 9)
     with torch.inference_mode():
         torch.testing.assert_close(ort_runner(ort_session(path))(x), models[name](x), atol=1e-4, rtol=1e-3)
 
@@ -71,7 +71,7 @@ def test_empty_calibration_data_is_an_error():
 
 def test_calibration_without_data_warns(models):
     with pytest.warns(UserWarning, match="calibrated on random inputs"):
-        reader = calibration_reader(input_spec(models["lm"]), None, num_batches=2)
+        reader = calibration_reader(signature_of(models["lm"]), None, num_batches=2)
     assert len(list(reader)) == 2
 
 

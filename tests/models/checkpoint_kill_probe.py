@@ -43,8 +43,9 @@ def main() -> None:
             buffer = io.BytesIO()
             real_save(obj, buffer, *rest, **kwargs)
             data = buffer.getvalue()
-            f.write(data[: len(data) // 2])
-            f.flush()
+            out = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f  # a path or an open file
+            out.write(data[: len(data) // 2])
+            out.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         return real_save(obj, f, *rest, **kwargs)
 

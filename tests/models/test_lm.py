@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from nl_lightning.data import CharTextDataModule
+from nl_lightning.data import CharTextDataModule, TokenizedTextDataModule
 from nl_lightning.models import (
     CheckpointError,
     OptimizerConfig,
@@ -228,3 +228,40 @@ def test_bf16_mixed_fit_on_cpu(tmp_path):
     assert math.isfinite(trainer.callback_metrics["train/loss"].item())
     assert math.isfinite(trainer.callback_metrics["val/loss"].item())
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+# ---- a real tokenizer -----------------------------------------------------------------------------
+def test_tokenizer_larger_than_the_embedding_is_refused(trained_tokenizer):
+    from nl_lightning.data.tokenizer import TokenizerError
+
+    with pytest.raises(TokenizerError, match=r"vocab_size=256 embedding rows but the tokenizer .* has 512 tokens"):
+        TransformerLM(TransformerConfig(**CONFIG), tokenizer=trained_tokenizer)
+
+
+def test_checkpoint_holds_the_tokenizer_and_generates_text_without_its_file(trained_tokenizer, tmp_path):
+    import shutil
+
+    tokenizer = shutil.copy(trained_tokenizer, tmp_path / "tokenizer.json")
+    model = TransformerLM(TransformerConfig(**{**CONFIG, "vocab_size": 512}), tokenizer=str(tokenizer))
+    (tmp_path / "doc.txt").write_text(TEXT)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(model, TokenizedTextDataModule(str(tmp_path / "doc.txt"), str(tokenizer), seq_len=16, batch_size=4))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    stored = torch.load(tmp_path / "m.ckpt", weights_only=True)  # plain strings and tensors only
+    assert stored["hyper_parameters"]["tokenizer"] == str(tokenizer)  # the config keeps the path it was given
+    assert stored["nl_lightning"]["arguments"]["tokenizer"] == Path(tokenizer).read_text()
+    Path(tokenizer).unlink()  # the checkpoint must not need the file any more
+    loaded = load_checkpoint(tmp_path / "m.ckpt")
+    text = loaded.generate("The object ", max_new_tokens=8, seed=0)
+    assert isinstance(text, str) and text.startswith("The object ")
+    assert loaded.codec.to_json() == model.codec.to_json()
+    ids = loaded.generate(torch.tensor([loaded.codec.encode("The object ")]), max_new_tokens=8, seed=0)
+    assert ids.shape[1] == len(loaded.codec.encode("The object ")) + 8 and loaded.codec.decode(ids[0].tolist()) == text
+
+
+def test_byte_model_checkpoints_store_no_tokenizer(fitted, tmp_path):
+    model, trainer = fitted[0], fitted[1]
+    trainer.save_checkpoint(tmp_path / "bytes.ckpt")
+    stored = torch.load(tmp_path / "bytes.ckpt", weights_only=True)
+    assert "arguments" not in stored["nl_lightning"] and stored["hyper_parameters"]["tokenizer"] is None
+    assert model.generate("ab", max_new_tokens=3, seed=0).startswith("ab")

@@ -10,7 +10,7 @@ import pytest
 
 from nl_lightning.serve.hot_swap import LiveModel
 from nl_lightning.serve.rollout import Rollout, RolloutError
-from nl_lightning.serve.signature import ModelSignature
+from nl_lightning.export.signature import ModelSignature
 
 SIGNATURE = ModelSignature("classification", None, 4, 8, 3)
 

@@ -25,8 +25,8 @@ import torch
 from model_files import classifier, fit_normalized, raw_features, save
 from servers import ADMIN_KEY, Client, ServerProcess, listening_addresses, port_is_free
 
+from nl_lightning._io import file_sha256
 from nl_lightning.models import load_checkpoint
-from nl_lightning.serve.runners import file_sha256
 from nl_lightning.serve.server import RUNTIME_PREFIX, sweep_stale_runtimes
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ from pytest import approx
 
 from nl_lightning.serve.registry import ModelSource
 from nl_lightning.serve.runners import Runner
-from nl_lightning.serve.signature import ModelSignature
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.tasks import Item, ModelOutputError, answer
 
 

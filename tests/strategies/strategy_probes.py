@@ -92,3 +92,16 @@ class GradNormProbe(L.Callback):
         if stepped:
             self._step = trainer.global_step
             self.after.append(grad_norm(pl_module))
+
+
+class InitialWeights(L.Callback):
+    """Each rank's full weights when fit starts (after sharding), as ``initial<r>.pt``: with ``RankReport``'s
+    final ``rank<r>.pt`` a test sees which tensors training changed (LoRA: the adapters only)."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        weights = {k: _full(v).detach().cpu().clone() for k, v in pl_module.state_dict().items()}  # collective
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(weights, self.out_dir / f"initial{trainer.global_rank}.pt")

@@ -11,6 +11,7 @@ import yaml
 from nl_lightning.callbacks import LRFinder
 from nl_lightning.cli import build_cli
 from nl_lightning.commands import lr_find
+from nl_lightning.errors import ConfigError
 
 
 def test_lr_find_command_writes_the_curve_and_a_fit_config_with_the_rate(tmp_path, classifier_fit):
@@ -32,10 +33,12 @@ def test_lr_find_command_writes_the_curve_and_a_fit_config_with_the_rate(tmp_pat
 
 
 def test_lr_find_command_errors(tmp_path, classifier_fit):
-    with pytest.raises(SystemExit, match="needs a fit config: --config"):
+    with pytest.raises(ConfigError, match="needs a fit config: --config"):
         lr_find.main(["--num_training", "10"])
-    with pytest.raises(SystemExit, match=r"0 < --min_lr < --max_lr"):
+    with pytest.raises(ConfigError, match=r"lr-find needs 0 < min_lr < max_lr, got min_lr=1.0, max_lr=0.1"):
         lr_find.main(["--config", str(classifier_fit), "--min_lr", "1.0", "--max_lr", "0.1"])
+    with pytest.raises(ConfigError, match=r"lr-find: --num_training=1 must be >= 2"):
+        lr_find.main(["--config", str(classifier_fit), "--num_training", "1"])
     with pytest.raises(ValueError, match=r"lr_key='model.init_args.lr' is not a setting of this fit config"):
         lr_find.main(["--config", str(classifier_fit), "--lr_key", "model.init_args.lr", "--output_dir", str(tmp_path)])
 
@@ -73,5 +76,5 @@ def _trainer_kwargs(cli) -> dict:
 def test_lr_finder_rejects_bad_ranges():
     with pytest.raises(ValueError, match=r"0 < min_lr < max_lr, got min_lr=0.1, max_lr=0.01"):
         LRFinder(min_lr=0.1, max_lr=0.01)
-    with pytest.raises(ValueError, match=r"num_training_steps=1\) must be >= 2"):
+    with pytest.raises(ValueError, match=r"LRFinder: num_training_steps=1 must be >= 2"):
         LRFinder(num_training_steps=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -10,8 +9,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nl_lightning._io import bytes_sha256
+from nl_lightning.errors import DataError, MissingFileError, MissingPackageError, NLUserError, NotAFileError
 
-class MissingKeyError(KeyError):
+
+class MissingKeyError(NLUserError, KeyError):
     """A dataset key or column that is not in the file; ``str()`` is the message, not its repr."""
 
     def __str__(self) -> str:
@@ -112,25 +114,25 @@ def check_file(path: str | os.PathLike) -> Path:
     """``path`` as a Path; a clear error when it is missing, a directory or empty."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Data file not found: '{path}' (resolved from {Path.cwd()}). Check the path in your "
             "config, e.g. `--data.init_args.train_path=...`."
         )
     if path.is_dir():
-        raise IsADirectoryError(f"Expected a data file but '{path}' is a directory.")
+        raise NotAFileError(f"Expected a data file but '{path}' is a directory.")
     if path.stat().st_size == 0:
-        raise ValueError(f"Data file is empty (0 bytes): '{path}'. Re-write it or remove it from the config.")
+        raise DataError(f"Data file is empty (0 bytes): '{path}'. Re-write it or remove it from the config.")
     return path
 
 
 def check_array(where: object, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """A stored array must have rows, at least one, and a numeric dtype."""
     if len(shape) == 0:
-        raise ValueError(f"{where} holds a scalar; a data source needs at least one dimension (rows).")
+        raise DataError(f"{where} holds a scalar; a data source needs at least one dimension (rows).")
     if dtype.hasobject:
-        raise ValueError(f"{where} holds Python objects (dtype {dtype}); save a numeric array instead.")
+        raise DataError(f"{where} holds Python objects (dtype {dtype}); save a numeric array instead.")
     if shape[0] == 0:
-        raise ValueError(f"{where} has 0 rows; write data to it or remove it from the config.")
+        raise DataError(f"{where} has 0 rows; write data to it or remove it from the config.")
 
 
 def file_fingerprint(path: str | os.PathLike, *parts: object) -> str:
@@ -138,7 +140,7 @@ def file_fingerprint(path: str | os.PathLike, *parts: object) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     text = "|".join(str(p) for p in (path, stat.st_size, stat.st_mtime_ns, *parts))
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return bytes_sha256(text.encode())[:16]
 
 
 def is_contiguous(rows: np.ndarray) -> bool:
@@ -176,6 +178,6 @@ def require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(
+        raise MissingPackageError(
             f"Reading this format needs `{module.split('.')[0]}`: pip install 'nl-lightning[data]'"
         ) from err

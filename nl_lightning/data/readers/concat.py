@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Sequence
 
 import numpy as np
 
+from nl_lightning._io import bytes_sha256
 from nl_lightning.data.readers.base import Reader
+from nl_lightning.errors import ConfigError, DataError
 
 
 class ConcatReader(Reader):
@@ -15,11 +16,11 @@ class ConcatReader(Reader):
 
     def __init__(self, readers: Sequence[Reader]) -> None:
         if not readers:
-            raise ValueError("ConcatReader needs at least one reader; the list of paths is empty.")
+            raise ConfigError("ConcatReader needs at least one reader; the list of paths is empty.")
         first = readers[0]
         for other in readers[1:]:
             if other.sample_shape != first.sample_shape:
-                raise ValueError(
+                raise DataError(
                     f"Cannot concatenate {first.source} (samples of shape {first.sample_shape}) with "
                     f"{other.source} (shape {other.sample_shape}); all files must hold the same sample shape."
                 )
@@ -65,4 +66,4 @@ class ConcatReader(Reader):
         return reader.describe_row(local)
 
     def fingerprint(self) -> str:
-        return hashlib.sha1("|".join(r.fingerprint() for r in self.readers).encode()).hexdigest()[:16]
+        return bytes_sha256("|".join(r.fingerprint() for r in self.readers).encode())[:16]

@@ -18,6 +18,7 @@ from nl_lightning.data.readers.base import (
     read_sorted,
     require,
 )
+from nl_lightning.errors import DataError
 
 
 def list_datasets(file: Any) -> list[str]:
@@ -140,7 +141,7 @@ class Hdf5Reader(FileReader):
         try:
             file = h5py.File(self.path, "r")
         except OSError as err:
-            raise ValueError(f"'{self.path}' is not a readable HDF5 file ({err}).") from err
+            raise DataError(f"'{self.path}' is not a readable HDF5 file ({err}).") from err
         with file:
             obj = file.get(key)
             if not isinstance(obj, h5py.Dataset):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import torch
 
+from nl_lightning._io import bytes_sha256
 from nl_lightning.data.readers.base import Reader, read_sorted
+from nl_lightning.errors import DataError
 
 
 def to_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -26,9 +27,9 @@ class MemoryReader(Reader):
     def __init__(self, array: np.ndarray | torch.Tensor, name: str = "array") -> None:
         self._array = to_numpy(array)
         if self._array.ndim == 0:
-            raise ValueError(f"{name} is a scalar; a data source needs at least one dimension (rows).")
+            raise DataError(f"{name} is a scalar; a data source needs at least one dimension (rows).")
         if self._array.dtype == object:
-            raise ValueError(f"{name} has dtype object; pass a numeric array.")
+            raise DataError(f"{name} has dtype object; pass a numeric array.")
         self.source = f"<{name}>"
 
     def __len__(self) -> int:
@@ -48,4 +49,4 @@ class MemoryReader(Reader):
     def fingerprint(self) -> str:
         data = np.ascontiguousarray(self._array)
         meta = f"{data.dtype}{data.shape}".encode()
-        return hashlib.sha1(meta + data.view(np.uint8).reshape(-1).tobytes()).hexdigest()[:16]
+        return bytes_sha256(meta + data.view(np.uint8).reshape(-1).tobytes())[:16]

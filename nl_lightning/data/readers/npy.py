@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nl_lightning.data.readers.base import FileReader, LazyHandle, check_array, check_file, file_fingerprint, read_sorted
+from nl_lightning.errors import DataError
 
 
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -20,7 +21,7 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
             )
             shape, fortran, dtype = read_header(f)
         except ValueError as err:
-            raise ValueError(f"'{path}' is not a valid .npy file ({err}). Re-save it with numpy.save.") from err
+            raise DataError(f"'{path}' is not a valid .npy file ({err}). Re-save it with numpy.save.") from err
         return tuple(shape), np.dtype(dtype), fortran, f.tell()
 
 

@@ -21,6 +21,7 @@ from nl_lightning.data.readers.base import (
     read_sorted,
 )
 from nl_lightning.data.readers.npy import open_memmap
+from nl_lightning.errors import DataError
 
 NpzCompressed = Literal["load", "error"]
 
@@ -31,7 +32,7 @@ def npz_member(path: Path, key: str) -> zipfile.ZipInfo:
         with zipfile.ZipFile(path) as zf:
             infos = {info.filename.removesuffix(".npy"): info for info in zf.infolist()}
     except zipfile.BadZipFile as err:
-        raise ValueError(f"'{path}' is not a valid .npz file ({err}). Re-save it with numpy.savez.") from err
+        raise DataError(f"'{path}' is not a valid .npz file ({err}). Re-save it with numpy.savez.") from err
     if key not in infos:
         raise MissingKeyError(f"Key '{key}' not found in '{path}'. Keys in the file: {sorted(infos)}.")
     return infos[key]
@@ -77,7 +78,7 @@ class NpzReader(FileReader):
 
     def _load_compressed(self, info: zipfile.ZipInfo, compressed: NpzCompressed) -> np.ndarray:
         if compressed == "error":
-            raise ValueError(
+            raise DataError(
                 f"{self.source} is compressed (numpy.savez_compressed) and cannot be memory-mapped. "
                 "Re-save it with numpy.savez, or set npz_compressed='load' to load this key into memory."
             )

@@ -12,6 +12,7 @@ from nl_lightning.data.readers.npy import NpyReader
 from nl_lightning.data.readers.npz import NpzCompressed, NpzReader
 from nl_lightning.data.readers.parquet import ParquetReader
 from nl_lightning.data.readers.pt import TorchReader
+from nl_lightning.errors import ConfigError, NotAFileError
 
 #: A file format by name; ``auto`` infers it from the suffix (:func:`infer_format`).
 Format = Literal["auto", "npy", "npz", "hdf5", "parquet", "pt"]
@@ -41,14 +42,14 @@ def infer_format(path: str | Path) -> str:
     if path.is_dir():
         known = SUFFIXES.get(path.suffix.lower())
         if known is not None and known != "npy":
-            raise IsADirectoryError(
+            raise NotAFileError(
                 f"'{path}' is a folder, but its name says {known} file (suffix '{path.suffix}'). Pass the {known} "
                 "file itself; a folder is read only as a set of <key>.npy files (name it without a data suffix)."
             )
         return "npy"
     if path.suffix.lower() in SUFFIXES:
         return SUFFIXES[path.suffix.lower()]
-    raise ValueError(
+    raise ConfigError(
         f"Unknown data format for '{path}' (suffix '{path.suffix}'). Known suffixes: {sorted(SUFFIXES)}; "
         f"or set the format explicitly, one of {list(get_args(Format))[1:]}."
     )
@@ -66,11 +67,11 @@ def open_reader(
     """A reader for ``key`` (dataset path, archive key or column(s)) of the file at ``path``."""
     fmt = infer_format(path) if format == "auto" else format
     if fmt not in get_args(Format):
-        raise ValueError(f"Unknown data format '{format}'; use one of {list(get_args(Format))}.")
+        raise ConfigError(f"Unknown data format '{format}'; use one of {list(get_args(Format))}.")
     if fmt == "parquet":
         return ParquetReader(path, _key(key, fmt), shape=shape, cache_mb=parquet_cache_mb)
     if not (key is None or isinstance(key, str)):
-        raise ValueError(f"Only Parquet takes a list of columns; got {list(key)} for {fmt} file '{path}'.")
+        raise ConfigError(f"Only Parquet takes a list of columns; got {list(key)} for {fmt} file '{path}'.")
     if fmt == "npy":
         return NpyReader(_npy_path(Path(path), key))
     if fmt == "npz":
@@ -94,14 +95,14 @@ def open_source(
     if isinstance(paths, (str, Path)):
         return open_reader(paths, key, format, **options)
     if not paths:
-        raise ValueError("The list of data paths is empty; give at least one file.")
+        raise ConfigError("The list of data paths is empty; give at least one file.")
     readers = [open_reader(p, key, format, **options) for p in paths]
     return readers[0] if len(readers) == 1 else ConcatReader(readers)
 
 
 def _key(key: Key, fmt: str) -> Key:
     if key is None:
-        raise ValueError(f"A {fmt} source needs a key (dataset path, archive key or column); got None.")
+        raise ConfigError(f"A {fmt} source needs a key (dataset path, archive key or column); got None.")
     return key
 
 
@@ -109,7 +110,7 @@ def _npy_path(path: Path, key: str | None) -> Path:
     """``<dir>/<key>.npy`` for a directory; a ``.npy`` file is used as it is (it holds one array)."""
     if path.is_dir():
         if key is None:
-            raise ValueError(f"'{path}' is a directory of .npy files; name the file with a key, e.g. 'x' for x.npy.")
+            raise ConfigError(f"'{path}' is a directory of .npy files; name the file with a key, e.g. 'x' for x.npy.")
         candidate = path / f"{key}.npy"
         if not candidate.exists():
             found = sorted(p.stem for p in path.glob("*.npy"))

@@ -19,6 +19,7 @@ from nl_lightning.data.readers.base import (
     read_sorted,
     require,
 )
+from nl_lightning.errors import ConfigError, DataError
 
 
 def decode_table(table: Any, list_shape: tuple[int, ...] | None) -> np.ndarray:
@@ -91,17 +92,17 @@ class ParquetReader(Reader):
         try:
             file = pq.ParquetFile(self.path)
         except (pa.ArrowException, OSError) as err:
-            raise ValueError(f"'{self.path}' is not a readable Parquet file ({err}).") from err
+            raise DataError(f"'{self.path}' is not a readable Parquet file ({err}).") from err
         types = self._column_types(file.schema_arrow)
         self._list = len(types) == 1 and _is_list(pa, types[0])
         self._shape, self._dtype = self._layout(pa, file, types, shape)
         meta = file.metadata
         self._offsets = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
         if self._offsets[-1] == 0:
-            raise ValueError(f"Parquet file '{self.path}' has 0 rows; write data to it or remove it from the config.")
+            raise DataError(f"Parquet file '{self.path}' has 0 rows; write data to it or remove it from the config.")
         list_shape = self._shape if self._list else None
         if not cache_mb >= 0:
-            raise ValueError(f"cache_mb={cache_mb} must be >= 0 (MiB of decoded row groups kept per process).")
+            raise ConfigError(f"cache_mb={cache_mb} must be >= 0 (MiB of decoded row groups kept per process).")
         opener = functools.partial(_RowGroups, str(self.path), self.columns, list_shape, int(cache_mb * 2**20))
         self._groups = LazyHandle(opener)
 
@@ -119,7 +120,7 @@ class ParquetReader(Reader):
             return tuple(shape), np.dtype(value_type.to_pandas_dtype())
         for column, kind in zip(self.columns, types):
             if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
-                raise ValueError(
+                raise DataError(
                     f"Column '{column}' of '{self.path}' has type {kind}; select numeric columns or one list column."
                 )
         dtype = np.result_type(*[np.dtype(t.to_pandas_dtype()) for t in types])

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from nl_lightning.data.readers.base import FileReader, LazyHandle, MissingKeyError, check_file, file_fingerprint
+from nl_lightning.errors import DataError
 
 
 def load_tensor(path: str, key: str | None) -> torch.Tensor:
@@ -17,7 +18,7 @@ def load_tensor(path: str, key: str | None) -> torch.Tensor:
     try:
         obj = _load(path)
     except Exception as err:  # pickle.UnpicklingError, RuntimeError, ...: say what is allowed
-        raise ValueError(
+        raise DataError(
             f"'{path}' could not be loaded with torch.load(weights_only=True) ({type(err).__name__}: "
             f"{str(err).splitlines()[0]}). Save plain tensors or a dict of tensors with torch.save."
         ) from err
@@ -42,7 +43,7 @@ def _select(obj: object, path: str, key: str | None) -> torch.Tensor:
             raise MissingKeyError(f"Key '{key}' not found in '{path}'. Tensor keys in the file: {tensors}.")
         obj = obj[key]
     if not isinstance(obj, torch.Tensor):
-        raise ValueError(f"'{path}' key '{key}' holds a {type(obj).__name__}, not a tensor.")
+        raise DataError(f"'{path}' key '{key}' holds a {type(obj).__name__}, not a tensor.")
     return obj
 
 
@@ -54,7 +55,7 @@ class TorchReader(FileReader):
         self.source = f"'{self.path}'" + (f" key '{key}'" if key is not None else "")
         tensor = load_tensor(str(self.path), key)
         if tensor.ndim == 0 or len(tensor) == 0:
-            raise ValueError(f"{self.source} needs at least one row; got shape {tuple(tensor.shape)}.")
+            raise DataError(f"{self.source} needs at least one row; got shape {tuple(tensor.shape)}.")
         self._shape = tuple(tensor.shape)
         self._dtype = torch.empty(0, dtype=_numpy_compatible(tensor.dtype)).numpy().dtype
         self._tensor = LazyHandle(functools.partial(load_tensor, str(self.path), key))

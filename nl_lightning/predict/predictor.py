@@ -15,12 +15,11 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from nl_lightning.callbacks.prediction_writer import batch_written
 from nl_lightning.export.inputs import batch_input
+from nl_lightning.predict.writer import batch_written
 from nl_lightning.serve.config import Backend, OnnxFormat, Task
 from nl_lightning.serve.registry import ModelRegistry
 from nl_lightning.serve.runners import Runner, TorchRunner, load_runner
-from nl_lightning.serve.tasks import task_outputs
 
 
 class Predictor(L.LightningModule):
@@ -71,4 +70,4 @@ class Predictor(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor] | None:
         if batch_written(self.trainer, batch_idx, dataloader_idx):
             return None  # written by an earlier run: no need to run the model again
-        return task_outputs(self(batch_input(batch)), self.runner.signature.task)
+        return self.runner.signature.outputs(self(batch_input(batch)))

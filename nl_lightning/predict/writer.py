@@ -15,17 +15,19 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from nl_lightning.serve.shard_manifest import (
+from nl_lightning._io import TMP_MARK
+from nl_lightning.errors import ConfigError, DataError, WrongTypeError
+from nl_lightning.predict.manifest import (
     MANIFEST, RECORDS, check_plan, completed_shards, merge_manifest, shard_name, write_shard,
 )
-from nl_lightning.serve.shards import ShardFormat, check_format
+from nl_lightning.predict.shards import ShardFormat, check_format
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -58,7 +60,7 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         check_format(format)
         if rows_per_shard < 1:
-            raise ValueError(f"rows_per_shard={rows_per_shard} must be >= 1.")
+            raise ConfigError(f"rows_per_shard={rows_per_shard} must be >= 1.")
         self.output_dir, self.format, self.rows_per_shard = Path(output_dir), format, rows_per_shard
         self.overwrite, self.keep_predictions = overwrite, keep_predictions
         self._done: dict[tuple[int, int], dict[str, Any]] = {}
@@ -76,8 +78,9 @@ class PredictionWriter(BasePredictionWriter):
             shutil.rmtree(self.output_dir, ignore_errors=True)
         trainer.strategy.barrier("prediction_writer_setup")
         (self.output_dir / RECORDS).mkdir(parents=True, exist_ok=True)
-        for stale in self.output_dir.glob(f".part-*-{trainer.global_rank:03d}-*.tmp-*"):
-            stale.unlink(missing_ok=True)  # a write cut short by a kill
+        for folder in (self.output_dir, self.output_dir / RECORDS):  # writes cut short by a kill
+            for stale in folder.glob(f".part-*-{trainer.global_rank:03d}-*{TMP_MARK}*"):
+                stale.unlink(missing_ok=True)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loaders = _as_list(trainer.predict_dataloaders)
@@ -105,7 +108,7 @@ class PredictionWriter(BasePredictionWriter):
         if self.is_written(batch_idx, dataloader_idx):
             return
         if prediction is None:
-            raise ValueError(
+            raise DataError(
                 f"predict_step returned None for batch {batch_idx}, which is not written yet; return the "
                 "batch's outputs (a tensor, or a dict of tensors with one row per sample)."
             )
@@ -155,7 +158,7 @@ def _row_ids(trainer: L.Trainer, batch: Any, indices: Sequence[int] | None, batc
     if isinstance(batch, dict) and "row_id" in batch:
         return _numpy(batch["row_id"]).astype(np.int64).reshape(-1)
     if indices is None:
-        raise ValueError(
+        raise ConfigError(
             f"Cannot tell which input rows batch {batch_idx} holds: Lightning records batch indices only for "
             "map-style datasets. Use one, or put a 'row_id' tensor in every batch."
         )
@@ -170,13 +173,13 @@ def _columns(prediction: Any, n: int, batch_idx: int) -> dict[str, np.ndarray]:
     elif isinstance(prediction, (torch.Tensor, np.ndarray)):
         columns = {"prediction": _numpy(prediction)}
     else:
-        raise TypeError(
+        raise WrongTypeError(
             f"predict_step returned a {type(prediction).__name__} for batch {batch_idx}; PredictionWriter "
             "writes a tensor or a dict of tensors, each with one row per sample."
         )
     for name, values in columns.items():
         if name == "row_id" or values.ndim == 0 or len(values) != n:
-            raise ValueError(
+            raise DataError(
                 f"Prediction column {name!r} of batch {batch_idx} has shape {values.shape}; every column needs one "
                 f"row per sample ({n}), and 'row_id' is reserved for the input row ids."
             )

@@ -8,7 +8,6 @@ rank's records, written by rank 0 at the end. ``read_predictions`` reads it all 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -16,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from nl_lightning.serve.shards import SUFFIXES, Columns, column_specs, decode_shard, encode_shard, write_atomic
+from nl_lightning._io import bytes_sha256, file_sha256, write_atomic, write_json
+from nl_lightning.errors import MissingFileError, NLUserError
+from nl_lightning.predict.shards import SUFFIXES, Columns, column_specs, decode_shard, encode_shard
 
 MANIFEST = "manifest.json"
 RECORDS = "_records"
 
 
-class ShardError(ValueError):
+class ShardError(NLUserError, ValueError):
     """Predictions on disk that do not match their manifest, or a resume that cannot continue them."""
 
 
@@ -37,7 +38,7 @@ def write_shard(root: Path, name: str, columns: Columns, fmt: str, **meta: Any) 
     ids = columns["row_id"]
     record = {"path": name, **meta, "num_rows": len(ids), "row_id_min": int(ids.min()), "row_id_max": int(ids.max()),
               "bytes": len(data), "sha256": sha256, "columns": column_specs(columns)}
-    write_atomic(root / RECORDS / f"{name}.json", json.dumps(record).encode())
+    write_json(root / RECORDS / f"{name}.json", record)
     return record
 
 
@@ -47,7 +48,7 @@ def completed_shards(root: Path, rank: int) -> dict[tuple[int, int], dict[str, A
     for path in sorted((root / RECORDS).glob(f"part-*-{rank:03d}-*.json")):
         record = json.loads(path.read_text())
         shard = root / record["path"]
-        if shard.is_file() and shard.stat().st_size == record["bytes"] and _sha256(shard) == record["sha256"]:
+        if shard.is_file() and shard.stat().st_size == record["bytes"] and file_sha256(shard) == record["sha256"]:
             done[(record["dataloader_idx"], record["shard"])] = record
     return done
 
@@ -66,7 +67,7 @@ def check_plan(root: Path, rank: int, plan: dict[str, Any]) -> None:
                 "overwrite=True to start over, or choose another output_dir."
             )
         return
-    write_atomic(path, json.dumps(plan).encode())
+    write_json(path, plan)
 
 
 def merge_manifest(root: Path, fmt: str, world_size: int) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def merge_manifest(root: Path, fmt: str, world_size: int) -> dict[str, Any]:
         "complete": all(d["expected_rows"] in (None, d["num_rows"]) for d in loaders),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataloaders": loaders,
     }
-    write_atomic(root / MANIFEST, json.dumps(manifest, indent=1).encode())
+    write_json(root / MANIFEST, manifest)
     return manifest
 
 
@@ -96,7 +97,7 @@ def read_predictions(output_dir: str | Path, dataloader_idx: int = 0) -> Columns
     SHA-256; raises ``ShardError`` for a missing, changed or incomplete set of shards."""
     root = Path(output_dir)
     if not (root / MANIFEST).is_file():
-        raise FileNotFoundError(f"No {MANIFEST} in {root}: the prediction job did not finish (resume it to complete it).")
+        raise MissingFileError(f"No {MANIFEST} in {root}: the prediction job did not finish (resume it to complete it).")
     manifest = json.loads((root / MANIFEST).read_text())
     loaders = {d["dataloader_idx"]: d for d in manifest["dataloaders"]}
     if dataloader_idx not in loaders:
@@ -117,15 +118,7 @@ def _read_shard(root: Path, shard: dict[str, Any], fmt: str, specs: dict[str, An
     if not path.is_file():
         raise ShardError(f"Shard {path} listed in {root / MANIFEST} is missing.")
     data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
+    if bytes_sha256(data) != shard["sha256"]:
         raise ShardError(f"Shard {path} does not match its SHA-256 in {root / MANIFEST}: it was changed or corrupted.")
     return decode_shard(data, fmt, specs)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 

@@ -1,23 +1,19 @@
 """Prediction shards: columns of arrays to bytes and back (NPY, NPZ, JSONL, Parquet), atomically.
 
-A shard is built in memory, hashed (SHA-256), written to a temporary file beside its target,
-flushed to disk and renamed into place, so a reader (or a resumed job) sees a complete shard or
-none. Every format is data only (NumPy files are read with ``allow_pickle=False``): a prediction
+A shard is built in memory and written with ``_io.write_atomic`` (which returns its SHA-256),
+so a reader (or a resumed job) sees a complete shard or none. Every format is data only (NumPy files are read with ``allow_pickle=False``): a prediction
 folder never runs code when read. Pickle is not offered for that reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from nl_lightning._io import fsync_dir
+from nl_lightning.errors import ConfigError
 
 ShardFormat = Literal["parquet", "npy", "npz", "jsonl"]
 SUFFIXES: dict[str, str] = {"parquet": ".parquet", "npy": ".npy", "npz": ".npz", "jsonl": ".jsonl"}
@@ -26,12 +22,12 @@ Columns = dict[str, np.ndarray]
 
 def check_format(fmt: str) -> None:
     if fmt == "pickle":
-        raise ValueError(
+        raise ConfigError(
             "format='pickle' is not offered: pickle files run code when they are read. Use npz (any numeric "
             "columns, NumPy only), parquet, npy or jsonl."
         )
     if fmt not in SUFFIXES:
-        raise ValueError(f"format={fmt!r} is not supported; choose one of {tuple(SUFFIXES)}.")
+        raise ConfigError(f"format={fmt!r} is not supported; choose one of {tuple(SUFFIXES)}.")
     if fmt == "parquet":
         from nl_lightning._imports import require
         from importlib.util import find_spec
@@ -82,18 +78,6 @@ def decode_shard(data: bytes, fmt: str, specs: dict[str, dict[str, Any]]) -> Col
 
     table = pq.read_table(io.BytesIO(data))
     return {name: _from_arrow(table.column(name), spec) for name, spec in specs.items()}
-
-
-def write_atomic(path: Path, data: bytes) -> str:
-    """Write ``data`` to ``path`` so it appears whole or not at all; returns its SHA-256."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)  # make the rename itself durable
-    return hashlib.sha256(data).hexdigest()
 
 
 def _parquet_bytes(columns: Columns) -> bytes:

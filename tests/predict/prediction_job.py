@@ -14,9 +14,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from nl_lightning.callbacks import PredictionWriter
-from nl_lightning.callbacks.prediction_writer import batch_written
 from nl_lightning.data import ArrayDataModule
+from nl_lightning.predict import PredictionWriter
+from nl_lightning.predict.writer import batch_written
 
 ROWS, BATCH = 90, 8
 

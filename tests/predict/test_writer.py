@@ -18,9 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from prediction_job import BATCH, ROWS, Echo, expected, inputs, run  # noqa: E402
 
-from nl_lightning.callbacks import PredictionWriter  # noqa: E402
 from nl_lightning.data import ArrayDataModule  # noqa: E402
-from nl_lightning.serve.shard_manifest import ShardError, read_predictions  # noqa: E402
+from nl_lightning.predict import PredictionWriter, ShardError, read_predictions  # noqa: E402
 
 SCRIPT = Path(__file__).with_name("prediction_job.py")
 ROOT = Path(__file__).parents[2]

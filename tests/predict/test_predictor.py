@@ -10,10 +10,9 @@ import pytest
 import torch
 from model_files import raw_features
 
-from nl_lightning.callbacks import PredictionWriter
 from nl_lightning.cli import main
 from nl_lightning.data import ArrayDataModule
-from nl_lightning.serve import Predictor, read_predictions
+from nl_lightning.predict import PredictionWriter, Predictor, read_predictions
 
 CONFIG = Path(__file__).parents[2] / "configs" / "predict_files.yaml"
 
