@@ -44,7 +44,7 @@ nitpicky = True
 # here, as (role, regex) pairs, so that they stay plain text: none is needed today. Never our own names.
 nitpick_ignore_regex: list[tuple[str, str]] = []
 # Guides written by work in progress: listed in index.md by these globs, which may match nothing yet.
-optional_docs = ["pretrained*", "lora_tokenizers*"]
+optional_docs = ["pretrained*"]
 
 # --- API reference -----------------------------------------------------------------------------
 autodoc_default_options = {"member-order": "bysource"}

@@ -1,6 +1,6 @@
 """Guides that may not exist yet: listed in a toctree by a glob that is allowed to match nothing.
 
-Work in progress adds guides (``docs/pretrained.md``, ``docs/lora_tokenizers.md``) on its own
+Work in progress adds guides (``docs/pretrained.md``) on its own
 schedule. ``index.md`` lists them with a glob (``pretrained*``) so the site includes each one as soon
 as its file exists; until then Sphinx warns that the glob matched nothing, and ``-W`` would fail the
 build. This extension drops exactly that warning for the globs named in ``optional_docs`` (conf.py),
