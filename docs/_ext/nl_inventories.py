@@ -47,6 +47,7 @@ class Site:
     modules: list[str]
     page: Callable[[str, str, Any], str | None]  # (documented name, module, object) -> URI relative to base
     aliases: dict[str, str] = field(default_factory=dict)  # defining path -> the path the site documents
+    import_as: tuple[str, str] | None = None  # ("lightning", "L"): names of that module also as L.<name>
 
 
 def _minor(version: str) -> str:
@@ -137,7 +138,7 @@ SITES = [
         "torch.testing",
     ], _torch_page),
     Site("lightning", "lightning", lambda v: "https://lightning.ai/docs/pytorch/stable/", [
-        "lightning.pytorch", "lightning.pytorch.callbacks", "lightning.pytorch.loggers",
+        "lightning", "lightning.pytorch", "lightning.pytorch.callbacks", "lightning.pytorch.loggers",
         "lightning.pytorch.strategies", "lightning.pytorch.plugins", "lightning.pytorch.plugins.io",
         "lightning.pytorch.tuner", "lightning.pytorch.cli", "lightning.pytorch.core", "lightning.pytorch.utilities",
     ], _lightning_page, aliases={
@@ -146,7 +147,7 @@ SITES = [
         "lightning.pytorch.callbacks.callback.Callback": "lightning.pytorch.callbacks.Callback",
         "lightning.pytorch.trainer.trainer.Trainer": "lightning.pytorch.trainer.trainer.Trainer",
         "lightning.pytorch.tuner.tuning.Tuner": "lightning.pytorch.tuner.tuning.Tuner",
-    }),
+    }, import_as=("lightning", "L")),  # `import lightning as L`: string annotations say L.LightningModule
     Site("optuna", "optuna", lambda v: f"https://optuna.readthedocs.io/en/v{v}/", [
         "optuna", "optuna.study", "optuna.trial", "optuna.samplers", "optuna.pruners", "optuna.storages",
         "optuna.distributions", "optuna.exceptions", "optuna.importance", "optuna.visualization",
@@ -215,6 +216,8 @@ def collect(site: Site) -> dict[tuple[str, str], str]:
         if uri is None:
             continue
         names = {name if module_name == "builtins" else f"{module_name}.{name}", documented}
+        if site.import_as and module_name == site.import_as[0]:
+            names.add(f"{site.import_as[1]}.{name}")
         if inspect.isclass(obj) or inspect.isroutine(obj):
             names.add(defined)
         for alias in names:

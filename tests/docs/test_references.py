@@ -71,7 +71,7 @@ def test_good_references_build_clean(tmp_path):
 
         {py:func}`~nl_lightning.nn.drop_path_schedule`, {py:class}`torch.nn.Module`,
         {py:class}`lightning.pytorch.callbacks.ModelPruning`, {py:class}`optuna.study.Study`,
-        {py:class}`litserve.LitAPI`, {py:class}`mlflow.MlflowClient`.
+        {py:class}`litserve.LitAPI`, {py:class}`mlflow.MlflowClient`, {py:class}`L.Trainer`.
         """})
     assert code == 0 and warnings == "", warnings
     html = (Path(out) / "guide.html").read_text()
@@ -81,7 +81,8 @@ def test_good_references_build_clean(tmp_path):
                 "https://lightning.ai/docs/pytorch/stable/api/lightning.pytorch.callbacks.ModelPruning.html",
                 "reference/generated/optuna.study.Study.html#optuna.study.Study",
                 "https://github.com/Lightning-AI/LitServe/blob/v",
-                "mlflow.client.html#mlflow.client.MlflowClient", 'href="api/page.html#nl_lightning.nn.drop_path_schedule"'):
+                "mlflow.client.html#mlflow.client.MlflowClient", 'href="api/page.html#nl_lightning.nn.drop_path_schedule"',
+                "api/lightning.pytorch.trainer.trainer.Trainer.html"):  # L.Trainer: `import lightning as L`
         assert url in html, url
 
 
