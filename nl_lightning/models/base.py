@@ -84,6 +84,29 @@ class TaskModule(L.LightningModule):
         if hparams is not None:
             checkpoint["hyper_parameters"] = {k: _plain(v) for k, v in dict(hparams).items()}
         checkpoint["nl_lightning"] = {"class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
+        source = getattr(self, "pretrained_source", None)
+        if source is not None:  # the folder this model started from, and its hash
+            checkpoint["nl_lightning"]["pretrained"] = source.record()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> "TaskModule":
+        """Build from a Hugging Face or LitGPT model folder: its architecture and weights.
+
+        Keyword arguments that are ``TransformerConfig`` fields override the folder's config (only
+        training-time ones: dropout, attn_dropout, drop_path, attn_backend, max_seq_len with RoPE); the
+        others go to ``__init__`` (``num_classes``, ``task``, ``pooling``, ``optimizer``...).
+        """
+        from nl_lightning.pretrained import pretrained_init_args
+
+        return cls(**pretrained_init_args(cls, path, kwargs))
+
+    def save_pretrained(self, path: str | Path, extra_files: dict[str, str | bytes | Path] | None = None) -> Path:
+        """Write the network as a Hugging Face folder (config.json + model.safetensors, atomically) that
+        transformers loads as the same model; ``extra_files`` (name -> text, bytes or a file to copy,
+        e.g. a tokenizer.json) go into the folder too."""
+        from nl_lightning.pretrained import save_pretrained
+
+        return save_pretrained(self.model, path, task=getattr(self, "task", "classification"), extra_files=extra_files)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "TaskModule":

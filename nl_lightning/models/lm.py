@@ -25,6 +25,7 @@ class TransformerLM(TaskModule):
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
+        pretrained: str | None = None,
     ) -> None:
         """
         Args:
@@ -32,13 +33,22 @@ class TransformerLM(TaskModule):
             optimizer: optimizer settings (default AdamW, lr 3e-4).
             scheduler: LR schedule, stepped every optimizer step (default cosine).
             compile: ``torch.compile`` the model in place before training.
+            pretrained: a Hugging Face or LitGPT model folder to start from, architecture and weights
+                (docs/pretrained.md); ``config`` then stays unset, or differs only in training fields.
         """
         super().__init__(optimizer, scheduler, compile)
         self.save_hyperparameters()
         self._plain_hparams()
-        self.config = as_config(config, causal=True)
+        self.pretrained_source = None
+        if pretrained is not None:  # the checkpoint keeps the weights and records the folder (+ hash)
+            from nl_lightning.pretrained.task import load_lm
+
+            self.config, self.model, self.pretrained_source = load_lm(pretrained, config)
+            self.hparams["pretrained"] = None
+        else:
+            self.config = as_config(config, causal=True)
+            self.model = CausalLM(self.config)
         self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
-        self.model = CausalLM(self.config)
         self.val_ppl, self.test_ppl = Perplexity(), Perplexity()
 
     def forward(self, idx: Tensor) -> Tensor:
