@@ -115,7 +115,7 @@ class TransformerConfig:
         """The fields published architectures need (biases, GELU variant, RoPE scaling, sliding window,
         token types, embedding norm): each checked alone and against the choices it depends on."""
         for name in ("qkv_bias", "mlp_bias"):
-            if getattr(self, name) not in (None, True, False):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"TransformerConfig.{name}={getattr(self, name)!r} must be true, false or null (= bias).")
         _choice("gelu_approximate", self.gelu_approximate, GELU_APPROXIMATIONS)
         if self.gelu_approximate != "none" and self.mlp not in ("gelu", "geglu"):
@@ -143,7 +143,7 @@ class TransformerConfig:
                 f"TransformerConfig.type_vocab_size={self.type_vocab_size} needs token inputs; set input_dim=None "
                 "or type_vocab_size=0."
             )
-        if self.embed_norm not in (True, False):
+        if not isinstance(self.embed_norm, bool):
             raise ConfigError(f"TransformerConfig.embed_norm={self.embed_norm!r} must be true or false.")
 
     @property

@@ -24,8 +24,8 @@ def read_config(cfg: ConfigFields) -> dict[str, Any]:
     model_type = cfg.require("model_type")
     d, heads = cfg.integer("hidden_size"), cfg.integer("num_attention_heads")
     if cfg.get("head_dim", d // heads) != d // heads:
-        raise refuse("head_dim", cfg.get("head_dim"), f"heads of hidden_size / num_attention_heads = {d // heads} "
-                     "values are supported", cfg.where)
+        raise refuse("head_dim", cfg.get("head_dim"), f"head_dim = hidden_size / num_attention_heads ({d // heads} "
+                     "here) is supported", cfg.where)
     cfg.expect("hidden_act", ("silu",), "silu", "the SwiGLU MLP (hidden_act='silu') is supported")
     cfg.expect("pretraining_tp", (1,), 1, "pretraining_tp=1 is supported")
     for moe in ("num_local_experts", "num_experts"):

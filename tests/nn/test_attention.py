@@ -226,3 +226,14 @@ def test_scaled_dot_product_rejects_unknown_backend():
     q, k, v = _qkv(H)
     with pytest.raises(ValueError, match=r"Unknown attention backend 'fast'; choose one of"):
         scaled_dot_product(q, k, v, backend="fast")
+
+
+@pytest.mark.parametrize("t_q, t_k", [(9, 9), (1, 12), (3, 12)])
+@pytest.mark.parametrize("window", [1, 4, 20])
+def test_sliding_window_mask_sees_the_last_window_positions(t_q, t_k, window):
+    """Query i (absolute position t_k - t_q + i) sees keys j with i - window < j <= i (Mistral)."""
+    mask = build_attn_mask(t_q, t_k, causal=True, window=window)[0, 0]
+    for i in range(t_q):
+        pos = t_k - t_q + i
+        expected = [pos - window < j <= pos for j in range(t_k)]
+        assert mask[i].tolist() == expected

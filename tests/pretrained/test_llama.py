@@ -112,7 +112,7 @@ def test_save_pretrained_loads_in_transformers_with_equal_logits(name, tmp_path,
     [
         (dict(rope_scaling={"rope_type": "yarn", "factor": 4.0}),
          r"rope_parameters.rope_type='yarn' is not supported; supported RoPE types are 'default', 'linear' and 'llama3'"),
-        (dict(head_dim=16), r"head_dim=16 is not supported; heads of hidden_size / num_attention_heads = 8"),
+        (dict(head_dim=16), r"head_dim=16 is not supported; head_dim = hidden_size / num_attention_heads \(8 here\)"),
         (dict(hidden_act="gelu"), r"hidden_act='gelu' is not supported; the SwiGLU MLP \(hidden_act='silu'\)"),
         (dict(num_local_experts=8), r"num_local_experts=8 is not supported; mixture-of-experts MLPs"),
     ],
