@@ -9,14 +9,17 @@ from typing import Any
 from nl_lightning._io import save_torch
 from nl_lightning.pretrained.errors import PretrainedError
 from nl_lightning.pretrained.folder import open_folder
+from nl_lightning.pretrained.litgpt import LITGPT_FILES
+from nl_lightning.pretrained.weights import WEIGHT_FILES
 
 __all__ = ["checkpoint_to_folder", "folder_to_checkpoint", "is_model_folder"]
 
 
 def is_model_folder(path: str | Path) -> bool:
-    """A Hugging Face folder (config.json) or a LitGPT one (model_config.yaml), not a run folder."""
+    """A Hugging Face or LitGPT folder (its config or its weights are there), not a run folder."""
     path = Path(path)
-    return path.is_dir() and ((path / "config.json").is_file() or (path / "model_config.yaml").is_file())
+    markers = ("config.json", *LITGPT_FILES, *WEIGHT_FILES)
+    return path.is_dir() and any((path / name).is_file() for name in markers)
 
 
 def folder_to_checkpoint(
