@@ -61,6 +61,8 @@ def pretrained_init_args(cls: type, path: str | Path, kwargs: dict[str, Any]) ->
     """``cls.from_pretrained(path, **kwargs)`` as ``cls(**args)``: keyword arguments that are
     ``TransformerConfig`` fields override the folder's config (only ``OVERRIDABLE`` ones), the others
     are ``cls``'s own arguments (``num_classes``, ``optimizer``...)."""
+    if "pretrained" not in inspect.signature(cls).parameters:
+        raise PretrainedError(f"{cls.__name__} does not start from a model folder (its __init__ has no `pretrained`).")
     names = {f.name for f in fields(TransformerConfig)}
     overrides = {k: v for k, v in kwargs.items() if k in names}
     args = {k: v for k, v in kwargs.items() if k not in names}

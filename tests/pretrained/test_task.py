@@ -79,3 +79,10 @@ def test_the_folders_tokenizer_goes_to_a_model_that_takes_one(pretrained_folder)
 
     assert WithTokenizer.from_pretrained(folder).tokenizer_path == str(folder / "tokenizer.json")
     assert not hasattr(TransformerLM.from_pretrained(folder), "tokenizer_path")
+
+
+def test_a_module_without_pretrained_says_so(pretrained_folder):
+    from nl_lightning.models.distill import DistillationModule
+
+    with pytest.raises(PretrainedError, match=r"DistillationModule does not start from a model folder"):
+        DistillationModule.from_pretrained(pretrained_folder("lm"))
