@@ -1,7 +1,7 @@
 """Pretrained Llama: our ``TransformerLM`` against transformers' ``LlamaForCausalLM`` at one config.
 
     python benchmarks/pretrained.py           # configs/llama.yaml's model (4 layers, d_model 256, 8/2 heads)
-    python benchmarks/pretrained.py --quick   # 2 layers, d_model 128, fewer repeats (a smoke test)
+    python benchmarks/pretrained.py --quick   # 2 layers, d_model 128, fewer repeats, eager only (a smoke test)
 
 One random ``LlamaForCausalLM`` is saved as a folder and read back with
 ``TransformerLM.from_pretrained``, so both sides hold the same weights; before any timing the
@@ -10,11 +10,12 @@ one intra-op thread (``--threads``), in this process, in a rotated order every r
 is the median of per-repeat ratios, by wall time and by this process's CPU time.
 
 - ``training``: tokens/s of one optimizer step (forward, cross-entropy on every position, backward,
-  AdamW) on a B x T batch; each side eager and under ``torch.compile`` (ours: what
-  ``TransformerLM(compile=True)`` does, ``model.compile()``; theirs: ``torch.compile(model)``;
-  compilation is warm-up, not timed). Target: ours compiled / transformers eager >= 1.2.
+  AdamW) on a B x T batch; each side eager and under ``torch.compile`` (ours as
+  ``TransformerLM(compile=True)`` compiles its network; compilation is warm-up, not timed). Target:
+  ours compiled / transformers eager >= 1.2 (ours eager and both compiled are reported beside it).
 - ``generation``: greedy tokens/s with each side's KV cache (``TransformerLM.generate`` vs
-  ``generate(do_sample=False)``, never stopping early), batch 1 and 8, eager. Target >= 1.0.
+  ``generate(do_sample=False)``, never stopping early; every side checked to give the same tokens),
+  batch 1 and 8, eager and compiled with dynamic shapes. Target: ours / transformers >= 1.0, eager.
 - ``loading``: ``from_pretrained`` of a larger folder (fp32 safetensors), one fresh process per
   measurement (so RSS starts clean; libraries imported first): wall time, and the peak RSS above
   the RSS before the call (``VmHWM`` reset through ``/proc/self/clear_refs``) while loading and
@@ -121,16 +122,15 @@ def ratio(times: dict, fast: str, slow: str, clock: str) -> float:
 def bench_training(ours: Any, theirs: Any, vocab: int, args: argparse.Namespace) -> dict[str, Any]:
     batch = (torch.randint(0, vocab, (args.batch, args.seq_len)), torch.randint(0, vocab, (args.batch, args.seq_len)))
     ours.train(), theirs.train()
-    compiled_theirs = torch.compile(theirs)
-    eager_ours = ours.model.forward  # the bound method stays eager after model.compile()
-    ours.model.compile()
     sides = {
-        "ours_eager": train_step(eager_ours, list(ours.parameters()), batch),
+        "ours_eager": train_step(ours.model, list(ours.parameters()), batch),
         "theirs_eager": train_step(lambda i: theirs(input_ids=i, use_cache=False).logits, list(theirs.parameters()), batch),
-        "ours_compiled": train_step(ours.model, list(ours.parameters()), batch),
-        "theirs_compiled": train_step(lambda i: compiled_theirs(input_ids=i, use_cache=False).logits,
-                                      list(theirs.parameters()), batch),
     }
+    if args.compile:
+        compiled_ours, compiled_theirs = torch.compile(ours.model), torch.compile(theirs)  # as model.compile() does
+        sides["ours_compiled"] = train_step(compiled_ours, list(ours.parameters()), batch)
+        sides["theirs_compiled"] = train_step(lambda i: compiled_theirs(input_ids=i, use_cache=False).logits,
+                                              list(theirs.parameters()), batch)
     for name, step in sides.items():  # warm-up: compilation, allocator, kernels
         start = time.perf_counter()
         step(), step()
@@ -139,32 +139,62 @@ def bench_training(ours: Any, theirs: Any, vocab: int, args: argparse.Namespace)
     tokens = args.batch * args.seq_len
     out = {"batch": args.batch, "seq_len": args.seq_len,
            "tokens_per_s": {n: round(tokens / statistics.median(t["wall"]), 1) for n, t in times.items()}}
+    pairs = [("ours_eager", "theirs_eager")]
+    if args.compile:
+        pairs += [("ours_compiled", "theirs_eager"), ("ours_compiled", "theirs_compiled")]
     for clock in ("wall", "cpu"):
-        out[f"ratios_{clock}"] = {
-            "ours_compiled/theirs_eager": ratio(times, "ours_compiled", "theirs_eager", clock),
-            "ours_eager/theirs_eager": ratio(times, "ours_eager", "theirs_eager", clock),
-            "ours_compiled/theirs_compiled": ratio(times, "ours_compiled", "theirs_compiled", clock),
-        }
-    ours.model.forward = eager_ours  # later sections run eager
+        out[f"ratios_{clock}"] = {f"{a}/{b}": ratio(times, a, b, clock) for a, b in pairs}
     return out
+
+
+def generation_sides(ours: Any, theirs: Any, compile: bool) -> dict[str, Callable[[torch.Tensor, int], torch.Tensor]]:
+    """Greedy generation per side; compiled with dynamic shapes (the KV cache grows every step).
+    Ours: the same ``generate`` loop over ``torch.compile(model)``; theirs: ``generate`` with a
+    compiled ``forward``, swapped in only for its own calls so the eager side stays eager."""
+    sides = {"ours": lambda p, n: ours_generate(ours, p, n), "theirs": lambda p, n: their_generate(theirs, p, n)}
+    if not compile:
+        return sides
+    import torch._dynamo
+
+    from nl_lightning.models.generate import generate
+
+    torch._dynamo.config.allow_unspec_int_on_nn_module = True  # KVCache.length: one graph, not one per length
+    compiled_ours = torch.compile(ours.model, dynamic=True)
+    eager_forward, compiled_forward = theirs.forward, torch.compile(theirs.forward, dynamic=True)
+
+    def theirs_compiled(prompt: torch.Tensor, new: int) -> torch.Tensor:
+        theirs.forward = compiled_forward
+        try:
+            return their_generate(theirs, prompt, new)
+        finally:
+            theirs.forward = eager_forward
+
+    sides["ours_compiled"] = lambda p, n: generate(compiled_ours, p, n, temperature=0.0)
+    sides["theirs_compiled"] = theirs_compiled
+    return sides
 
 
 def bench_generation(ours: Any, theirs: Any, vocab: int, args: argparse.Namespace) -> dict[str, Any]:
     ours.eval(), theirs.eval()
-    out: dict[str, Any] = {"prompt": PROMPT, "new_tokens": args.new_tokens}
+    out: dict[str, Any] = {"prompt": PROMPT, "new_tokens": args.new_tokens, "compiled": args.compile}
+    generators = generation_sides(ours, theirs, args.compile)
     for batch in (1, 8):
         prompt = torch.randint(0, vocab, (batch, PROMPT), generator=torch.Generator().manual_seed(batch))
-        sides = {"ours": lambda: ours_generate(ours, prompt, args.new_tokens),
-                 "theirs": lambda: their_generate(theirs, prompt, args.new_tokens)}
-        for run in sides.values():
-            run()
-        times = rotated(sides, args.repeats)
+        expected = generators["theirs"](prompt, args.new_tokens)
+        for name, run in generators.items():  # warm-up (compilation) and the same tokens on every side
+            start = time.perf_counter()
+            assert torch.equal(run(prompt, args.new_tokens), expected), f"{name}: greedy tokens differ"
+            print(f"generation warm-up {name}, batch {batch}: {time.perf_counter() - start:.1f} s", flush=True)
+        times = rotated({n: (lambda run=run: run(prompt, args.new_tokens)) for n, run in generators.items()},
+                        args.repeats)
         tokens = batch * args.new_tokens
-        out[f"batch_{batch}"] = {
-            "tokens_per_s": {n: round(tokens / statistics.median(t["wall"]), 1) for n, t in times.items()},
-            "ratio_wall": ratio(times, "ours", "theirs", "wall"), "ratio_cpu": ratio(times, "ours", "theirs", "cpu"),
-        }
-        print(f"generation batch {batch}: {out[f'batch_{batch}']}", flush=True)
+        row: dict[str, Any] = {"tokens_per_s": {n: round(tokens / statistics.median(t["wall"]), 1) for n, t in times.items()}}
+        for clock in ("wall", "cpu"):
+            row[f"ratio_{clock}"] = ratio(times, "ours", "theirs", clock)
+            if args.compile:
+                row[f"ratio_compiled_{clock}"] = ratio(times, "ours_compiled", "theirs_compiled", clock)
+        out[f"batch_{batch}"] = row
+        print(f"generation batch {batch}: {row}", flush=True)
     return out
 
 
@@ -234,12 +264,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: steady on a shared machine; 0 = torch's default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("training", "generation", "loading"))
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time both sides under torch.compile (default: yes; --quick: no, compiling takes minutes)")
     parser.add_argument("--load-child", nargs=2, metavar=("SIDE", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     quick = args.quick
     args.repeats = args.repeats or (2 if quick else 6)
+    args.compile = not quick if args.compile is None else args.compile
     args.size = (dict(n_layers=2, d_model=128, n_heads=4, n_kv_heads=2, mlp_hidden=352) if quick
                  else dict(n_layers=4, d_model=256, n_heads=8, n_kv_heads=2, mlp_hidden=704))  # configs/llama.yaml
     args.vocab, args.batch, args.seq_len = 256, (4 if quick else 16), (64 if quick else 256)
@@ -280,7 +313,7 @@ def main() -> None:
 
 def met(figures: dict[str, Any]) -> dict[str, bool]:
     out = {}
-    if "training" in figures:
+    if "training" in figures and "ours_compiled/theirs_eager" in figures["training"]["ratios_wall"]:
         out["training"] = figures["training"]["ratios_wall"]["ours_compiled/theirs_eager"] >= TARGETS["training"]
     if "generation" in figures:
         out["generation"] = all(figures["generation"][f"batch_{b}"]["ratio_wall"] >= TARGETS["generation"] for b in (1, 8))
@@ -305,8 +338,10 @@ def render(figures: dict[str, Any]) -> str:
         f"{tps['theirs_eager']:.0f} | {rw['ours_eager/theirs_eager']:.2f} |",
         f"| training tokens/s, torch.compile | {tps['ours_compiled']:.0f} | {tps['theirs_compiled']:.0f} | "
         f"{rw['ours_compiled/theirs_compiled']:.2f} |",
-        *[f"| greedy generation tokens/s, batch {b} | {g[f'batch_{b}']['tokens_per_s']['ours']:.0f} | "
-          f"{g[f'batch_{b}']['tokens_per_s']['theirs']:.0f} | {g[f'batch_{b}']['ratio_wall']:.2f} |" for b in (1, 8)],
+        *[f"| greedy generation tokens/s, batch {b}{kind} | {g[f'batch_{b}']['tokens_per_s']['ours' + side]:.0f} | "
+          f"{g[f'batch_{b}']['tokens_per_s']['theirs' + side]:.0f} | {g[f'batch_{b}'][key]:.2f} |"
+          for kind, side, key in ((", eager", "", "ratio_wall"), (", torch.compile", "_compiled", "ratio_compiled_wall"))
+          for b in (1, 8)],
         f"| from_pretrained seconds ({ld['weights_bytes'] / 2**20:.0f} MiB fp32) | {ld['ours']['seconds']:.2f} | "
         f"{ld['theirs']['seconds']:.2f} | |",
         f"| peak RSS while loading / weights | {ld['ours']['peak_load_over_weights']:.2f} | "
