@@ -20,6 +20,7 @@ from nl_lightning.commands.help import CommandHelpFormatter
 
 
 def build_parser() -> ArgumentParser:
+    """The subcommand's arguments (``--help`` shows the docstring above)."""
     parser = ArgumentParser(prog="nl-lightning convert", description=__doc__, formatter_class=CommandHelpFormatter)
     parser.add_argument("source", type=str, help="A model folder, a .ckpt, or a run folder (newest last.ckpt).")
     parser.add_argument("--output", type=str, required=True,
@@ -34,6 +35,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Convert in the direction the source implies; prints the path written."""
     from nl_lightning.pretrained.convert import checkpoint_to_folder, folder_to_checkpoint, is_model_folder
 
     args = build_parser().parse_args(argv)

@@ -114,10 +114,11 @@ class Transformer(nn.Module):
                 f"key_padding_mask has shape {tuple(key_padding_mask.shape)} but the input is "
                 f"(batch, seq) = {tuple(h.shape[:2])}; it must be a bool mask with True at padding."
             )
-        # SDPA's is_causal aligns top-left, so it is used only for the plain square case.
+        # SDPA's is_causal aligns top-left, so it is used only for the plain square case. A plain bool
+        # (never a SymBool when torch.compile makes the cache length symbolic): SDPA's is_causal needs one.
         window = self.config.sliding_window
-        fast_causal = (self.config.causal and key_padding_mask is None and bias is None and offset == 0
-                       and (window is None or t_k <= window))
+        square = offset == 0 and (window is None or t_k <= window)
+        fast_causal = True if self.config.causal and key_padding_mask is None and bias is None and square else False
         mask = None
         if not fast_causal:
             mask = build_attn_mask(T, t_k, self.config.causal, key_padding_mask, bias, h.device, h.dtype, window)

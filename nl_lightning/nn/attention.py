@@ -106,7 +106,8 @@ def scaled_dot_product(
         raise ValueError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
     if backend == "naive":
         return naive_attention(q, k, v, attn_mask, is_causal, dropout_p)
-    gqa = bool(k.size(1) != q.size(1))  # bool(): under jit.trace sizes are tensors
+    # A plain bool, never a SymBool (torch.compile with dynamic shapes) nor a tensor (jit.trace).
+    gqa = True if k.size(1) != q.size(1) else False
     ctx = sdpa_kernel(_SDPA_BACKENDS[backend]) if backend in _SDPA_BACKENDS else contextlib.nullcontext()
     try:
         with ctx:

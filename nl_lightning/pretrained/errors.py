@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nl_lightning.errors import NLUserError
 
-__all__ = ["PretrainedError"]
+__all__ = ["PretrainedError", "refuse"]
 
 
 class PretrainedError(NLUserError, ValueError):

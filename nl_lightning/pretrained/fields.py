@@ -24,28 +24,33 @@ class ConfigFields:
         self.values, self.where = values, str(where)
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value, or ``default`` when the key is missing or null."""
         value = self.values.get(key, default)
         return default if value is None else value
 
     def require(self, key: str) -> Any:
+        """The value; a missing or null key is an error naming the file."""
         value = self.values.get(key, _MISSING)
         if value is _MISSING or value is None:
             raise PretrainedError(f"{self.where} has no {key!r}; it is incomplete or not a model config of this kind.")
         return value
 
     def integer(self, key: str, default: Any = _MISSING) -> int:
+        """A positive integer (required unless ``default`` is given)."""
         value = self.require(key) if default is _MISSING else self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PretrainedError(f"{self.where}: {key}={value!r} must be a positive integer.")
         return value
 
     def number(self, key: str, default: float) -> float:
+        """A number >= 0, as float."""
         value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise PretrainedError(f"{self.where}: {key}={value!r} must be a number >= 0.")
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
+        """A boolean (JSON ``true`` / ``false`` only)."""
         value = self.get(key, default)
         if not isinstance(value, bool):
             raise PretrainedError(f"{self.where}: {key}={value!r} must be true or false.")

@@ -33,6 +33,7 @@ class PretrainedSource:
     _sha256: str | None = field(default=None, repr=False)
 
     def record(self) -> dict[str, str]:
+        """``{"path": ..., "path_sha256": ...}`` for a checkpoint."""
         if self._sha256 is None:
             self._sha256 = path_sha256(self.path)
         return {"path": self.path, "path_sha256": self._sha256}

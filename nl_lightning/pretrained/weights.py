@@ -104,18 +104,22 @@ class TensorFiles:
         self._stack.close()
 
     def names(self) -> list[str]:
+        """Every tensor name (canonical), over all files."""
         return list(self._where)
 
     def file_of(self, name: str) -> Path:
+        """The file holding ``name`` (for messages)."""
         return self._where[name][2]
 
     def shape(self, name: str) -> tuple[int, ...]:
+        """The tensor's shape, read from the header only."""
         handle, raw, _ = self._where[name]
         if isinstance(handle, dict):
             return tuple(handle[raw].shape)
         return tuple(handle.get_slice(raw).get_shape())
 
     def get(self, name: str) -> torch.Tensor:
+        """The tensor (memory-mapped, copy-on-write, for safetensors)."""
         handle, raw, path = self._where[name]
         if isinstance(handle, dict):
             return handle[raw]
