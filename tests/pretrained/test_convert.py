@@ -70,9 +70,11 @@ def test_fine_tune_through_the_cli_then_generate_then_export(hf_folder, tmp_path
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["hyper_parameters"]["pretrained"] is None  # the checkpoint stands alone
     assert checkpoint["nl_lightning"]["pretrained"]["path"] == str(folder.resolve())
-    tuned = load_checkpoint(last)
     before = TransformerLM.from_pretrained(folder)
-    assert not torch.equal(tuned.model.lm_head.weight, before.model.lm_head.weight)  # it did train
+    assert not torch.equal(load_checkpoint(last).model.lm_head.weight, before.model.lm_head.weight)  # it did train
+    with pytest.warns(UserWarning, match=r"the checkpoint's values replace the config's for pretrained"):
+        assert main([*args, "--trainer.max_steps=4", "--ckpt_path", "last"]) == 0  # resumes from the checkpoint alone
+    tuned = load_checkpoint(tmp_path / "runs/finetune_lm/version_1/checkpoints/last.ckpt")
     capsys.readouterr()
     assert main(["generate", "--ckpt_path", "runs/finetune_lm", "--prompt", "def ", "--max_new_tokens", "12"]) == 0
     out = capsys.readouterr().out
