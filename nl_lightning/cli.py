@@ -30,6 +30,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "lr-find": "nl_lightning.commands.lr_find:main",
     "plot": "nl_lightning.commands.plot:main",
     "consolidate": "nl_lightning.commands.consolidate:main",
+    "convert": "nl_lightning.commands.convert:main",
     "tokenizer": "nl_lightning.commands.tokenizer:main",
 }
 

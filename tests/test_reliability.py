@@ -8,6 +8,7 @@ from what users see.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,7 +109,7 @@ CASES = [
     Case("invalid value", lambda t, g: ["fit", "--config", CLASSIFIER, "--model.init_args.config.n_kv_heads=3"],
          r"TransformerConfig\.n_kv_heads=3 must divide n_heads=4; use one of \[1, 2, 4\]", 1),
     Case("value outside the choices", lambda t, g: ["fit", "--config", CLASSIFIER, "--model.init_args.pooling=max"],
-         r"model\.pooling: Expected a typing\.Literal\['mean', 'cls', 'attention', 'gem'\]\. Got value: max", 2),
+         r"model\.pooling: Expected a typing\.Literal\['mean', 'cls', 'attention', 'gem', 'pooler'\]\. Got value: max", 2),
     Case("config file that does not exist", lambda t, g: ["fit", "--config", str(t / "nope.yaml")],
          r"config: File does not exist: .*nope\.yaml", 2),
     Case("misspelled trainer option", lambda t, g: ["fit", "--config", CLASSIFIER, "--trainer.max_stepz=3"],
@@ -125,12 +126,37 @@ CASES = [
          r"train\.h5.* row 0.*NaN", 1),
     Case("wrong feature key", lambda t, g: _file_config(t, _h5(t, np.ones((16, 16, 8), np.float32)), features="/nope"),
          r"'/nope' not found in .*train\.h5", 1),
+    # Pretrained model folders
+    Case("model folder without config.json", lambda t, g: ["convert", _model_folder(t, drop="config.json"), "--output", str(t / "m.ckpt")],
+         r"has no config\.json, so its architecture is unknown .* Copy the model's config\.json next to its weights", 1),
+    Case("model type nl_lightning does not compute",
+         lambda t, g: ["convert", _model_folder(t, model_type="mixtral"), "--output", str(t / "m.ckpt")],
+         r"config\.json: model_type='mixtral' is not supported; supported model types are \['bert', 'gpt2', 'llama'", 1),
+    Case("truncated model.safetensors", lambda t, g: ["convert", _model_folder(t, cut=True), "--output", str(t / "m.ckpt")],
+         r"model\.safetensors is truncated or corrupt: .* Download or copy the file again", 1),
 ]
 
 
 def _save(path: Path, obj) -> str:
     torch.save(obj, path)
     return str(path)
+
+
+def _model_folder(tmp: Path, drop: str | None = None, model_type: str | None = None, cut: bool = False) -> str:
+    """A tiny Hugging Face (Llama) folder written by save_pretrained, then damaged as asked."""
+    from nl_lightning.models import TransformerConfig, TransformerLM
+
+    folder = tmp / "model_folder"
+    TransformerLM(TransformerConfig.from_preset("llama", n_layers=1, d_model=16, n_heads=2, n_kv_heads=1)).save_pretrained(folder)
+    if drop:
+        (folder / drop).unlink()
+    if model_type:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    if cut:
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    return str(folder)
 
 
 def _mkdir(path: Path) -> Path:

@@ -33,10 +33,11 @@ class TransformerClassifier(TaskModule):
         config: TransformerConfig | None = None,
         num_classes: int = 2,
         task: Literal["classification", "regression"] = "classification",
-        pooling: Literal["mean", "cls", "attention", "gem"] = "mean",
+        pooling: Literal["mean", "cls", "attention", "gem", "pooler"] = "mean",
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
+        pretrained: str | None = None,
         lora: LoRAConfig | None = None,
     ) -> None:
         """
@@ -44,7 +45,9 @@ class TransformerClassifier(TaskModule):
             config: architecture (default: 'tiny' preset, bidirectional).
             num_classes: classes for classification; number of targets for regression.
             task: 'classification' (cross-entropy) or 'regression' (MSE).
-            pooling: how the sequence becomes one vector.
+            pooling: how the sequence becomes one vector ('pooler': BERT's, on the [CLS] token).
+            pretrained: a BERT model folder whose encoder (and pooler / head, when they fit) to start
+                from (docs/pretrained.md); ``config`` then stays unset, or differs only in training fields.
             lora: train low-rank adapters on these encoder projections; the encoder is frozen, the new
                 head (with attention pooling and a [CLS] token, when used) trains in full.
         """
@@ -55,10 +58,17 @@ class TransformerClassifier(TaskModule):
             raise ConfigError(f"num_classes={num_classes} is too small for {task}; classification needs >= 2.")
         self.save_hyperparameters()
         self._plain_hparams()
-        self.config = as_config(config, causal=False)
-        self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
         self.task, self.num_classes = task, num_classes
-        self.model = SequenceClassifier(self.config, num_classes, pooling)
+        self.pretrained_source = None
+        if pretrained is not None:  # the checkpoint keeps the weights and records the folder (+ hash)
+            from nl_lightning.pretrained.task import load_classifier
+
+            self.config, self.model, self.pretrained_source = load_classifier(pretrained, config, num_classes, pooling, task)
+            self.hparams["pretrained"] = None
+        else:
+            self.config = as_config(config, causal=False)
+            self.model = SequenceClassifier(self.config, num_classes, pooling)
+        self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
         self._setup_lora(lora)
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_metrics", self._metrics(f"{stage}/"))
