@@ -356,5 +356,14 @@ def render(figures: dict[str, Any]) -> str:
     ])
 
 
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    rw, met = figures["training"]["ratios_wall"], figures["met"]
+    verdict = "met" if all(met.values()) else "**not met**"
+    return ("Our `TransformerLM` vs transformers' `LlamaForCausalLM`, same weights",
+            f"training {rw['ours_eager/theirs_eager']:.2f}x eager, {rw['ours_compiled/theirs_eager']:.2f}x compiled "
+            f"(targets: {verdict})")
+
+
 if __name__ == "__main__":
     main()

@@ -1,8 +1,7 @@
 """Guides that may not exist yet: listed in a toctree by a glob that is allowed to match nothing.
 
-Work in progress adds guides (``docs/pretrained.md``) on its own
-schedule. ``index.md`` lists them with a glob (``pretrained*``) so the site includes each one as soon
-as its file exists; until then Sphinx warns that the glob matched nothing, and ``-W`` would fail the
+Work on other branches adds guides on its own schedule. ``index.md`` can list one with a glob
+(``<name>*``) so the site includes it as soon as its file exists; until then Sphinx warns that the glob matched nothing, and ``-W`` would fail the
 build. This extension drops exactly that warning for the globs named in ``optional_docs`` (conf.py),
 and no other: a glob missing from the list, or a plain toctree entry naming a missing page, still
 fails the build.

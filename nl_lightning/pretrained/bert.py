@@ -108,6 +108,7 @@ def _unused(name: str, config: TransformerConfig, parts: Parts) -> str | None:
     return None
 
 
+#: BERT folders (``model_type: bert``): the encoder of a ``TransformerClassifier``, read and written.
 BERT = Family(
     name="bert", task="classifier",
     architectures=("BertModel", "BertForSequenceClassification", "BertForMaskedLM", "BertForPreTraining"),

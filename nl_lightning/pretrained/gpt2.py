@@ -86,6 +86,7 @@ def _unused(name: str, config: TransformerConfig, parts: Parts) -> str | None:
     return "" if buffer or (config.tie_embeddings and name == "lm_head.weight") else None
 
 
+#: GPT-2 folders (``model_type: gpt2``) as a ``TransformerLM``, read and written.
 GPT2 = Family(
     name="gpt2", task="lm", architectures=("GPT2LMHeadModel", "GPT2Model"), read_config=read_config,
     write_config=write_config, rules=rules, canonical=_canonical, unused=_unused,

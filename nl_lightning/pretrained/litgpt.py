@@ -24,6 +24,7 @@ from nl_lightning.pretrained.rules import Rule, same, split
 
 __all__ = ["LITGPT", "LITGPT_FILES", "reassemble_legacy_qkv"]
 
+#: The two files that make a folder a LitGPT checkpoint.
 LITGPT_FILES = ("lit_model.pth", "model_config.yaml")
 MLPS = {"LLaMAMLP": "swiglu", "GptNeoxMLP": "gelu", "GemmaMLP": "geglu"}
 NORMS = {"RMSNorm": "rmsnorm", "LayerNorm": "layernorm"}
@@ -114,4 +115,5 @@ def reassemble_legacy_qkv(state: dict[str, torch.Tensor], config: TransformerCon
     return out
 
 
+#: LitGPT folders (``lit_model.pth`` + ``model_config.yaml``) as a ``TransformerLM``; read only.
 LITGPT = Family(name="litgpt", task="lm", architectures=(), read_config=read_config, write_config=None, rules=rules)

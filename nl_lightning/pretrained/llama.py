@@ -169,6 +169,7 @@ def _unused(name: str, config: TransformerConfig, parts: Parts) -> str | None:
     return "" if name.endswith(".rotary_emb.inv_freq") or (config.tie_embeddings and name == "lm_head.weight") else None
 
 
+#: Llama-like folders (Llama 2/3, Mistral, Qwen2) as a ``TransformerLM``, read and written.
 LLAMA = Family(
     name="llama", task="lm", architectures=tuple(ARCHITECTURES.values()), read_config=read_config,
     write_config=write_config, rules=rules, canonical=_canonical, unused=_unused,
