@@ -136,6 +136,9 @@ def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) ->
 def main(args: list[str] | None = None) -> int:
     """Run a subcommand; a user error prints one line (the message and the fix) and exits 1.
     ``--debug`` (anywhere) shows the traceback instead; unexpected errors always show it."""
+    from nl_lightning._noise import quiet_third_party
+
+    quiet_third_party()
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv
     if debug:

@@ -33,6 +33,27 @@ class TaskModule(L.LightningModule):
         self.scheduler_config = _as(SchedulerConfig, scheduler)
         self.compile_model = compile
 
+    @property
+    def example_input_array(self) -> Any:
+        """A batch of one input at the model's longest length, so Lightning's model summary reports
+        real FLOPs and input / output sizes (not ``0``). None where a forward on rank 0 alone could
+        hang (FSDP2-sharded weights) or trigger a compile for an unused shape."""
+        if self._example_input_array is not None:
+            return self._example_input_array
+        if getattr(self, "_device_mesh", None) is not None or self.compile_model:
+            return None
+        from nl_lightning.export.inputs import input_spec
+
+        try:
+            spec = input_spec(self.model)
+        except TypeError:  # a subclass network without a TransformerConfig
+            return None
+        return spec.example(1, spec.max_seq_len or self.model.config.max_seq_len)
+
+    @example_input_array.setter
+    def example_input_array(self, example: Any) -> None:
+        self._example_input_array = example
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 

@@ -157,7 +157,10 @@ def process_main(spec: TrialSpec, storage_url: str, log_path: str | None = None)
     the result (rank 0)."""
     from nl_lightning.tune.launch import die_with_parent, redirect_output
 
+    from nl_lightning._noise import quiet_third_party
+
     die_with_parent()
+    quiet_third_party()
     if log_path is not None:
         redirect_output(log_path)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
