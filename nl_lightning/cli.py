@@ -87,11 +87,18 @@ class NLLightningCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file."""
+        """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file;
+        loggers and callbacks of several ``--config`` files compose (``config_lists.py``)."""
+        from nl_lightning.config_lists import compose_lists
         from nl_lightning.track.cli_config import check_track_fragments
 
-        check_track_fragments(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
-        super().parse_arguments(parser, args)
+        argv = sys.argv[1:] if args is None else args if isinstance(args, list) else None
+        check_track_fragments(argv or [])
+        composed = compose_lists(list(argv)) if argv is not None else None
+        if composed is None or composed == argv:
+            super().parse_arguments(parser, args)
+            return
+        self.config = parser.parse_args(composed)  # what LightningCLI does, without its args-and-argv warning
 
     def before_instantiate_classes(self) -> None:
         """Tracking: logger packages present, fragment loggers named after the run (``track/cli_config.py``)."""
