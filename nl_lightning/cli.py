@@ -115,9 +115,10 @@ class NLLightningCLI(LightningCLI):
         from nl_lightning.callbacks.run_lock import RunLock
         from nl_lightning.callbacks.run_metadata import RunMetadata
         from nl_lightning.models.checkpoint_io import install
-        from nl_lightning.track.backends import check_loggers
+        from nl_lightning.track.backends import check_logging_callbacks, check_loggers
 
         check_loggers(self.trainer.loggers)
+        check_logging_callbacks(self.trainer)
         install(self.trainer)
         # Every `nl-lightning fit` locks its run folder, records its metadata and draws curves.png
         # at the end, whether or not the config lists these callbacks.

@@ -18,8 +18,9 @@ from typing import Literal, Optional
 
 from jsonargparse import ArgumentParser
 
-from nl_lightning.tune.lr_find import DEFAULT_LR_KEY
 from nl_lightning.commands.help import CommandHelpFormatter
+from nl_lightning.errors import ConfigError
+from nl_lightning.tune.lr_find import DEFAULT_LR_KEY
 
 OWN = ("min_lr", "max_lr", "num_training", "mode", "early_stop_threshold", "lr_key", "output_dir")
 
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("nl-lightning lr-find needs a fit config: --config configs/<name>.yaml (see --help).")
     if not 0 < args.min_lr < args.max_lr:
         raise SystemExit(f"lr-find needs 0 < --min_lr < --max_lr, got {args.min_lr} and {args.max_lr}.")
+    if args.num_training < 2:
+        raise ConfigError(f"--num_training={args.num_training}: the range test needs at least 2 steps (one rate each); "
+                          "use ~100 (the default) for a curve the suggestion can be read from.")
     from nl_lightning.tune.lr_find import find_lr
 
     config_path = fit_args[fit_args.index("--config") + 1] if "--config" in fit_args else \

@@ -10,6 +10,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nl_lightning.errors import NLUserError
+
+
+class DataFileError(NLUserError, ValueError):
+    """A data file that cannot be read as data (not a regular file, truncated); the message names it."""
+
 
 class MissingKeyError(KeyError):
     """A dataset key or column that is not in the file; ``str()`` is the message, not its repr."""
@@ -118,6 +124,9 @@ def check_file(path: str | os.PathLike) -> Path:
         )
     if path.is_dir():
         raise IsADirectoryError(f"Expected a data file but '{path}' is a directory.")
+    if not path.is_file():  # a FIFO, socket or device: no size, no random access
+        raise DataFileError(f"'{path}' is not a regular file (a pipe, socket or device); data files are read by row "
+                            "with random access: write the data to a file and pass that.")
     if path.stat().st_size == 0:
         raise ValueError(f"Data file is empty (0 bytes): '{path}'. Re-write it or remove it from the config.")
     return path
