@@ -5,11 +5,11 @@ jsonargparse replaces a list when a later config file sets it, so ``--config con
 --config configs/track/mlflow.yaml`` kept only the second file's loggers. Before LightningCLI parses,
 the subcommand's ``--config`` files are read in order and:
 
-- ``trainer.logger``: the loggers of the fragments (the files after the first) are appended in order
-  and replace the first file's own logger (a fragment chooses the tracking backends). A class appears
-  once: a later entry of the same class updates the earlier one's ``init_args``.
-- ``trainer.callbacks``: every fragment's callbacks (``callbacks:`` or ``callbacks+:``) are appended to
-  the first file's; an exact repeat is dropped.
+- ``trainer.logger`` and ``trainer.callbacks``: the lists the fragments (the files after the first)
+  set are appended to each other in order and replace the first file's own (a fragment chooses the
+  tracking backends); entries under ``logger+:`` / ``callbacks+:`` are appended to whatever is there,
+  the first file's included. A logger class appears once (a later entry of the same class updates the
+  earlier one's ``init_args``); an exact repeat of a callback is dropped.
 - ``--trainer.callbacks.1.init_args.patience=10`` or ``--trainer.callbacks.EarlyStopping.patience=10``
   (``init_args`` may be left out) sets one argument of one item; the same for ``trainer.logger``.
 
@@ -101,26 +101,33 @@ def _entries(value: Any) -> list[dict[str, Any]]:
 
 
 def _compose(key: str, files: list[dict[str, Any]]) -> list[dict[str, Any]] | Any:
-    """The list ``key`` after every file: see the module doc for loggers and callbacks."""
+    """The list ``key`` after every file: see the module doc."""
     if not files:
         return None
     base = files[0].get(key)
-    result = _entries(base) + _entries(files[0].get(f"{key}+"))
-    fragments = [f for f in files[1:] if key in f or f"{key}+" in f]
-    if key == "logger" and fragments:
-        result = []
-    for fragment in fragments:
+    own = _entries(base) + _entries(files[0].get(f"{key}+"))
+    added: list[dict[str, Any]] = []
+    replaced = False
+    for fragment in files[1:]:
         if key in fragment and (fragment[key] is False or fragment[key] is None):
             return fragment[key]  # an explicit `logger: false` / `callbacks: null` wins
+        replaced = replaced or key in fragment
         for entry in _entries(fragment.get(key)) + _entries(fragment.get(f"{key}+")):
-            same = [e for e in result if e.get("class_path") == entry.get("class_path")]
-            if key == "logger" and same:
-                same[0].setdefault("init_args", {}).update(entry.get("init_args") or {})
-            elif entry not in result:
-                result.append(entry)
-    if not result and not isinstance(base, (list, dict)):
+            _add(key, added, entry)
+    result: list[dict[str, Any]] = []
+    for entry in ([] if replaced else own) + added:
+        _add(key, result, entry)
+    if not result and not replaced and not isinstance(base, (list, dict)):
         return base  # True / False / None as the first file said
     return result
+
+
+def _add(key: str, entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    same = [e for e in entries if e.get("class_path") == entry.get("class_path")]
+    if key == "logger" and same:
+        same[0].setdefault("init_args", {}).update(entry.get("init_args") or {})
+    elif entry not in entries:
+        entries.append(entry)
 
 
 def _apply(lists: dict[str, Any], key: str, item: str, path: list[str], value: Any, arg: str) -> None:

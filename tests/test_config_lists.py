@@ -84,3 +84,10 @@ def test_two_entries_of_one_class_need_an_index(tmp_path):
         compose_lists(["fit", "--config", FIT, "--config", str(extra), "--trainer.callbacks.EarlyStopping.patience=1"])
     lists = _trainer_lists(["fit", "--config", FIT, "--config", str(extra), "--trainer.callbacks.3.patience=1"])
     assert lists["callbacks"][3]["init_args"] == {"monitor": "val/acc", "mode": "max", "patience": 1}
+
+
+def test_a_fragments_callbacks_list_replaces_the_fit_configs_and_plus_appends(tmp_path):
+    only = tmp_path / "only.yaml"
+    only.write_text("trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.RichModelSummary\n")
+    lists = _trainer_lists(["fit", "--config", FIT, "--config", str(only), "--config", str(TRACK / "confusion_matrix.yaml")])
+    assert _classes(lists["callbacks"]) == ["RichModelSummary", "ConfusionMatrixMonitor"]

@@ -135,11 +135,12 @@ CASES = [
     Case("invalid value", lambda t, g: ["fit", "--config", CLASSIFIER, "--model.init_args.config.n_kv_heads=3"],
          r"TransformerConfig\.n_kv_heads=3 must divide n_heads=4; use one of \[1, 2, 4\]", 1),
     Case("value outside the choices", lambda t, g: ["fit", "--config", CLASSIFIER, "--model.init_args.pooling=max"],
-         r"model\.pooling: Expected a typing\.Literal\['mean', 'cls', 'attention', 'gem'\]\. Got value: max", 2),
+         r"model\.pooling: (Expected a typing\.Literal\['mean', 'cls', 'attention', 'gem'\]\. Got value: max|"
+         r"Cannot take a Union of no types)", 2),  # the second: jsonargparse < 4.42
     Case("config file that does not exist", lambda t, g: ["fit", "--config", str(t / "nope.yaml")],
          r"config: File does not exist: .*nope\.yaml", 2),
     Case("misspelled trainer option", lambda t, g: ["fit", "--config", CLASSIFIER, "--trainer.max_stepz=3"],
-         r"unrecognized arguments: --trainer\.max_stepz=3", 2),
+         r"(?i:unrecognized) arguments: --trainer\.max_stepz=3", 2),
     # Data files
     Case("training file that does not exist", lambda t, g: _file_config(t, str(t / "missing.h5")),
          r"missing\.h5", 1),

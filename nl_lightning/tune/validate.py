@@ -99,7 +99,9 @@ def _parses(parser: Any, config: Mapping[str, Any]) -> Exception | None:
     return None
 
 
-_UNKNOWN = re.compile(r"Option '([^']+)' is not accepted|does not accept option '([^']+)'|No action for key")
+# the second line: the same errors as jsonargparse < 4.42 words them
+_UNKNOWN = re.compile(r"Option '([^']+)' is not accepted|does not accept option '([^']+)'|No action for key"
+                      r"|Key '([^']+)' is not expected|does not accept nested key '([^']+)'")
 _EXPECTED = re.compile(r"Parser key \"([^\"]+)\":\s*\n\s*(Expected [^\n]+)")
 
 
@@ -108,7 +110,8 @@ def explain(err: BaseException) -> str:
     text = str(err)
     unknown = _UNKNOWN.search(text)
     if unknown:
-        return f"unknown option {unknown.group(1) or unknown.group(2)!r}" if unknown.lastindex else unknown.group(0)
+        name = next((g for g in unknown.groups() if g), None)
+        return f"unknown option {name!r}" if name else unknown.group(0)
     expected = _EXPECTED.findall(text)
     if expected:
         key, what = expected[-1]
