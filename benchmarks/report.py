@@ -1,10 +1,10 @@
-"""Rewrite README's benchmark figures from ``benchmarks/results/*.json``: no figure by hand.
+"""Rewrite the benchmark figures of README and docs/*.md from ``benchmarks/results/*.json``: no figure by hand.
 
-    python benchmarks/report.py               # rewrite README.md in place
-    python benchmarks/report.py --check       # exit 1 if README differs from what the results give
+    python benchmarks/report.py               # rewrite README.md and docs/*.md in place
+    python benchmarks/report.py --check       # exit 1 if one differs from what the results give
     python benchmarks/report.py --pages DIR   # write the docs site's benchmark pages into DIR
 
-README marks each section ``<!-- bench:NAME -->`` ... ``<!-- /bench:NAME -->``; the text between
+A document marks each section ``<!-- bench:NAME -->`` ... ``<!-- /bench:NAME -->``; the text between
 is replaced by ``render(result)`` from ``benchmarks/NAME.py`` applied to ``results/NAME.json``,
 followed by the line naming the machine, the command and the result file. The table between
 ``<!-- bench-headlines -->`` and ``<!-- /bench-headlines -->`` has one row per result: each script's
@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 from _results import RESULTS_DIR, machine_line, read_result  # noqa: E402
 
 README = HERE.parent / "README.md"
+DOCUMENTS = [README, *sorted((HERE.parent / "docs").glob("*.md"))]
 SECTION = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
 HEADLINES = re.compile(r"(<!-- bench-headlines -->\n)(?P<body>.*?)(<!-- /bench-headlines -->)", re.S)
 
@@ -103,23 +104,26 @@ def _readme_sections(text: str) -> tuple[str, dict[str, str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check that README is up to date")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--check", action="store_true", help="only check that the documents are up to date")
+    parser.add_argument("--readme", type=Path, default=None, help="one document instead of README.md and docs/*.md")
     parser.add_argument("--pages", type=Path, help="write the docs site's benchmark pages into this folder")
     args = parser.parse_args()
     if args.pages:
         print(f"wrote {len(render_pages(args.pages))} page(s) into {args.pages}")
         return 0
-    text = args.readme.read_text()
-    new = rewrite(text)
-    if args.check:
+    stale = []
+    for document in [args.readme] if args.readme else DOCUMENTS:
+        text = document.read_text()
+        new = rewrite(text)
+        if args.check:
+            if new != text:
+                print(f"{document} is out of date with benchmarks/results/: run python benchmarks/report.py")
+                stale.append(document)
+            continue
         if new != text:
-            print(f"{args.readme} is out of date with benchmarks/results/: run python benchmarks/report.py")
-            return 1
-        return 0
-    args.readme.write_text(new)
-    print(f"rewrote {len(SECTION.findall(text)) + len(HEADLINES.findall(text))} section(s) of {args.readme}")
-    return 0
+            document.write_text(new)
+            print(f"rewrote {len(SECTION.findall(text)) + len(HEADLINES.findall(text))} section(s) of {document}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

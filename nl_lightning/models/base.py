@@ -70,6 +70,28 @@ class TaskModule(L.LightningModule):
                 self.hparams["pretrained"] = None
         return self
 
+    @property
+    def example_input_array(self) -> Any:
+        """A batch of one input (the model's longest length, at most 256), so Lightning's model summary reports
+        real FLOPs and input / output sizes (not ``0``). None where a forward on rank 0 alone could
+        hang (FSDP2-sharded weights) or trigger a compile for an unused shape."""
+        if self._example_input_array is not None:
+            return self._example_input_array
+        if getattr(self, "_device_mesh", None) is not None or self.compile_model:
+            return None
+        from nl_lightning.errors import WrongTypeError
+        from nl_lightning.export.signature import signature_of
+
+        try:
+            signature = signature_of(self.model)
+        except WrongTypeError:  # a subclass network without a TransformerConfig
+            return None
+        return signature.example(1, min(signature.max_seq_len or self.model.config.max_seq_len, 256))
+
+    @example_input_array.setter
+    def example_input_array(self, example: Any) -> None:
+        self._example_input_array = example
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 

@@ -27,6 +27,18 @@ class ShardError(NLUserError, ValueError):
     """Predictions on disk that do not match their manifest, or a resume that cannot continue them."""
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """One JSON record of the folder; a file that is not a JSON object is named in the error."""
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        record = err
+    if not isinstance(record, dict):
+        raise ShardError(f"{path} is not a JSON record of nl_lightning's predictions ({record}): it was changed "
+                         "outside nl_lightning. Delete it to redo its shard, or write into a new output_dir.")
+    return record
+
+
 def shard_name(dataloader_idx: int, rank: int, shard: int, fmt: str) -> str:
     return f"part-{dataloader_idx}-{rank:03d}-{shard:06d}{SUFFIXES[fmt]}"
 
@@ -46,7 +58,7 @@ def completed_shards(root: Path, rank: int) -> dict[tuple[int, int], dict[str, A
     """``(dataloader_idx, shard) -> record`` for this rank's shards that are on disk and intact."""
     done = {}
     for path in sorted((root / RECORDS).glob(f"part-*-{rank:03d}-*.json")):
-        record = json.loads(path.read_text())
+        record = read_record(path)
         shard = root / record["path"]
         if shard.is_file() and shard.stat().st_size == record["bytes"] and file_sha256(shard) == record["sha256"]:
             done[(record["dataloader_idx"], record["shard"])] = record
@@ -57,7 +69,7 @@ def check_plan(root: Path, rank: int, plan: dict[str, Any]) -> None:
     """Record this rank's plan, or check it against the one a previous (interrupted) run recorded."""
     path = root / RECORDS / f"plan-{rank:03d}.json"
     if path.is_file():
-        before = json.loads(path.read_text())
+        before = read_record(path)
         if before != plan:
             changed = sorted(k for k in set(before) | set(plan) if before.get(k) != plan.get(k))
             raise ShardError(
@@ -73,8 +85,8 @@ def check_plan(root: Path, rank: int, plan: dict[str, Any]) -> None:
 def merge_manifest(root: Path, fmt: str, world_size: int) -> dict[str, Any]:
     """Merge every rank's records into ``manifest.json``; ``complete`` says whether each dataloader has
     as many rows as the ranks' plans planned."""
-    records = [json.loads(p.read_text()) for p in sorted((root / RECORDS).glob("part-*.json"))]
-    plans = [json.loads((root / RECORDS / f"plan-{rank:03d}.json").read_text()) for rank in range(world_size)]
+    records = [read_record(p) for p in sorted((root / RECORDS).glob("part-*.json"))]
+    plans = [read_record(root / RECORDS / f"plan-{rank:03d}.json") for rank in range(world_size)]
     loaders = []
     for index in range(len(plans[0]["planned_rows"])):
         planned = [plan["planned_rows"][index] for plan in plans]

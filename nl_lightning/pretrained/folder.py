@@ -92,9 +92,9 @@ def _read(path: Path, parse: Any) -> dict[str, Any]:
 
 
 def folder_tokenizer(path: str | Path) -> str | None:
-    """The folder's ``tokenizer.json``, if it has one (for a model that takes a tokenizer)."""
-    tokenizer = Path(path) / "tokenizer.json"
-    return str(tokenizer) if tokenizer.is_file() else None
+    """The folder itself when it holds a ``tokenizer.json`` (for a model that takes a tokenizer): the
+    codec then also reads the folder's ``tokenizer_config.json`` (end-of-text token, chat template)."""
+    return str(path) if (Path(path) / "tokenizer.json").is_file() else None
 
 
 def write_folder(

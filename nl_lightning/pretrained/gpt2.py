@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from nl_lightning.models.config import TransformerConfig
-from nl_lightning.pretrained.errors import PretrainedError, refuse
+from nl_lightning.pretrained.errors import PretrainedError
 from nl_lightning.pretrained.family import Family, Parts
 from nl_lightning.pretrained.fields import ConfigFields
 from nl_lightning.pretrained.rules import Rule, same, split, transposed

@@ -121,6 +121,16 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     assert len(list(tmp_path.glob("part-*"))) == 3  # 2 batches of 16 per shard: 6 batches -> 3 shards
 
 
+@pytest.mark.parametrize("content", [b"not json {", b"\xff\xfe", b"[1, 2]"], ids=["text", "binary", "a list"])
+def test_a_record_that_is_not_json_is_named_on_resume(tmp_path, content):
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(str(tmp_path), model=Crash())
+    record = sorted((tmp_path / "_records").glob("part-*.json"))[0]
+    record.write_bytes(content)
+    with pytest.raises(ShardError, match=rf"{record} is not a JSON record of nl_lightning's predictions .*Delete it"):
+        run(str(tmp_path))
+
+
 @pytest.mark.parametrize("prediction, error, message", [
     ([1, 2], TypeError, "predict_step returned a list for batch 0; PredictionWriter writes a tensor or a dict"),
     ({"p": torch.zeros(3)}, ValueError, r"Prediction column 'p' of batch 0 has shape \(3,\); every column needs one row per sample \(8\)"),
