@@ -27,7 +27,9 @@ from nl_lightning.errors import ConfigError
 
 __all__ = ["CLASSIFICATION_DEFAULT", "REGRESSION_DEFAULT", "MetricSpec", "build_metrics", "metric_name"]
 
+#: The metrics a classifier logs when ``metrics`` is not given: accuracy, balanced accuracy, macro F1.
 CLASSIFICATION_DEFAULT = ("acc", "balanced_acc", "macro_f1")
+#: The metrics a regressor logs when ``metrics`` is not given: mean squared and mean absolute error.
 REGRESSION_DEFAULT = ("mse", "mae")
 Average = Literal["micro", "macro", "weighted"]
 
