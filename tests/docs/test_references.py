@@ -20,6 +20,8 @@ import pytest
 from doc_pages import DOCS
 import nl_inventories
 
+pytestmark = pytest.mark.slow  # Sphinx builds (seconds each, with the inventories of torch, Lightning, ...)
+
 CONF = f"""
 import sys
 sys.path.insert(0, {str(DOCS / "_ext")!r})
