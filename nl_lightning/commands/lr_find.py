@@ -61,11 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(own)
     if "--config" not in fit_args and not any(a.startswith("--config=") for a in fit_args):
         raise ConfigError("nl-lightning lr-find needs a fit config: --config configs/<name>.yaml (see --help).")
-    if not 0 < args.min_lr < args.max_lr:
-        raise ConfigError(f"lr-find needs 0 < --min_lr < --max_lr, got {args.min_lr} and {args.max_lr}.")
-    if args.num_training < 2:
-        raise ConfigError(f"--num_training={args.num_training}: the range test needs at least 2 steps (one rate each); "
-                          "use ~100 (the default) for a curve the suggestion can be read from.")
     from nl_lightning.tune.lr_find import find_lr
 
     config_path = fit_args[fit_args.index("--config") + 1] if "--config" in fit_args else \
