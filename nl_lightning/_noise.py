@@ -5,6 +5,10 @@ each silenced where it comes from, by its exact text (never a blanket filter; ne
   (``lightning/pytorch/utilities/_pytree.py``) and torch's own ``copy`` of a tree spec re-creates
   one: a ``FutureWarning`` on every fit and export that only a Lightning release can fix.
 - Lightning's "💡 Tip: ... try installing litlogger / litmodels" lines (advertising, at INFO).
+- torch.jit's ``TracerWarning`` that a shape check "might cause the trace to be incorrect": the CLI
+  traces only to draw TensorBoard's model graph (``log_graph``), a picture of one input shape, where
+  a trace that does not generalize to other shapes is what is wanted (the TorchScript export
+  silences the same warnings around its own trace).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ __all__ = ["quiet_third_party"]
 
 _LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 _TIP = "💡 Tip:"
+_TRACE = r"(Converting a tensor to a Python boolean|Iterating over a tensor) might cause the trace to be incorrect"
 
 
 class _DropTips(logging.Filter):
@@ -28,7 +33,10 @@ _DROP_TIPS = _DropTips()
 
 def quiet_third_party() -> None:
     """Install the filters above (idempotent); called by ``nl-lightning`` and by tune's trial processes."""
+    import torch
+
     warnings.filterwarnings("ignore", message=_LEAFSPEC, category=FutureWarning)
+    warnings.filterwarnings("ignore", message=_TRACE, category=torch.jit.TracerWarning)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if _DROP_TIPS not in logger.filters:
