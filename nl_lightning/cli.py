@@ -41,7 +41,7 @@ class NLArgumentParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> None:  # type: ignore[override]
         if not self.exit_on_error:
             super().error(message, ex)
-        self._logger.error(message)
+        self.logger.error(message)
         sys.stderr.write(f"nl-lightning: error: {parse_error_summary(str(message))} (see {self.prog} --help)\n")
         sys.exit(2)
 

@@ -123,3 +123,56 @@ def test_every_module_imports_first_in_a_fresh_package():
     result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.split()[0]) > 100
+
+
+def _optional_modules() -> set[str]:
+    """Import names of the packages our extras add (pyproject's optional-dependencies, tests' and docs' aside)."""
+    import re
+    import tomllib
+
+    extras = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {re.match(r"[A-Za-z0-9_.\-]+", r).group(0) for key, reqs in extras.items() if key not in ("dev", "docs", "all")
+             for r in reqs}
+    return {n.lower().replace("-", "_") for n in names}
+
+
+#: Modules that import by a name held in a variable: our own modules (lazy exports, subcommands, reader
+#: plugins through _imports) and allow-listed class paths read from files (trust.py, resume.py).
+DYNAMIC_IMPORTERS = {"_imports.py", "_lazy.py", "cli.py", "models/trust.py", "resume.py"}
+
+
+def test_optional_packages_are_checked_only_in_imports_module():
+    """Whether an extra is installed is asked in one place, nl_lightning/_imports.py (flags, ``require``,
+    ``import_optional``): no ``find_spec``, ``try: import <optional>`` or ``import_module`` elsewhere."""
+    optional = _optional_modules()
+    assert {"onnxruntime", "mlflow", "pyarrow", "h5py", "plotly", "litserve", "optuna"} <= optional
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if func == "find_spec" and rel != "_imports.py":
+                    found.append(f"{rel}:{node.lineno} find_spec")
+                if func == "import_module" and rel not in DYNAMIC_IMPORTERS:
+                    found.append(f"{rel}:{node.lineno} import_module")
+            if isinstance(node, ast.Try):
+                for inner in (n for stmt in node.body for n in ast.walk(stmt)):
+                    names = ([a.name for a in inner.names] if isinstance(inner, ast.Import)
+                             else [inner.module or ""] if isinstance(inner, ast.ImportFrom) else [])
+                    found += [f"{rel}:{inner.lineno} try: import {n}" for n in names if n.split(".")[0] in optional]
+    assert found == []
+
+
+def test_import_optional_names_the_extra_and_keeps_a_broken_package_s_own_error(monkeypatch, tmp_path):
+    from nl_lightning._imports import import_optional
+    from nl_lightning.errors import MissingPackageError
+
+    with pytest.raises(MissingPackageError, match=r"Reading this format needs `nl_no_such_pkg`, which is not installed\. "
+                                                  r"Install it with: pip install 'nl-lightning\[data\]'"):
+        import_optional("nl_no_such_pkg.sub", "data", "Reading this format")
+    (tmp_path / "nl_broken_pkg.py").write_text("import nl_missing_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="nl_missing_dependency") as info:
+        import_optional("nl_broken_pkg", "data", "Reading this format")
+    assert not isinstance(info.value, MissingPackageError)  # installed but broken: its own traceback, not "install it"

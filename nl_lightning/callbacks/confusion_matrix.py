@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from nl_lightning._compat import logged_step
 from nl_lightning._io import write_json
 from nl_lightning.errors import ConfigError
 from nl_lightning.track.confusion import confusion_figure, score_metrics
@@ -92,7 +93,7 @@ class ConfusionMatrixMonitor(L.Callback):
 
     @rank_zero_only
     def _publish(self, trainer: L.Trainer) -> None:
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step Lightning logs val/* at
+        step = logged_step(trainer)  # the step Lightning logs val/* at
         path = run_dir(trainer.loggers, trainer.default_root_dir) / "confusion_matrix.json"
         write_json(path, {"step": step, "labels": self.labels, "matrix": self.matrix.tolist()})
         if not self.image or not trainer.loggers:

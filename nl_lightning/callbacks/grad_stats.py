@@ -71,7 +71,7 @@ class GradientMonitor(L.Callback):
             return
         if not self._is_log_step(trainer):
             return
-        self._log(trainer, pl_module, grad_norms(pl_module.named_parameters(), self.per_layer, self.norm_type))
+        self._log(trainer, pl_module, grad_norms(pl_module, self.per_layer, self.norm_type))
         if self.update_ratio and trainer.is_global_zero:
             self._before = snapshot(_groups(optimizer))
 

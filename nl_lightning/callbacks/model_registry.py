@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from nl_lightning._compat import mlflow_tracking_uri
 from nl_lightning.errors import ConfigError, MissingFileError
 from nl_lightning.track.backends import DEFAULT_MLFLOW_URI, check_tracking_uri, require_logger
 from nl_lightning.track.loggers import run_dir
@@ -42,7 +43,7 @@ class ModelRegistryCallback(L.Callback):
 
     def _uri(self, trainer: L.Trainer) -> str:
         logger = _mlflow_logger(trainer)
-        return self.tracking_uri or (logger._tracking_uri if logger is not None else DEFAULT_MLFLOW_URI)
+        return self.tracking_uri or (mlflow_tracking_uri(logger) if logger is not None else DEFAULT_MLFLOW_URI)
 
     @rank_zero_only
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -54,7 +55,7 @@ class ModelRegistryCallback(L.Callback):
         logger = _mlflow_logger(trainer)
         self.version = register_checkpoint(
             checkpoint, self.name or type(pl_module).__name__, self._uri(trainer),
-            run_id=logger.run_id if logger is not None and self.tracking_uri in (None, logger._tracking_uri) else None,
+            run_id=logger.run_id if logger is not None and self.tracking_uri in (None, mlflow_tracking_uri(logger)) else None,
             extra_files=_export_files(trainer) if self.include_export else None, tags=tags,
         )
         rank_zero_info(f"[registry] {self.version.name} version {self.version.version} <- {checkpoint}")

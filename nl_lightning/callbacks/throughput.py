@@ -16,6 +16,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from nl_lightning._compat import set_available_flops
 from nl_lightning.errors import ConfigError
 from nl_lightning.track.throughput import batch_size, batch_tokens, measure_peak_flops
 
@@ -47,9 +48,7 @@ class TaskThroughputMonitor(ThroughputMonitor):
             if peak is None and trainer.is_global_zero and trainer.strategy.root_device.type == "cpu":
                 peak = measure_peak_flops(trainer.strategy.root_device)
         if peak != self.available_flops:
-            self.available_flops = peak
-            for throughput in self._throughputs.values():
-                throughput.available_flops = peak
+            set_available_flops(self, peak)
 
     @rank_zero_only
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,

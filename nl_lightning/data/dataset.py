@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
-from torch.utils.data._utils.collate import default_collate
+from torch.utils.data import default_collate
 
 from nl_lightning._io import bytes_sha256
 from nl_lightning.data.cache import Fields, SampleCache

@@ -27,6 +27,7 @@ class TaskModule(L.LightningModule):
 
     model: torch.nn.Module
     flops_per_batch: int | None = None
+    _given_example: Any = None  # what the example_input_array setter was given (Lightning's attribute is its own)
     """Training FLOPs of one batch, read by Lightning's ``ThroughputMonitor`` for FLOP/s and MFU; set
     from the first batch by ``nl_lightning.callbacks.TaskThroughputMonitor`` (see ``models/flops.py``)."""
     lora_config: LoRAConfig | None = None
@@ -75,9 +76,9 @@ class TaskModule(L.LightningModule):
         """A batch of one input (the model's longest length, at most 256), so Lightning's model summary reports
         real FLOPs and input / output sizes (not ``0``). None where a forward on rank 0 alone could
         hang (FSDP2-sharded weights) or trigger a compile for an unused shape."""
-        if self._example_input_array is not None:
-            return self._example_input_array
-        if getattr(self, "_device_mesh", None) is not None or self.compile_model:
+        if self._given_example is not None:
+            return self._given_example
+        if self.device_mesh is not None or self.compile_model:
             return None
         from nl_lightning.errors import WrongTypeError
         from nl_lightning.export.signature import signature_of
@@ -90,7 +91,7 @@ class TaskModule(L.LightningModule):
 
     @example_input_array.setter
     def example_input_array(self, example: Any) -> None:
-        self._example_input_array = example
+        self._given_example = example
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -118,7 +119,7 @@ class TaskModule(L.LightningModule):
     def configure_model(self) -> None:
         """Shard each block, then the root, with FSDP2 when a device mesh is given
         (``ModelParallelStrategy``); compile in place when asked (state_dict keys unchanged)."""
-        mesh = getattr(self, "_device_mesh", None)
+        mesh = self.device_mesh
         if mesh is not None and "data_parallel" in (mesh.mesh_dim_names or ()):
             from torch.distributed.fsdp import fully_shard
 

@@ -216,5 +216,8 @@ def _warn_if_order_blind(config: TransformerConfig) -> None:
 
 
 def _datamodule(module: TaskModule) -> object | None:
-    trainer = module._trainer
-    return getattr(trainer, "datamodule", None) if trainer is not None else None
+    try:
+        trainer = module.trainer
+    except RuntimeError:  # Lightning's way of saying the module is not attached to a Trainer
+        return None
+    return getattr(trainer, "datamodule", None)

@@ -29,10 +29,9 @@ def check_format(fmt: str) -> None:
     if fmt not in SUFFIXES:
         raise ConfigError(f"format={fmt!r} is not supported; choose one of {tuple(SUFFIXES)}.")
     if fmt == "parquet":
-        from nl_lightning._imports import require
-        from importlib.util import find_spec
+        from nl_lightning._imports import PYARROW_AVAILABLE, require
 
-        require(find_spec("pyarrow") is not None, "pyarrow", "data", "Writing Parquet shards")
+        require(PYARROW_AVAILABLE, "pyarrow", "data", "Writing Parquet shards")
 
 
 def column_specs(columns: Columns) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from nl_lightning import _imports
+from nl_lightning._compat import mlflow_tracking_uri
 from nl_lightning.errors import NLUserError
 
 BACKENDS = ("tensorboard", "csv", "mlflow", "wandb", "all")
@@ -140,7 +141,7 @@ def check_loggers(loggers: Iterable[Any]) -> None:
         kind = type(logger).__name__
         setting = f"trainer.logger[{i}] {kind}"
         if kind == "MLFlowLogger":
-            check_tracking_uri(logger._tracking_uri, f"{setting} tracking_uri")
+            check_tracking_uri(mlflow_tracking_uri(logger), f"{setting} tracking_uri")
         elif kind == "WandbLogger":
             check_writable(logger.save_dir or ".", f"{setting} save_dir")
         else:

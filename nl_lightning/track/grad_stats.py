@@ -1,7 +1,9 @@
 """Gradient statistics: global and per-layer norms, update/weight ratios, the first non-finite gradient.
 
-Pure torch over ``named_parameters()``; ``GradientMonitor`` calls these between backward and the
-optimizer step. Norms are computed with ``torch._foreach_norm`` (one fused pass over all tensors).
+``GradientMonitor`` calls these between backward and the optimizer step. Per-parameter norms come
+from Lightning's ``grad_norm`` (a layer's norm is the p-norm of its parameters' norms, i.e. the norm
+of their concatenation); totals from torch's ``get_total_norm``, the fused norm that
+``clip_grad_norm_`` uses.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-from torch import Tensor
+from lightning.pytorch.utilities import grad_norm
+from torch import Tensor, nn
+from torch.nn.utils import get_total_norm
 
 NamedParams = Iterable[tuple[str, torch.nn.Parameter]]
 
@@ -19,27 +23,18 @@ def layer_name(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
 
 
-def _norms(tensors: Sequence[Tensor], norm_type: float = 2.0) -> Tensor:
-    if not tensors:
-        return torch.zeros(0)
-    return torch.stack([n.float() for n in torch._foreach_norm(list(tensors), norm_type)])
-
-
-def grad_norms(named_params: NamedParams, per_layer: bool = True, norm_type: float = 2.0) -> dict[str, float]:
-    """``{"grad/norm": ||g||}`` plus ``grad/norm/<layer>`` for each layer when ``per_layer``."""
-    names, grads = [], []
-    for name, p in named_params:
-        if p.grad is not None:
-            names.append(name)
-            grads.append(p.grad.detach())
-    norms = _norms(grads, norm_type)
-    if not names:
+def grad_norms(module: nn.Module, per_layer: bool = True, norm_type: float = 2.0) -> dict[str, float]:
+    """``{"grad/norm": ||g||}`` plus ``grad/norm/<layer>`` for each layer when ``per_layer`` ({} without gradients)."""
+    norms = grad_norm(module, norm_type)
+    total = norms.pop(f"grad_{float(norm_type)}_norm_total", None)
+    if total is None:
         return {}
-    out = {"grad/norm": float(torch.linalg.vector_norm(norms, norm_type))}
+    out = {"grad/norm": float(total)}
     if per_layer:
+        prefix = f"grad_{float(norm_type)}_norm/"
         by_layer: dict[str, list[Tensor]] = {}
-        for name, norm in zip(names, norms):
-            by_layer.setdefault(layer_name(name), []).append(norm)
+        for key, norm in norms.items():
+            by_layer.setdefault(layer_name(key.removeprefix(prefix)), []).append(norm.float())
         out.update({f"grad/norm/{layer}": float(torch.linalg.vector_norm(torch.stack(v), norm_type))
                     for layer, v in by_layer.items()})
     return out
@@ -48,17 +43,14 @@ def grad_norms(named_params: NamedParams, per_layer: bool = True, norm_type: flo
 def first_nonfinite_grad(named_params: NamedParams) -> tuple[str, str] | None:
     """``(parameter name, "NaN" | "Inf")`` of the first gradient holding a non-finite value, else None.
 
-    One fused norm over all gradients decides (a NaN or Inf anywhere makes its norm non-finite);
-    only then is each tensor looked at, in ``named_parameters()`` order.
+    One fused norm over all gradients decides (a NaN or Inf anywhere makes it non-finite); only
+    then is each tensor looked at, in ``named_parameters()`` order.
     """
-    named = [(name, p.grad) for name, p in named_params if p.grad is not None]
-    if not named:
+    named = [(name, p.grad.detach()) for name, p in named_params if p.grad is not None]
+    if not named or bool(torch.isfinite(get_total_norm([g for _, g in named]))):
         return None
-    norms = _norms([g.detach() for _, g in named])
-    if bool(torch.isfinite(norms).all()):
-        return None
-    for (name, grad), norm in zip(named, norms):
-        if not torch.isfinite(norm):
+    for name, grad in named:
+        if not bool(torch.isfinite(grad).all()):
             return name, "NaN" if bool(torch.isnan(grad).any()) else "Inf"
     return None  # the overflow was in the norm itself (huge finite values): not a NaN/Inf gradient
 
@@ -75,8 +67,7 @@ def update_ratios(groups: Sequence[Sequence[Tensor]], before: Sequence[Sequence[
         if not params:
             ratios.append(0.0)
             continue
-        deltas = torch._foreach_sub([p.detach() for p in params], list(old))
-        update = torch.linalg.vector_norm(_norms(deltas))
-        weight = torch.linalg.vector_norm(_norms(list(old)))
+        update = get_total_norm([p.detach() - o for p, o in zip(params, old)])
+        weight = get_total_norm(list(old))
         ratios.append(float(update / weight) if weight > 0 else 0.0)
     return ratios

@@ -93,9 +93,7 @@ def log_artifact(logger: Any, path: str | Path, artifact_dir: str = "run") -> No
 
 def flush(logger: Any) -> None:
     """Write buffered records to disk, so files in the run folder can be read back."""
-    if kind(logger) == "tensorboard" and getattr(logger, "_experiment", None) is not None:
-        logger.experiment.flush()
-    elif hasattr(logger, "save"):
+    if hasattr(logger, "save"):  # TensorBoard's save() flushes its event writer
         logger.save()
 
 

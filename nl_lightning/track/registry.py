@@ -44,13 +44,24 @@ def register_checkpoint(
         mlflow.pyfunc.save_model(model_dir, python_model=str(MODEL_CODE), artifacts=artifacts,
                                  pip_requirements=PIP_REQUIREMENTS)
         client.log_artifacts(run_id, str(model_dir), "model")
-    try:
-        client.get_registered_model(name)
-    except Exception:  # MlflowException(RESOURCE_DOES_NOT_EXIST): first version of this name
-        client.create_registered_model(name)
+    _create_registered_model(client, name)
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     str_tags = {k: str(v) for k, v in (tags or {}).items()}
     return client.create_model_version(name, source, run_id=run_id, tags=str_tags)
+
+
+def _create_registered_model(client: Any, name: str) -> None:
+    """Create ``name`` in the registry unless it exists: the rule of ``mlflow.register_model``, which
+    reads the process-wide tracking URI (this module takes one per call). Creating first is race-free
+    (two runs registering one name); any failure but "already exists" is raised as MLflow gave it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
 
 
 def _experiment_id(client: Any, name: str) -> str:

@@ -32,10 +32,11 @@ def set_learning_rate(module: L.LightningModule, lr: float, attr_name: str = "")
         if isinstance(optimizer_hparams, dict):
             optimizer_hparams["lr"] = lr
         return
-    from lightning.pytorch.tuner.lr_finder import _determine_lr_attr_name
     from lightning.pytorch.utilities.parsing import lightning_setattr
 
-    lightning_setattr(module, _determine_lr_attr_name(module, attr_name), lr)
+    from nl_lightning._compat import lr_attr_name
+
+    lightning_setattr(module, lr_attr_name(module, attr_name), lr)
 
 
 def check_range(min_lr: float, max_lr: float, num_training: int, owner: str, steps_name: str) -> None:

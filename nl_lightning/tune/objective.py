@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 import yaml
 
+from nl_lightning._compat import trial_id
 from nl_lightning._io import write_atomic
 from nl_lightning._process import describe_exit
 from nl_lightning.errors import ConfigError
@@ -94,7 +95,7 @@ class Objective:
     def _run(self, trial: optuna.Trial, run_dir: Path) -> TrialResult:
         cfg = self.config
         spec = TrialSpec(
-            study_name=self.study_name, trial_id=trial._trial_id, number=trial.number, run_dir=str(run_dir),
+            study_name=self.study_name, trial_id=trial_id(trial), number=trial.number, run_dir=str(run_dir),
             metrics=dict(cfg.metrics), reduce=cfg.reduce, prune=not cfg.multi_objective, prune_step=cfg.prune_step,
             pruner=cfg.pruner, latency=vars(cfg.latency),
         )

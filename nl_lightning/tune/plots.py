@@ -12,20 +12,16 @@ yet (importances need two finished trials) is skipped with the reason, never fat
 from __future__ import annotations
 
 import warnings
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState, create_trial
 
+from nl_lightning._imports import MATPLOTLIB_AVAILABLE, PLOTLY_AVAILABLE
 from nl_lightning._io import atomic_output, save_figure
 from nl_lightning.tune.config import TuneConfig
 from nl_lightning.tune.progress import short_names
-
-PLOTLY_AVAILABLE = find_spec("plotly") is not None
-MATPLOTLIB_AVAILABLE = find_spec("matplotlib") is not None
-
 
 def plot_calls(config: TuneConfig) -> dict[str, tuple[str, dict[str, Any]]]:
     """Plot name -> (function name in optuna.visualization, kwargs)."""

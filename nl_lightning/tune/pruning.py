@@ -64,10 +64,8 @@ class TrialPruningCallback(PyTorchLightningPruningCallback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.step == "auto":
             self.unit = "global_step" if trainer.max_steps not in (None, -1) else "epoch"
-        if self.prune:
+        if self.prune:  # without pruning nothing is reported, so whether this is DDP does not matter
             super().on_fit_start(trainer, pl_module)  # DDP: checks the storage is an RDB
-        else:
-            self.is_ddp_backend = trainer._accelerator_connector.is_distributed
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:

@@ -265,3 +265,14 @@ def test_byte_model_checkpoints_store_no_tokenizer(fitted, tmp_path):
     stored = torch.load(tmp_path / "bytes.ckpt", weights_only=True)
     assert "arguments" not in stored["nl_lightning"] and stored["hyper_parameters"]["tokenizer"] is None
     assert model.generate("ab", max_new_tokens=3, seed=0).startswith("ab")
+
+
+def test_example_input_array_is_one_sample_at_the_model_length_unless_set():
+    model = TransformerLM(TransformerConfig(vocab_size=16, n_layers=1, d_model=16, n_heads=2, max_seq_len=12))
+    default = model.example_input_array
+    assert default.shape == (1, 12) and default.dtype == torch.long  # Lightning's summary and TensorBoard's graph
+    given = torch.zeros(2, 5, dtype=torch.long)
+    model.example_input_array = given
+    assert model.example_input_array is given
+    model.example_input_array = None
+    assert model.example_input_array.shape == (1, 12)

@@ -20,13 +20,27 @@ def _model() -> nn.Module:
 
 def test_global_and_per_layer_norms_match_the_formula():
     model = _model()
-    out = grad_norms(model.named_parameters())
+    out = grad_norms(model)
     grads = {n: p.grad for n, p in model.named_parameters()}
     expected_total = torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))
     assert out["grad/norm"] == pytest.approx(float(expected_total), rel=1e-6)
     layer0 = torch.sqrt(grads["0.weight"].pow(2).sum() + grads["0.bias"].pow(2).sum())
     assert out["grad/norm/0"] == pytest.approx(float(layer0), rel=1e-6)
     assert set(out) == {"grad/norm", "grad/norm/0", "grad/norm/2"}
+
+
+@pytest.mark.parametrize("p", [1.0, float("inf")])
+def test_norms_of_other_orders_are_norms_of_the_concatenated_gradients(p):
+    model = _model()
+    out = grad_norms(model, norm_type=p)
+    grads = {n: q.grad.flatten() for n, q in model.named_parameters()}
+    assert out["grad/norm"] == pytest.approx(float(torch.linalg.vector_norm(torch.cat(list(grads.values())), p)), rel=1e-6)
+    layer2 = torch.cat([grads["2.weight"], grads["2.bias"]])
+    assert out["grad/norm/2"] == pytest.approx(float(torch.linalg.vector_norm(layer2, p)), rel=1e-6)
+
+
+def test_no_gradients_give_no_norms():
+    assert grad_norms(nn.Linear(2, 2)) == {}
 
 
 def test_first_nonfinite_names_the_first_parameter_in_order():

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nl_lightning._io import bytes_sha256
-from nl_lightning.errors import DataError, MissingFileError, MissingPackageError, NLUserError, NotAFileError
+from nl_lightning.errors import DataError, MissingFileError, NLUserError, NotAFileError
 
 
 class DataFileError(DataError):
@@ -181,11 +181,6 @@ def _owned(values: Any) -> np.ndarray:
 
 def require(module: str) -> Any:
     """Import an optional dependency of the ``data`` extra, or say how to install it."""
-    import importlib
+    from nl_lightning._imports import import_optional
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingPackageError(
-            f"Reading this format needs `{module.split('.')[0]}`: pip install 'nl-lightning[data]'"
-        ) from err
+    return import_optional(module, "data", "Reading this format")
