@@ -2,10 +2,14 @@
 through plotly (when installed; the HTML files share one ``plotly.min.js`` beside them, so they open
 offline).
 
-Plots: optimization history, parameter importances, parallel coordinates, intermediate values
-(pruning curves) and, with several objectives, the Pareto front. Parameters are labelled by the
+Plots: optimization history, parameter importances, parallel coordinates (every trial across every
+parameter), slices (the objective against each parameter alone), intermediate values (pruning
+curves) and, with several objectives, the Pareto front. Parameters are labelled by the
 last parts of their keys (``optimizer.lr``, not ``model.init_args.optimizer.lr``): Optuna writes the
-full key on each axis, and long dotted keys overlap. A plot the study cannot support
+full key on each axis, and long dotted keys overlap. The parallel-coordinate plot gets those names
+back in full where Optuna cut them (at 20 characters: ``optimizer.weight_...``), its labels slanted
+and, as a PNG, a width that grows with the number of axes, so tick labels of neighbouring axes
+do not run into each other. A plot the study cannot support
 yet (importances need two finished trials) is skipped with the reason, never fatal.
 """
 
@@ -23,6 +27,7 @@ from nl_lightning._io import atomic_output, save_figure
 from nl_lightning.tune.config import TuneConfig
 from nl_lightning.tune.progress import short_names
 
+
 def plot_calls(config: TuneConfig) -> dict[str, tuple[str, dict[str, Any]]]:
     """Plot name -> (function name in optuna.visualization, kwargs)."""
     first = config.objective_names[0]
@@ -33,6 +38,7 @@ def plot_calls(config: TuneConfig) -> dict[str, tuple[str, dict[str, Any]]]:
         "optimization_history": ("plot_optimization_history", dict(target)),
         "param_importances": ("plot_param_importances", dict(target)),
         "parallel_coordinate": ("plot_parallel_coordinate", dict(target)),
+        "slice": ("plot_slice", dict(target)),
     }
     if not config.multi_objective:
         calls["intermediate_values"] = ("plot_intermediate_values", {})
@@ -78,8 +84,11 @@ def readable(study: optuna.Study) -> optuna.Study:
 
 
 def _save(study: optuna.Study, func: str, kwargs: dict[str, Any], path: Path) -> Path:
+    names = list(dict.fromkeys(k for t in study.trials for k in t.distributions))
     if path.suffix == ".html":
         fig = getattr(optuna.visualization, func)(study, **kwargs)
+        if func == "plot_parallel_coordinate":
+            readable_parallel_html(fig, names)
         with atomic_output(path, durable=False) as tmp:  # plotly.min.js is written beside it and moved too
             fig.write_html(str(tmp), include_plotlyjs="directory")
         return path
@@ -87,7 +96,38 @@ def _save(study: optuna.Study, func: str, kwargs: dict[str, Any], path: Path) ->
 
     result = getattr(optuna.visualization.matplotlib, func)(study, **kwargs)
     axes = result.flat[0] if hasattr(result, "flat") else result
+    if func == "plot_parallel_coordinate":
+        readable_parallel_png(axes, names)
     figure = axes.get_figure()
     save_figure(figure, path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def full_label(label: str, names: list[str]) -> str:
+    """The parameter name Optuna cut to ``label`` (``optimizer.weight_...``), when exactly one fits."""
+    if not label.endswith("..."):
+        return label
+    fits = [n for n in names if len(n) > len(label) - 3 and n.startswith(label[:-3])]
+    return fits[0] if len(fits) == 1 else label
+
+
+def readable_parallel_png(axes: Any, names: list[str]) -> None:
+    """Full axis names, slanted, and about 1.3 inches per axis: tick values of neighbours stay apart."""
+    labels = [full_label(t.get_text(), names) for t in axes.get_xticklabels()]
+    axes.set_xticks(axes.get_xticks(), labels, rotation=330, ha="left")
+    figure = axes.get_figure()
+    figure.set_size_inches(max(figure.get_figwidth(), 1.3 * len(labels) + 2.0), figure.get_figheight())
+
+
+def readable_parallel_html(fig: Any, names: list[str]) -> None:
+    """Full axis names (on the axis and in the hover text), slanted so long ones do not overlap."""
+    if fig.layout.xaxis.ticktext:  # Optuna 5: one line per trial; the axis names are x tick labels
+        fig.update_xaxes(ticktext=[full_label(t, names) for t in fig.layout.xaxis.ticktext], tickangle=-25)
+    for trace in fig.data:
+        if trace.type == "parcoords":  # Optuna 4: plotly's parallel-coordinates trace
+            for dimension in trace.dimensions:
+                dimension.label = full_label(dimension.label, names)
+            trace.labelangle = -25
+        elif trace.customdata is not None:  # hover text: [[axis name, value], ...]
+            trace.customdata = [[full_label(str(row[0]), names), *row[1:]] for row in trace.customdata]

@@ -73,3 +73,41 @@ def test_plots_label_parameters_by_short_names(tmp_path):
     html = (tmp_path / "plots" / "parallel_coordinate.html").read_text()
     assert "optimizer.lr" in html and "model.init_args.optimizer.lr" not in html
     assert (tmp_path / "plots" / "parallel_coordinate.png") in files
+
+
+def test_parallel_coordinate_and_slice_plots_stay_readable_with_long_keys(tmp_path, monkeypatch):
+    """The shipped classifier search space: Optuna cuts axis names at 20 characters ('optimizer.weight_...')
+    and draws its PNG at a fixed width, where 9 axes' tick values run into each other."""
+    from nl_lightning.tune import plots
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = yaml.safe_load((CONFIGS / "tune" / "classifier.yaml").read_text())["space"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        wd = trial.suggest_float("model.init_args.optimizer.weight_decay", 1e-4, 0.1, log=True)
+        return wd + trial.suggest_int("model.init_args.config.n_layers", 1, 3) + trial.suggest_categorical(
+            "model.init_args.pooling", ["mean", "gem"]).startswith("g") + trial.suggest_float(
+            "model.init_args.optimizer.lr", 1e-4, 1e-2, log=True)
+
+    study.optimize(objective, n_trials=6)
+    drawn = {}
+
+    def keep(figure, path, **kwargs):
+        labels = next(a.get_xticklabels() for a in figure.axes if a.get_xticklabels())
+        drawn[path.name] = ([t.get_text() for t in labels], figure.get_figwidth(), figure.get_figheight())
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    config = make_config(tmp_path, tmp_path / "fit.yaml", space=space, plots=True)
+    files, skipped = save_plots(study, config, tmp_path / "plots")
+    assert skipped == [] and {"slice.png", "slice.html", "parallel_coordinate.png"} <= {f.name for f in files}
+    names = ["config.n_layers", "model.pooling", "optimizer.lr", "optimizer.weight_decay"]
+    labels, width, height = drawn["parallel_coordinate.png"]
+    assert labels == ["Objective Value", *names]  # in full, not 'optimizer.weight_...'
+    assert width >= 1.3 * len(labels) + 2.0 and height < width / 1.5
+    html = (tmp_path / "plots" / "parallel_coordinate.html").read_text()
+    assert '"optimizer.weight_decay"' in html and "weight_..." not in html
+    assert '"tickangle":-25' in html or '"labelangle":-25' in html  # Optuna 5 draws lines, Optuna 4 parcoords
+    slice_html = (tmp_path / "plots" / "slice.html").read_text()
+    assert all(name in slice_html for name in names) and "model.init_args" not in slice_html
