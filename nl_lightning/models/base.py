@@ -20,6 +20,9 @@ class TaskModule(L.LightningModule):
     and test steps below call it."""
 
     model: torch.nn.Module
+    structured_pruning: dict[str, Any] | None = None
+    """``{"original": widths}`` once ``self.model`` was pruned structurally (see ``record_structure``);
+    checkpoints carry it, so a resumed run rebuilds the pruned shapes before its weights load."""
     flops_per_batch: int | None = None
     """Training FLOPs of one batch, read by Lightning's ``ThroughputMonitor`` for FLOP/s and MFU; set
     from the first batch by ``nl_lightning.callbacks.TaskThroughputMonitor`` (see ``models/flops.py``)."""
@@ -84,6 +87,27 @@ class TaskModule(L.LightningModule):
         if hparams is not None:
             checkpoint["hyper_parameters"] = {k: _plain(v) for k, v in dict(hparams).items()}
         checkpoint["nl_lightning"] = {"class_path": f"{type(self).__module__}.{type(self).__qualname__}"}
+        if self.structured_pruning:
+            checkpoint["nl_lightning"]["structured_pruning"] = dict(self.structured_pruning)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint of a structurally pruned model: shrink ``self.model`` to the widths of the
+        checkpoint's config first (Lightning loads the weights right after this hook)."""
+        record = (checkpoint.get("nl_lightning") or {}).get("structured_pruning")
+        config = (checkpoint.get("hyper_parameters") or {}).get("config")
+        if record and isinstance(config, dict) and hasattr(self, "config"):
+            from nl_lightning.compress.structured import match_widths
+            from nl_lightning.models.config import TransformerConfig
+
+            match_widths(self.model, TransformerConfig.from_dict(config))
+            self.record_structure(record["original"])
+
+    def record_structure(self, original: dict[str, Any]) -> None:
+        """After structured pruning of ``self.model``: its config becomes this module's (and the
+        checkpoint's), and the widths before pruning are kept beside it."""
+        self.config = self.model.config
+        self.hparams["config"] = self.config.to_dict()
+        self.structured_pruning = {"original": dict(original)}
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "TaskModule":

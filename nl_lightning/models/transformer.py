@@ -34,7 +34,8 @@ def build_block(config: TransformerConfig, drop_path: float) -> TransformerBlock
     d = config.d_model
     ls = (lambda: LayerScale(d, config.layer_scale)) if config.layer_scale is not None else (lambda: None)
     return TransformerBlock(
-        attn=SelfAttention(d, config.n_heads, config.n_kv_heads, config.bias, config.attn_dropout, config.attn_backend),
+        attn=SelfAttention(d, config.n_heads, config.n_kv_heads, config.bias, config.attn_dropout, config.attn_backend,
+                           config.head_dim),
         mlp=build_mlp(config.mlp, d, config.mlp_hidden, config.bias, config.dropout),
         norm1=build_norm(config.norm, d, config.norm_eps),
         norm2=build_norm(config.norm, d, config.norm_eps),
