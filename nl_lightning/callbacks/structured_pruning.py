@@ -115,16 +115,19 @@ class StructuredPruningCallback(L.Callback):
                 "mlp": keep_count(original["mlp_hidden"], goal["mlp"])}
         maps = unit_maps(pl_module.model)
         if any(keep[m.kind] is not None and keep[m.kind] < m.n_units for m in maps.values()):
-            plan = sync_plan(plan_pruning(maps, self._scores(pl_module, maps), keep))
-            resized = apply_plan(pl_module.model, plan, maps)
-            for optimizer in trainer.optimizers:
-                slice_optimizer_state(optimizer, resized)
+            self._prune(trainer, pl_module, plan_pruning(maps, self._scores(pl_module, maps), keep), maps)
             pl_module.record_structure(original)
-            if isinstance(trainer.strategy, DDPStrategy):  # DDP's buckets hold the old parameters
-                trainer.strategy.model = pl_module
-                trainer.strategy.configure_ddp()
-            self._taylor, self._taylor_state = None, None
         self._log(pl_module, original)
+
+    def _prune(self, trainer: L.Trainer, pl_module: L.LightningModule, plan: dict, maps: dict) -> None:
+        """Slice the model, then everything that holds its parameters: the optimizers and DDP."""
+        resized = apply_plan(pl_module.model, sync_plan(plan), maps)
+        for optimizer in trainer.optimizers:
+            slice_optimizer_state(optimizer, resized)
+        if isinstance(trainer.strategy, DDPStrategy):  # DDP's buckets hold the old parameters
+            trainer.strategy.model = pl_module
+            trainer.strategy.configure_ddp()
+        self._taylor, self._taylor_state = None, None  # scores of units that no longer exist
 
     def _scores(self, pl_module: L.LightningModule, maps: dict) -> dict[str, torch.Tensor]:
         taylor = self._taylor_scores(pl_module)
