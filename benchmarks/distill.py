@@ -35,24 +35,24 @@ from nl_lightning.models.distill import DistillationModule
 
 TARGETS = {"min_size_ratio": 4.0, "max_size_ratio": 10.0, "max_gap_to_teacher": 1.0}
 DIGITS = dict(input_dim=8, max_seq_len=8, position="learned", causal=False)
+TEACHER = {**DIGITS, "n_layers": 2, "d_model": 64, "n_heads": 4, "dropout": 0.1}
+STUDENT = {**DIGITS, "n_layers": 1, "d_model": 32, "n_heads": 4}  # 7.5x fewer parameters
 SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {
-        "classifier": dict(teacher={**DIGITS, "n_layers": 2, "d_model": 64, "n_heads": 4, "dropout": 0.1},
-                           student={**DIGITS, "n_layers": 1, "d_model": 32, "n_heads": 4},
-                           folds=2, teacher_epochs=2, student_epochs=2, batch_size=64, lr=1e-3),
+        "classifier": dict(teacher=TEACHER, student=STUDENT, folds=2, teacher_epochs=2, student_epochs=2,
+                           batch_size=64, lr=2e-3, alpha=0.9, temperature=8.0),
         "char_lm": dict(teacher=dict(n_layers=2, d_model=64, n_heads=4, max_seq_len=32),
                         student=dict(n_layers=1, d_model=32, n_heads=4, max_seq_len=32),
-                        seq_len=32, batch_size=16, teacher_steps=20, student_steps=20, lr=2e-3, eval_batches=4),
-        "alpha": 0.9, "temperature": 4.0,
+                        seq_len=32, batch_size=16, teacher_steps=20, student_steps=20, lr=2e-3, eval_batches=4,
+                        alpha=0.5, temperature=2.0),
     },
     "full": {
-        "classifier": dict(teacher={**DIGITS, "n_layers": 4, "d_model": 128, "n_heads": 4, "dropout": 0.1},
-                           student={**DIGITS, "n_layers": 2, "d_model": 64, "n_heads": 4},
-                           folds=5, teacher_epochs=60, student_epochs=30, batch_size=64, lr=1e-3),
+        "classifier": dict(teacher=TEACHER, student=STUDENT, folds=5, teacher_epochs=60, student_epochs=30,
+                           batch_size=64, lr=2e-3, alpha=0.9, temperature=8.0),
         "char_lm": dict(teacher=dict(n_layers=4, d_model=128, n_heads=4, max_seq_len=64),
                         student=dict(n_layers=2, d_model=64, n_heads=4, max_seq_len=64),
-                        seq_len=64, batch_size=32, teacher_steps=800, student_steps=800, lr=2e-3, eval_batches=40),
-        "alpha": 0.9, "temperature": 4.0,
+                        seq_len=64, batch_size=32, teacher_steps=800, student_steps=800, lr=2e-3, eval_batches=40,
+                        alpha=0.5, temperature=2.0),
     },
 }
 
@@ -88,7 +88,7 @@ class Fold(L.LightningDataModule):
         return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size, shuffle=True)
 
 
-def classifier_task(spec: dict[str, Any], alpha: float, temperature: float, seed: int) -> dict[str, Any]:
+def classifier_task(spec: dict[str, Any], seed: int) -> dict[str, Any]:
     x, y = digits()
     folds = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).chunk(spec["folds"])
     correct = {"teacher": 0, "alone": 0, "distilled": 0}
@@ -96,27 +96,27 @@ def classifier_task(spec: dict[str, Any], alpha: float, temperature: float, seed
     for k, test in enumerate(folds):
         train = torch.cat([f for j, f in enumerate(folds) if j != k])
         data = Fold(x[train], y[train], spec["batch_size"])
-        arms = _classifier_arms(spec, data, alpha, temperature, seed + k)
+        arms = _classifier_arms(spec, data, seed + k)
         for name, module in arms.items():
             model = module.model.eval()
             correct[name] += round(evaluate(lambda z: model(z), [(x[test], y[test])])["accuracy"] * len(test) / 100)
             sizes[name] = params(module)
     accuracy = {name: 100.0 * c / len(x) for name, c in correct.items()}
+    kept = ("alpha", "temperature", "folds", "teacher", "student", "teacher_epochs", "student_epochs")
     return {"params": sizes, "size_ratio": sizes["teacher"] / sizes["alone"], "accuracy": accuracy,
-            "predictions": len(x), "folds": spec["folds"], "teacher": spec["teacher"], "student": spec["student"],
-            "teacher_epochs": spec["teacher_epochs"], "student_epochs": spec["student_epochs"]}
+            "predictions": len(x), **{k: spec[k] for k in kept}}
 
 
-def _classifier_arms(spec: dict[str, Any], data: Fold, alpha: float, temperature: float, seed: int) -> dict[str, Any]:
+def _classifier_arms(spec: dict[str, Any], data: Fold, seed: int) -> dict[str, Any]:
     L.seed_everything(seed, verbose=False)
     teacher = _fit(TransformerClassifier(spec["teacher"], num_classes=10, optimizer=dict(lr=spec["lr"])), data,
                    epochs=spec["teacher_epochs"])
     return {"teacher": teacher, **_students(
         lambda: TransformerClassifier(spec["student"], num_classes=10, optimizer=dict(lr=spec["lr"])), teacher,
-        data, alpha, temperature, seed, epochs=spec["student_epochs"])}
+        data, spec, seed, epochs=spec["student_epochs"])}
 
 
-def _students(make: Any, teacher: L.LightningModule, data: Any, alpha: float, temperature: float, seed: int,
+def _students(make: Any, teacher: L.LightningModule, data: Any, spec: dict[str, Any], seed: int,
               **budget: Any) -> dict[str, L.LightningModule]:
     """The same student (same initial weights, same batches, same steps) alone and distilled."""
     L.seed_everything(seed + 1000, verbose=False)
@@ -126,16 +126,17 @@ def _students(make: Any, teacher: L.LightningModule, data: Any, alpha: float, te
     L.seed_everything(seed + 2000, verbose=False)
     _fit(alone, data, **budget)
     L.seed_everything(seed + 2000, verbose=False)
-    _fit(DistillationModule(distilled, teacher=teacher.model, alpha=alpha, temperature=temperature), data, **budget)
+    kd = DistillationModule(distilled, teacher=teacher.model, alpha=spec["alpha"], temperature=spec["temperature"])
+    _fit(kd, data, **budget)
     return {"alone": alone, "distilled": distilled}
 
 
-def lm_task(spec: dict[str, Any], alpha: float, temperature: float, seed: int) -> dict[str, Any]:
+def lm_task(spec: dict[str, Any], seed: int) -> dict[str, Any]:
     data = CharTextDataModule(seq_len=spec["seq_len"], batch_size=spec["batch_size"], seed=seed)
     L.seed_everything(seed, verbose=False)
     teacher = _fit(TransformerLM(spec["teacher"], optimizer=dict(lr=spec["lr"])), data, steps=spec["teacher_steps"])
     arms = {"teacher": teacher, **_students(lambda: TransformerLM(spec["student"], optimizer=dict(lr=spec["lr"])),
-                                            teacher, data, alpha, temperature, seed, steps=spec["student_steps"])}
+                                            teacher, data, spec, seed, steps=spec["student_steps"])}
     data.setup("validate")
     val = list(data.val_dataloader())[: spec["eval_batches"]]
     loss = {}
@@ -143,9 +144,9 @@ def lm_task(spec: dict[str, Any], alpha: float, temperature: float, seed: int) -
         model = module.model.eval()
         loss[name] = evaluate(lambda z: model(z), val)["loss"]
     sizes = {name: params(module) for name, module in arms.items()}
+    kept = ("alpha", "temperature", "teacher", "student", "teacher_steps", "student_steps")
     return {"params": sizes, "size_ratio": sizes["teacher"] / sizes["alone"], "loss": loss,
-            "perplexity": {name: math.exp(v) for name, v in loss.items()}, "teacher": spec["teacher"],
-            "student": spec["student"], "teacher_steps": spec["teacher_steps"], "student_steps": spec["student_steps"]}
+            "perplexity": {name: math.exp(v) for name, v in loss.items()}, **{k: spec[k] for k in kept}}
 
 
 def check_targets(classifier: dict[str, Any] | None, lm: dict[str, Any] | None) -> dict[str, Any]:
@@ -178,15 +179,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = SETTINGS["quick" if args.quick else "full"]
-    alpha = settings["alpha"] if args.alpha is None else args.alpha
-    temperature = settings["temperature"] if args.temperature is None else args.temperature
+    overrides = {k: v for k, v in (("alpha", args.alpha), ("temperature", args.temperature)) if v is not None}
     start = time.perf_counter()
-    results: dict[str, Any] = {"mode": "quick" if args.quick else "full", "alpha": alpha, "temperature": temperature}
+    results: dict[str, Any] = {"mode": "quick" if args.quick else "full"}
     if "classifier" in args.tasks:
-        results["classifier"] = classifier_task(settings["classifier"], alpha, temperature, args.seed)
+        results["classifier"] = classifier_task({**settings["classifier"], **overrides}, args.seed)
         print("classifier", results["classifier"]["accuracy"], f"{results['classifier']['size_ratio']:.2f}x smaller")
     if "char_lm" in args.tasks:
-        results["char_lm"] = lm_task(settings["char_lm"], alpha, temperature, args.seed)
+        results["char_lm"] = lm_task({**settings["char_lm"], **overrides}, args.seed)
         print("char_lm", results["char_lm"]["perplexity"], f"{results['char_lm']['size_ratio']:.2f}x smaller")
     results["targets"] = {"thresholds": TARGETS, **check_targets(results.get("classifier"), results.get("char_lm"))}
     results["seconds"] = round(time.perf_counter() - start, 1)
@@ -195,13 +195,13 @@ def main() -> None:
 
 def render(figures: dict[str, Any]) -> str:
     """README section: teacher, student alone and student distilled, side by side."""
-    lines = [f"Distillation loss: alpha = {figures['alpha']}, temperature = {figures['temperature']}; the student "
-             "alone and distilled start from the same weights and see the same batches for the same steps."]
+    lines = ["The student alone and distilled start from the same weights and see the same batches for the same "
+             "steps; alpha is the weight of the teacher term, T the softmax temperature."]
     c = figures.get("classifier")
     if c:
         a, t = c["accuracy"], figures["targets"]["classifier"]
         lines += ["", f"**digits classifier** ({c['predictions']} held-out predictions over {c['folds']} folds; "
-                      f"student {c['size_ratio']:.1f}x smaller):", "",
+                      f"student {c['size_ratio']:.1f}x smaller; alpha {c['alpha']}, T {c['temperature']}):", "",
                   "| model | parameters | accuracy |", "|---|---|---|",
                   f"| teacher | {c['params']['teacher']:,} | {a['teacher']:.2f}% |",
                   f"| student alone | {c['params']['alone']:,} | {a['alone']:.2f}% |",
@@ -212,7 +212,8 @@ def render(figures: dict[str, Any]) -> str:
     lm = figures.get("char_lm")
     if lm:
         p = lm["perplexity"]
-        lines += ["", f"**char LM** (validation perplexity; student {lm['size_ratio']:.1f}x smaller): teacher "
+        lines += ["", f"**char LM** (validation perplexity; student {lm['size_ratio']:.1f}x smaller; alpha "
+                      f"{lm['alpha']}, T {lm['temperature']}): teacher "
                       f"{p['teacher']:.3f}, student alone {p['alone']:.3f}, student distilled {p['distilled']:.3f}."]
     return "\n".join(lines)
 
