@@ -40,19 +40,17 @@ STUDENT = {**DIGITS, "n_layers": 1, "d_model": 32, "n_heads": 4}  # 7.5x fewer p
 SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {
         "classifier": dict(teacher=TEACHER, student=STUDENT, folds=2, teacher_epochs=2, student_epochs=2,
-                           batch_size=64, lr=2e-3, alpha=0.9, temperature=8.0),
+                           batch_size=64, lr=2e-3),
         "char_lm": dict(teacher=dict(n_layers=2, d_model=64, n_heads=4, max_seq_len=32),
                         student=dict(n_layers=1, d_model=32, n_heads=4, max_seq_len=32),
-                        seq_len=32, batch_size=16, teacher_steps=20, student_steps=20, lr=2e-3, eval_batches=4,
-                        alpha=0.5, temperature=2.0),
+                        seq_len=32, batch_size=16, teacher_steps=20, student_steps=20, lr=2e-3, eval_batches=4),
     },
     "full": {
         "classifier": dict(teacher=TEACHER, student=STUDENT, folds=5, teacher_epochs=60, student_epochs=30,
-                           batch_size=64, lr=2e-3, alpha=0.9, temperature=8.0),
+                           batch_size=64, lr=2e-3),
         "char_lm": dict(teacher=dict(n_layers=4, d_model=128, n_heads=4, max_seq_len=64),
                         student=dict(n_layers=2, d_model=64, n_heads=4, max_seq_len=64),
-                        seq_len=64, batch_size=32, teacher_steps=800, student_steps=800, lr=2e-3, eval_batches=40,
-                        alpha=0.5, temperature=2.0),
+                        seq_len=64, batch_size=32, teacher_steps=800, student_steps=800, lr=2e-3, eval_batches=40),
     },
 }
 
@@ -126,7 +124,9 @@ def _students(make: Any, teacher: L.LightningModule, data: Any, spec: dict[str, 
     L.seed_everything(seed + 2000, verbose=False)
     _fit(alone, data, **budget)
     L.seed_everything(seed + 2000, verbose=False)
-    kd = DistillationModule(distilled, teacher=teacher.model, alpha=spec["alpha"], temperature=spec["temperature"])
+    kd = DistillationModule(distilled, teacher=teacher.model, alpha=spec.get("alpha"),
+                            temperature=spec.get("temperature"))
+    spec["alpha"], spec["temperature"] = kd.alpha, kd.temperature  # None: the task's defaults, recorded
     _fit(kd, data, **budget)
     return {"alone": alone, "distilled": distilled}
 
@@ -153,7 +153,8 @@ def check_targets(classifier: dict[str, Any] | None, lm: dict[str, Any] | None) 
     out: dict[str, Any] = {}
     if classifier is not None:
         acc = classifier["accuracy"]
-        out["classifier"] = {"size_ratio": classifier["size_ratio"], "gap_to_teacher": acc["teacher"] - acc["distilled"],
+        out["classifier"] = {"size_ratio": classifier["size_ratio"],
+                             "gap_to_teacher": acc["teacher"] - acc["distilled"],
                              "gain_over_alone": acc["distilled"] - acc["alone"]}
         out["classifier"]["met"] = (TARGETS["min_size_ratio"] <= classifier["size_ratio"] <= TARGETS["max_size_ratio"]
                                     and out["classifier"]["gap_to_teacher"] <= TARGETS["max_gap_to_teacher"]
@@ -169,8 +170,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps: checks the script runs")
     parser.add_argument("--tasks", nargs="+", default=["classifier", "char_lm"], choices=["classifier", "char_lm"])
-    parser.add_argument("--alpha", type=float, default=None, help="weight of the teacher term (default: settings)")
-    parser.add_argument("--temperature", type=float, default=None, help="softmax temperature (default: settings)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="weight of the teacher term (default: DistillationModule's default for the task)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="softmax temperature (default: DistillationModule's default for the task)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -73,7 +73,8 @@ class StructuredPruningCallback(L.Callback):
                 f"each step, so start_epoch={start_epoch} has none; set start_epoch >= 1 or importance='magnitude'."
             )
         self.heads, self.mlp, self.importance = heads, mlp, importance
-        self.start_epoch, self.end_epoch, self.every_n_epochs, self.curve = start_epoch, end_epoch, every_n_epochs, curve
+        self.start_epoch, self.end_epoch = start_epoch, end_epoch
+        self.every_n_epochs, self.curve = every_n_epochs, curve
         self._taylor: TaylorScores | None = None
         self._taylor_state: dict[str, Any] | None = None
 
@@ -92,8 +93,9 @@ class StructuredPruningCallback(L.Callback):
             return
         if type(trainer.strategy) not in (SingleDeviceStrategy, DDPStrategy):
             raise ConfigError(
-                f"StructuredPruningCallback supports single-device and DDP training, got {type(trainer.strategy).__name__}: "
-                "sharded parameters (FSDP, DeepSpeed, ModelParallel) cannot be sliced on one rank. Use strategy='ddp'."
+                "StructuredPruningCallback supports single-device and DDP training, got "
+                f"{type(trainer.strategy).__name__}: sharded parameters (FSDP, DeepSpeed, ModelParallel) cannot be "
+                "sliced on one rank. Use strategy='ddp'."
             )
         if not callable(getattr(pl_module, "record_structure", None)) or not hasattr(pl_module, "config"):
             raise ConfigError(

@@ -58,7 +58,8 @@ def attention_units(attn: SelfAttention) -> UnitMap:
         n_units = groups
     else:
         q_unit, kv_unit, n_units = head_of_row, torch.full((2 * d,), SHARED), heads
-    slices = [Slice("q_proj.weight", 0, q_unit), Slice("kv_proj.weight", 0, kv_unit), Slice("out_proj.weight", 1, q_unit)]
+    slices = [Slice("q_proj.weight", 0, q_unit), Slice("kv_proj.weight", 0, kv_unit),
+              Slice("out_proj.weight", 1, q_unit)]
     if attn.q_proj.bias is not None:
         slices += [Slice("q_proj.bias", 0, q_unit), Slice("kv_proj.bias", 0, kv_unit)]
     return UnitMap("heads", n_units, slices)

@@ -62,7 +62,9 @@ def validate_structured(heads: float, mlp: float, importance: str) -> None:
                 f"half of the {'attention heads' if name == 'heads' else 'MLP channels'} in every layer."
             )
     if importance not in IMPORTANCES:
-        raise ConfigError(f"Structured pruning importance={importance!r} is not supported; choose one of {IMPORTANCES}.")
+        raise ConfigError(
+            f"Structured pruning importance={importance!r} is not supported; choose one of {IMPORTANCES}."
+        )
 
 
 def keep_count(n_units: int, fraction: float) -> int:
@@ -106,8 +108,8 @@ def apply_plan(model: nn.Module, plan: Plan, maps: Mapping[str, UnitMap] | None 
             keep = torch.isin(piece.unit, kept) | (piece.unit == SHARED)
             if bool(keep.all()):
                 continue
-            index = keep.nonzero().flatten()
-            resized.append(_replace(module, piece.name, piece.dim, index, f"{name}.{piece.name}" if name else piece.name))
+            full_name = f"{name}.{piece.name}" if name else piece.name
+            resized.append(_replace(module, piece.name, piece.dim, keep.nonzero().flatten(), full_name))
         _refresh_shapes(module)
     _rewrite_configs(model)
     return resized
