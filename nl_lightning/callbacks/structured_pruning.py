@@ -40,6 +40,9 @@ from nl_lightning.compress.structured import (
 from nl_lightning.errors import ConfigError
 
 
+__all__ = ["StructuredPruningCallback"]
+
+
 class StructuredPruningCallback(L.Callback):
     """Prune ``heads`` of the attention head groups and ``mlp`` of the MLP channels of ``pl_module.model``."""
 
@@ -89,6 +92,7 @@ class StructuredPruningCallback(L.Callback):
                 for kind, final in (("heads", self.heads), ("mlp", self.mlp))}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Check the strategy, the module and the schedule before training starts."""
         if stage != "fit":
             return
         if type(trainer.strategy) not in (SingleDeviceStrategy, DDPStrategy):
@@ -111,6 +115,7 @@ class StructuredPruningCallback(L.Callback):
             )
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Prune to this epoch's goal if the model is wider (a no-op between steps and after the last)."""
         goal = self.goal(trainer.current_epoch)
         original = (pl_module.structured_pruning or {}).get("original") or config_widths(pl_module.config)
         keep = {"heads": _heads_keep(original, config_widths(pl_module.config), goal["heads"]),
@@ -149,6 +154,7 @@ class StructuredPruningCallback(L.Callback):
         return self._taylor
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        """Taylor importance: add this step's (all-reduced) gradients when a pruning step comes next epoch."""
         epoch = trainer.current_epoch
         if self.importance == "taylor" and self.goal(epoch + 1) != self.goal(epoch):  # a step comes next epoch
             self._taylor_accumulator(pl_module).update()
@@ -162,10 +168,12 @@ class StructuredPruningCallback(L.Callback):
         }, on_step=False, on_epoch=True)
 
     def state_dict(self) -> dict[str, Any]:
+        """Accumulated Taylor scores (the schedule itself follows from the epoch and the model's widths)."""
         taylor = self._taylor.state_dict() if self._taylor is not None else self._taylor_state
         return {"taylor": taylor}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore accumulated Taylor scores from a checkpoint."""
         self._taylor, self._taylor_state = None, state_dict.get("taylor")
 
 

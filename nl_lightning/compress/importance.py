@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from nl_lightning.compress.structure import UnitMap, unit_maps, unit_sums
 
+__all__ = ["IMPORTANCES", "Importance", "Scores", "TaylorScores", "magnitude_scores", "taylor_scores"]
+
 Importance = Literal["magnitude", "taylor"]
 IMPORTANCES: tuple[str, ...] = ("magnitude", "taylor")
 Scores = dict[str, Tensor]
@@ -60,6 +62,7 @@ class TaylorScores:
         self.batches += seen
 
     def state_dict(self) -> dict[str, Any]:
+        """The scores accumulated so far (a callback's checkpoint state)."""
         return {"scores": {k: v.clone() for k, v in self.scores.items()}, "batches": self.batches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

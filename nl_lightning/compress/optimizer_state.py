@@ -16,6 +16,9 @@ import torch
 from nl_lightning.compress.structured import Resized
 
 
+__all__ = ["slice_optimizer_state"]
+
+
 def slice_optimizer_state(optimizer: torch.optim.Optimizer, resized: Iterable[Resized]) -> int:
     """Point ``optimizer`` at the new parameters with their state sliced; returns how many it held."""
     by_old = {id(r.old): r for r in resized}

@@ -25,6 +25,8 @@ from nl_lightning.errors import ConfigError
 from nl_lightning.nn.attention import SelfAttention
 from nl_lightning.nn.mlp import GluMlp, Mlp
 
+__all__ = ["SHARED", "Slice", "UnitKind", "UnitMap", "attention_units", "mlp_units", "unit_maps", "unit_sums"]
+
 UnitKind = Literal["heads", "mlp"]
 SHARED = -1
 """Unit id of a row or column that belongs to no unit (the shared key/value head of MQA)."""

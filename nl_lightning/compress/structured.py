@@ -37,6 +37,11 @@ from nl_lightning.nn.mlp import default_hidden
 if TYPE_CHECKING:  # models/ imports lightning; compress/ does not
     from nl_lightning.models.config import TransformerConfig
 
+__all__ = [
+    "Plan", "Resized", "WIDTH_FIELDS", "apply_plan", "config_widths", "keep_count", "match_widths", "plan_pruning",
+    "prune_structured", "sync_plan", "validate_structured", "widths_of",
+]
+
 Plan = dict[str, Tensor]
 """Module name -> sorted ids of the units it keeps."""
 WIDTH_FIELDS: tuple[str, ...] = ("n_heads", "n_kv_heads", "head_dim", "mlp_hidden")
