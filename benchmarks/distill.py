@@ -210,8 +210,8 @@ def render(figures: dict[str, Any]) -> str:
                   f"| student alone | {c['params']['alone']:,} | {a['alone']:.2f}% |",
                   f"| student distilled | {c['params']['distilled']:,} | {a['distilled']:.2f}% |", "",
                   f"Target (>= 4x smaller, within 1.0 point of the teacher, above the student alone): "
-                  f"{'met' if t['met'] else '**not met**'} ({t['gap_to_teacher']:+.2f} pt to the teacher, "
-                  f"{t['gain_over_alone']:+.2f} pt over alone)."]
+                  f"{'met' if t['met'] else '**not met**'} (distilled - teacher {-t['gap_to_teacher']:+.2f} pt, "
+                  f"distilled - alone {t['gain_over_alone']:+.2f} pt)."]
     lm = figures.get("char_lm")
     if lm:
         p = lm["perplexity"]
