@@ -1,6 +1,6 @@
 """Structured pruning benchmark: half the MLP channels and half the heads removed, a short fine-tune.
 
-    python benchmarks/pruning.py            # full: classifier and char LM at compute-bound sizes (~25 min on 2 cores)
+    python benchmarks/pruning.py            # full: classifier and char LM at compute-bound sizes (~20 min on 2 cores)
     python benchmarks/pruning.py --quick    # smoke test (< 2 min): tiny models, few steps; figures mean nothing
 
 Per task, a model is trained, then two arms continue from the same weights for the same number of
@@ -55,9 +55,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
     "full": {
         "classifier": dict(config={**CLASSIFIER, "max_seq_len": 32}, seq_len=32, samples=8192, batch_size=64,
-                           steps=400, finetune=150, lr=1e-3),
+                           steps=300, finetune=100, lr=1e-3),
         "char_lm": dict(config=dict(n_layers=4, d_model=256, n_heads=8, max_seq_len=128), seq_len=128, batch_size=16,
-                        steps=400, finetune=150, lr=1e-3),
+                        steps=300, finetune=100, lr=1e-3),
         "heads": 0.5, "mlp": 0.5, "calibration_batches": 16, "eval_batches": 40, "warmup": 2, "iters": 5, "rounds": 4,
     },
 }
