@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from nl_lightning.compress.structure import UnitMap, unit_maps, unit_sums
+from nl_lightning.errors import ConfigError
 
 __all__ = ["IMPORTANCES", "Importance", "Scores", "TaylorScores", "magnitude_scores", "taylor_scores"]
 
@@ -93,7 +94,7 @@ def taylor_scores(
             p.grad = grad
         model.train(was_training)
     if scores.batches == 0:
-        raise ValueError(
+        raise ConfigError(
             "Taylor importance got no gradients: `batches` was empty or the loss does not depend on the "
             "attention/MLP weights. Pass a few calibration batches, or use importance='magnitude'."
         )

@@ -181,7 +181,7 @@ def test_taylor_scores_over_calibration_batches_restore_the_model():
     assert all(s.shape == (m.n_units,) and (s > 0).all() for s, m in zip(scores.values(), unit_maps(model).values()))
     pruned = prune_structured(model, heads=0.5, mlp=0.5, importance="taylor", batches=batches, loss_fn=loss_fn)
     assert pruned.config.n_heads == 2
-    with pytest.raises(ValueError, match="Taylor importance got no gradients"):
+    with pytest.raises(ConfigError, match="Taylor importance got no gradients"):
         taylor_scores(model, [], loss_fn)
 
 
