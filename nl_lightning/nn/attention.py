@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from nl_lightning.errors import ConfigError
 from nl_lightning.nn.kv_cache import KVCache
 from nl_lightning.nn.rope import apply_rope
 
@@ -134,7 +135,7 @@ class SelfAttention(nn.Module):
                 f"n_kv_heads ({n_kv_heads}) to divide n_heads."
             )
         if not derived and head_dim < 1:
-            raise ValueError(f"SelfAttention head_dim={head_dim} must be >= 1 (or None for d_model // n_heads).")
+            raise ConfigError(f"SelfAttention head_dim={head_dim} must be >= 1 (or None for d_model // n_heads).")
         if backend not in ATTN_BACKENDS:
             raise ValueError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
