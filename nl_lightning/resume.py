@@ -62,8 +62,15 @@ def check_checkpoint_against_config(path: str, model: Any, stage: str) -> dict[s
                 "that model, or the config it was trained with."
             )
     if model is not None:
-        _compare(path, _flat(dict(getattr(model, "init_args", {}) or {})), _flat(hparams))
+        _compare(path, _flat(dict(getattr(model, "init_args", {}) or {})), {**_flat(hparams), **_pruned_from(checkpoint)})
     return checkpoint
+
+
+def _pruned_from(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """A structurally pruned checkpoint is compared with the config it was pruned from: its widths
+    before pruning (``TaskModule.structured_pruning``) stand in for the pruned ones."""
+    record = (checkpoint.get("nl_lightning") or {}).get("structured_pruning") or {}
+    return {f"config.{key}": value for key, value in (record.get("original") or {}).items()}
 
 
 def _compare(path: str, configured: Mapping[str, Any], stored: Mapping[str, Any]) -> None:

@@ -36,7 +36,7 @@ def build_block(config: TransformerConfig, drop_path: float) -> TransformerBlock
     ls = (lambda: LayerScale(d, config.layer_scale)) if config.layer_scale is not None else (lambda: None)
     return TransformerBlock(
         attn=SelfAttention(d, config.n_heads, config.n_kv_heads, config.bias, config.attn_dropout, config.attn_backend,
-                           qkv_bias=config.qkv_bias),
+                           qkv_bias=config.qkv_bias, head_dim=config.head_dim),
         mlp=build_mlp(config.mlp, d, config.mlp_hidden, config.bias if config.mlp_bias is None else config.mlp_bias,
                       config.dropout, config.gelu_approximate),
         norm1=build_norm(config.norm, d, config.norm_eps),
