@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,15 @@ def write_json(path: str | Path, data: Any, *, durable: bool = True, default: Ca
 def bytes_sha256(data: bytes) -> str:
     """Hex SHA-256 of bytes in memory."""
     return hashlib.sha256(data).hexdigest()
+
+
+def parts_sha256(parts: Iterable[bytes | memoryview]) -> str:
+    """Hex SHA-256 of a sequence of byte strings fed in order (tensors of a batch, weights of a
+    module): one digest without joining them in memory first."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:

@@ -34,13 +34,16 @@ def expected(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class Echo(L.LightningModule):
-    """Outputs that identify their input; records which batches reached it, and sleeps to be killable."""
+    """Outputs that identify their input; records which batches reached it, sleeps to be killable, and
+    raises at batch ``crash_at`` (a job that dies mid-run)."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, crash_at: int | None = None) -> None:
         super().__init__()
-        self.delay, self.calls = delay, []
+        self.delay, self.crash_at, self.calls = delay, crash_at, []
 
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == self.crash_at:
+            raise RuntimeError("power cut")
         if batch_written(self.trainer, batch_idx, dataloader_idx):
             return None
         self.calls.append(batch_idx)
@@ -50,13 +53,14 @@ class Echo(L.LightningModule):
 
 
 def run(output_dir: str, devices: int = 1, delay: float = 0.0, fmt: str = "npz", rows_per_shard: int = 20,
-        batch_size: int = BATCH, model: L.LightningModule | None = None, **writer: object) -> L.Trainer:
+        batch_size: int = BATCH, model: L.LightningModule | None = None, x: np.ndarray | None = None,
+        **writer: object) -> L.Trainer:
     trainer = L.Trainer(
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", logger=False,
         enable_progress_bar=False, enable_model_summary=False,
         callbacks=[PredictionWriter(output_dir, format=fmt, rows_per_shard=rows_per_shard, **writer)],
     )
-    datamodule = ArrayDataModule(x_predict=inputs(), batch_size=batch_size)
+    datamodule = ArrayDataModule(x_predict=inputs() if x is None else x, batch_size=batch_size)
     trainer.predict(model or Echo(delay), datamodule=datamodule)
     return trainer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from prediction_job import BATCH, ROWS, Echo, expected, inputs, run  # noqa: E402
 
+from nl_lightning._lock import RunDirInUseError  # noqa: E402
 from nl_lightning.data import ArrayDataModule  # noqa: E402
 from nl_lightning.predict import PredictionWriter, ShardError, read_predictions  # noqa: E402
 
@@ -89,16 +91,9 @@ def test_a_changed_shard_is_detected(tmp_path):
         read_predictions(tmp_path)
 
 
-class Crash(Echo):
-    def predict_step(self, batch, batch_idx, dataloader_idx=0):
-        if batch_idx == 7:
-            raise RuntimeError("power cut")
-        return super().predict_step(batch, batch_idx, dataloader_idx)
-
-
 def test_resume_skips_finished_shards_and_redoes_the_partial_one(tmp_path):
     with pytest.raises(RuntimeError, match="power cut"):
-        run(str(tmp_path), model=Crash())
+        run(str(tmp_path), model=Echo(crash_at=7))
     finished = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("part-*")}
     assert sorted(finished) == ["part-0-000-000000.npz", "part-0-000-000001.npz"]  # batches 0-5; 6 was buffered
     assert not (tmp_path / "manifest.json").exists()
@@ -119,6 +114,113 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     run(str(tmp_path), batch_size=16, overwrite=True)
     assert_same(read_predictions(tmp_path), expected(inputs()))
     assert len(list(tmp_path.glob("part-*"))) == 3  # 2 batches of 16 per shard: 6 batches -> 3 shards
+
+
+def _interrupted(root: Path, keep: int = 2) -> None:
+    """Leave ``root`` as a job killed after writing its first ``keep`` shards."""
+    for shard in sorted(root.glob("part-*"))[keep:]:
+        shard.unlink()
+        (root / "_records" / f"{shard.name}.json").unlink()
+    (root / "manifest.json").unlink()
+
+
+@pytest.mark.parametrize("changed_row", [3, 40])  # in the first written shard, in the second
+def test_resume_with_other_input_data_of_the_same_shape_is_refused(changed_row, tmp_path):
+    run(str(tmp_path))
+    _interrupted(tmp_path)
+    x = inputs()
+    x[changed_row, 2, 1] += 1.0  # same shape, same size, one value changed
+    with pytest.raises(ShardError, match=rf"holds predictions of other input data: batch {changed_row // BATCH} is "
+                                         r"not the batch part-0-000-00000\d\.npz was computed from.*overwrite=True"):
+        run(str(tmp_path), x=x)
+    assert not (tmp_path / "manifest.json").exists()  # nothing readable mixes the two
+    run(str(tmp_path), x=x, overwrite=True)
+    assert_same(read_predictions(tmp_path), expected(x))
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    class Scaled(Echo):
+        def __init__(self, weight: float) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.tensor(weight))
+
+    run(str(tmp_path), model=Scaled(1.0))
+    _interrupted(tmp_path)
+    with pytest.raises(ShardError, match=r"holds predictions of another model \(.*Scaled sha256 \w{12} then, .*Scaled "
+                                         r"sha256 \w{12} now\): resuming would mix the two models' rows"):
+        run(str(tmp_path), model=Scaled(2.0))  # same class, other weights
+    run(str(tmp_path), model=Scaled(1.0))  # the same model resumes
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["model"]["class"].endswith("Scaled") and len(manifest["model"]["weights_sha256"]) == 64
+    assert manifest["data"]["datamodule"] == "nl_lightning.data.array_datamodule.ArrayDataModule"
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    """Another live process holding the folder's lock (as a running prediction job does)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    code = ("import sys, time\nfrom nl_lightning._lock import acquire\nacquire(sys.argv[1])\n"
+            "print('locked', flush=True)\ntime.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_live_job_into_the_folder_is_refused_and_deletes_nothing(tmp_path):
+    run(str(tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("part-*")}
+    holder = _holder(tmp_path)
+    try:
+        with pytest.raises(RunDirInUseError, match=rf"is being written by another run \(pid {holder.pid} .*two "
+                                                   r"prediction jobs in one output_dir would overwrite"):
+            run(str(tmp_path), overwrite=True)  # overwrite=True would have deleted the live job's shards
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("part-*")} == before
+    with pytest.warns(UserWarning, match="taking over a stale lock"):
+        run(str(tmp_path))  # the holder is gone: its lock is stale
+    assert not (tmp_path / ".nl_lightning.lock").exists()  # released at the end of the job
+
+
+def _resume_with_record(root: Path, edit) -> None:
+    run(str(root))
+    _interrupted(root, keep=1)
+    record_path = root / "_records" / "part-0-000-000000.npz.json"
+    record = json.loads(record_path.read_text())
+    edit(root, record_path, record)
+
+
+@pytest.mark.parametrize("named", ["../outside.npz", "/tmp/outside.npz", "part-0-000-000001.npz"])
+def test_a_record_naming_a_file_outside_its_own_shard_is_refused(named, tmp_path):
+    root = tmp_path / "out"
+
+    def point_elsewhere(root, record_path, record):
+        target = (root / named) if not named.startswith("/") else tmp_path / "outside.npz"
+        target.write_bytes(b"not a prediction")  # a real file with a matching checksum
+        record.update(path=named if not named.startswith("/") else str(target), bytes=target.stat().st_size,
+                      sha256=hashlib.sha256(target.read_bytes()).hexdigest())
+        record_path.write_text(json.dumps(record))
+
+    _resume_with_record(root, point_elsewhere)
+    with pytest.raises(ShardError, match=r"part-0-000-000000\.npz\.json names the file .*, not its own shard "
+                                         r"'part-0-000-000000\.npz'.*refused"):
+        run(str(root))
+    assert not (root / "manifest.json").exists()
+
+
+def test_a_record_that_is_not_json_names_the_file(tmp_path):
+    _resume_with_record(tmp_path, lambda root, path, record: path.write_text('{"path": "part-0'))
+    with pytest.raises(ShardError, match=r"Shard record .*part-0-000-000000\.npz\.json is not valid JSON"):
+        run(str(tmp_path))
+
+
+def test_a_manifest_listing_a_file_outside_the_folder_is_not_read(tmp_path):
+    run(str(tmp_path))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["dataloaders"][0]["shards"][0]["path"] = "../../etc/passwd"
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=r"lists a shard '\.\./\.\./etc/passwd' that is not a file of"):
+        read_predictions(tmp_path)
 
 
 @pytest.mark.parametrize("prediction, error, message", [

@@ -22,7 +22,16 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
             shape, fortran, dtype = read_header(f)
         except ValueError as err:
             raise DataError(f"'{path}' is not a valid .npy file ({err}). Re-save it with numpy.save.") from err
-        return tuple(shape), np.dtype(dtype), fortran, f.tell()
+        offset = f.tell()
+    dtype = np.dtype(dtype)
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = Path(path).stat().st_size
+    if size < expected:
+        raise DataError(
+            f"'{path}' is truncated: its header says {tuple(shape)} {dtype} ({expected} bytes with the header), but "
+            f"the file has {size} bytes. It was cut short while being written or copied; write or copy it again."
+        )
+    return tuple(shape), dtype, fortran, offset
 
 
 def open_memmap(path: str, dtype: str, shape: tuple[int, ...], offset: int, fortran: bool) -> np.ndarray:
