@@ -50,8 +50,8 @@ def _check_path(path: Path) -> None:
         if (path / ".metadata").is_file():
             raise CheckpointError(
                 f"{path} is a sharded torch.distributed.checkpoint folder (written by ModelParallelStrategy / FSDP2). "
-                "Resume it with the same strategy, or consolidate it once into a single file (this trusts the "
-                "folder's pickled metadata, so only for checkpoints you wrote): " + CONSOLIDATE.format(dir=path)
+                "Resume it with the same strategy, or consolidate it once into a single file: "
+                + CONSOLIDATE.format(dir=path)
             )
         try:
             hint = f"; the newest checkpoint in it is {find_checkpoint(path)}"
