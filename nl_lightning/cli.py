@@ -11,7 +11,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 from jsonargparse import ArgumentError
@@ -64,8 +64,15 @@ class NLLightningCLI(LightningCLI):
         strategy = str((section.get("trainer") or {}).get("strategy") or "")
         if Path(path).is_dir() and (Path(path) / ".metadata").is_file() and "ModelParallel" in strategy:
             return  # a sharded checkpoint, resumed by the strategy that wrote it
-        check_checkpoint_against_config(path, section.get("model"), subcommand)
+        check_checkpoint_against_config(path, section.get("model"), subcommand, section.get("trust") or ())
         super()._parse_ckpt_path()
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """``--trust [mypkg.models.MyModel]``: your own classes a checkpoint may name (``models/trust.py``)."""
+        parser.add_argument(
+            "--trust", type=Optional[list[str]], default=None,
+            help="Your own model classes a checkpoint may name (--ckpt_path, or the Predictor's source), e.g. "
+                 "[mypkg.models.MyModel]: importable (installed or on PYTHONPATH). Only these are imported.")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file."""
@@ -78,7 +85,9 @@ class NLLightningCLI(LightningCLI):
         """Tracking: logger packages present, fragment loggers named after the run (``track/cli_config.py``)."""
         from nl_lightning.track.cli_config import prepare_loggers
 
-        prepare_loggers(self.config[self.subcommand] if self.subcommand else self.config)
+        section = self.config[self.subcommand] if self.subcommand else self.config
+        prepare_loggers(section)
+        _pass_trust(section)
 
     def before_fit(self) -> None:
         """Check every logger's folder / tracking URI before the first step (``track.check_loggers``),
@@ -98,6 +107,14 @@ class NLLightningCLI(LightningCLI):
         for callback in (RunLock, RunMetadata, CurvesCallback):
             if not any(isinstance(cb, callback) for cb in self.trainer.callbacks):
                 self.trainer.callbacks.append(callback())
+
+
+def _pass_trust(section: Any) -> None:
+    """``--trust`` reaches a model that loads checkpoints itself (``Predictor(trust=...)``)."""
+    trust = section.get("trust")
+    init_args = (section.get("model") or {}).get("init_args") if hasattr(section.get("model"), "get") else None
+    if trust and init_args is not None and "trust" in init_args:
+        init_args["trust"] = list(dict.fromkeys([*(init_args["trust"] or []), *trust]))
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) -> NLLightningCLI:

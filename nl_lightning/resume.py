@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import lightning as L
 
@@ -44,7 +44,7 @@ def resolve_ckpt_path(value: str, default_root_dir: str | None) -> str:
     return str(find_checkpoint(value))
 
 
-def check_checkpoint_against_config(path: str, model: Any, stage: str) -> dict[str, Any]:
+def check_checkpoint_against_config(path: str, model: Any, stage: str, trust: Sequence[str] = ()) -> dict[str, Any]:
     """Read ``path`` safely and compare its model with the config's ``model`` namespace."""
     checkpoint = read_checkpoint(path, lightning=stage == "fit")
     hparams = dict(checkpoint.get("hyper_parameters") or {})
@@ -53,7 +53,7 @@ def check_checkpoint_against_config(path: str, model: Any, stage: str) -> dict[s
     config_class = _import(getattr(model, "class_path", None)) if model is not None else None
     if stored_class:
         try:
-            cls = resolve_class(stored_class, L.LightningModule, "model", path, expected=config_class)
+            cls = resolve_class(stored_class, L.LightningModule, "model", path, expected=config_class, trust=trust)
         except UntrustedClassError as err:
             raise CheckpointError(str(err)) from None
         if config_class is not None and not issubclass(cls, config_class):

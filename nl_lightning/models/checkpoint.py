@@ -7,7 +7,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -109,7 +109,7 @@ def _load(path: Path, map_location: str | torch.device) -> Any:
 
 def load_checkpoint(
     path: str | Path, expected: "type[L.LightningModule] | None" = None, map_location: str | torch.device = "cpu",
-    merge_lora: bool = False,
+    merge_lora: bool = False, trust: Sequence[str] = (),
 ) -> "L.LightningModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
@@ -118,7 +118,8 @@ def load_checkpoint(
     ``TaskModule.merge_lora``); otherwise a LoRA model comes back as it trained.
 
     The class the file names must be on the allow-list (``nl_lightning.models.trust``), be
-    ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
+    ``expected`` itself, a subclass of ``expected`` that your code has imported, or listed in
+    ``trust`` (class paths you vouch for: the ``trust:`` setting of the commands); its stored
     arguments are checked against the class's signature before it is called.
     """
     from lightning import LightningModule
@@ -136,7 +137,7 @@ def load_checkpoint(
             "load_checkpoint(path, expected=MyModel)."
         )
     try:
-        cls = expected if class_path is None else resolve_class(class_path, LightningModule, "model", path, expected)
+        cls = expected if class_path is None else resolve_class(class_path, LightningModule, "model", path, expected, trust)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
     if expected is not None and not issubclass(cls, expected):

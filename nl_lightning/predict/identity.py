@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
-from nl_lightning._io import parts_sha256
+from nl_lightning._io import arrays_sha256
 
 __all__ = ["batch_sha256", "model_identity"]
 
@@ -29,40 +27,21 @@ def model_identity(module: nn.Module) -> dict[str, Any]:
     if callable(own):
         return dict(own())
     cls = type(module)
-    return {"class": f"{cls.__module__}.{cls.__qualname__}", "weights_sha256": parts_sha256(_state_parts(module))}
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "weights_sha256": arrays_sha256(module.state_dict().items())}
 
 
 def batch_sha256(batch: Any) -> str:
     """SHA-256 of every tensor, array and plain value in ``batch`` (nested dicts / lists / tuples),
     with their names, dtypes and shapes."""
-    return parts_sha256(_batch_parts(batch, ""))
+    return arrays_sha256(_leaves(batch, ""))
 
 
-def _state_parts(module: nn.Module) -> Iterator[bytes | memoryview]:
-    for name, tensor in module.state_dict().items():
-        yield from _array_parts(name, tensor)
-
-
-def _batch_parts(value: Any, name: str) -> Iterator[bytes | memoryview]:
+def _leaves(value: Any, name: str) -> Iterator[tuple[str, Any]]:
     if isinstance(value, Mapping):
         for key in sorted(value, key=str):
-            yield from _batch_parts(value[key], f"{name}/{key}")
+            yield from _leaves(value[key], f"{name}/{key}")
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _batch_parts(item, f"{name}/{i}")
-    elif isinstance(value, (torch.Tensor, np.ndarray)):
-        yield from _array_parts(name, value)
+            yield from _leaves(item, f"{name}/{i}")
     else:
-        yield f"{name}={value!r}\0".encode()
-
-
-def _array_parts(name: str, value: torch.Tensor | np.ndarray) -> Iterator[bytes | memoryview]:
-    if isinstance(value, torch.Tensor):
-        value = value.detach()
-        dtype, shape = str(value.dtype), tuple(value.shape)
-        data = value.cpu().contiguous().reshape(-1).view(torch.uint8).numpy() if value.numel() else b""
-    else:
-        dtype, shape = str(value.dtype), value.shape
-        data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
-    yield f"{name}:{dtype}:{shape}\0".encode()
-    yield memoryview(data) if not isinstance(data, bytes) else data
+        yield name, value

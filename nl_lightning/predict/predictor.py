@@ -38,6 +38,7 @@ class Predictor(L.LightningModule):
         onnx_format: OnnxFormat = "auto",
         task: Task = "auto",
         threads: int | None = None,
+        trust: list[str] | None = None,
     ) -> None:
         """
         Args:
@@ -47,10 +48,12 @@ class Predictor(L.LightningModule):
             onnx_format: the manifest's artifact; ``auto`` = optimized, then fp32, then INT8.
             task: needed only for exports that do not record it.
             threads: ONNX Runtime intra-op threads (None = its default).
+            trust: your own model classes the checkpoint may name, e.g. ``[mypkg.models.MyModel]``
+                (``nl-lightning predict --trust [...]`` sets it; see ``models/trust.py``).
         """
         super().__init__()
         self.source, self.version, self.backend, self.onnx_format = source, version, backend, onnx_format
-        self.task, self.threads = task, threads
+        self.task, self.threads, self.trust = task, threads, list(trust or [])
         self.runner: Runner | None = None
         self.model: nn.Module | None = None
 
@@ -59,7 +62,7 @@ class Predictor(L.LightningModule):
         if self.runner is not None:
             return
         source = ModelRegistry(self.source, self.backend, self.onnx_format).source(self.version)
-        self.runner = load_runner(source, "cpu", self.threads, self.task)
+        self.runner = load_runner(source, "cpu", self.threads, self.task, self.trust)
         if isinstance(self.runner, TorchRunner):
             self.model = self.runner.model  # a submodule: Lightning moves it to the device
 
