@@ -59,7 +59,7 @@ class NLLightningCLI(LightningCLI):
             return
         root = (section.get("trainer") or {}).get("default_root_dir")
         section["ckpt_path"] = path = resolve_ckpt_path(str(section["ckpt_path"]), root)
-        if path in ("best", "hpc", "registry") or path.startswith("registry:"):
+        if path in ("hpc", "registry") or path.startswith("registry:"):
             return  # Lightning's own meanings, resolved by the Trainer
         strategy = str((section.get("trainer") or {}).get("strategy") or "")
         if Path(path).is_dir() and (Path(path) / ".metadata").is_file() and "ModelParallel" in strategy:
@@ -88,13 +88,15 @@ class NLLightningCLI(LightningCLI):
         section = self.config[self.subcommand] if self.subcommand else self.config
         prepare_loggers(section)
         _pass_trust(section)
+        _place_evaluation_logs(section, self.subcommand)
 
     def before_fit(self) -> None:
         """Check every logger's folder / tracking URI before the first step (``track.check_loggers``),
         lock the run folder against a second live run writing into it (``callbacks/run_lock.py``),
-        write checkpoints atomically (``models/checkpoint_io.py``), and record run metadata and
-        curves.png for every run."""
+        write checkpoints atomically (``models/checkpoint_io.py``), keep ``last.ckpt`` the final
+        state (``callbacks/last_checkpoint.py``), and record run metadata and curves.png for every run."""
         from nl_lightning.callbacks.curves import CurvesCallback
+        from nl_lightning.callbacks.last_checkpoint import LastCheckpoint
         from nl_lightning.callbacks.run_lock import RunLock
         from nl_lightning.callbacks.run_metadata import RunMetadata
         from nl_lightning.models.checkpoint_io import install
@@ -104,9 +106,33 @@ class NLLightningCLI(LightningCLI):
         install(self.trainer)
         # Every `nl-lightning fit` locks its run folder, records its metadata and draws curves.png
         # at the end, whether or not the config lists these callbacks.
-        for callback in (RunLock, RunMetadata, CurvesCallback):
+        for callback in (RunLock, LastCheckpoint, RunMetadata, CurvesCallback):
             if not any(isinstance(cb, callback) for cb in self.trainer.callbacks):
                 self.trainer.callbacks.append(callback())
+
+
+#: Loggers that create ``<save_dir>/<name>/version_<N>/`` (a folder ``serve`` would list as a version).
+_VERSIONED_LOGGERS = ("TensorBoardLogger", "CSVLogger")
+
+
+def _place_evaluation_logs(section: Any, subcommand: str | None) -> None:
+    """``validate`` / ``test`` / ``predict`` log beside what they evaluate, not as a new version of the
+    run (a ``version_N`` without checkpoints, which ``serve`` would list and fail to load): into
+    ``<run>/<subcommand>/`` of the checkpoint's run, else ``<save_dir>/<name>-<subcommand>/``."""
+    from nl_lightning.models.runs import run_of_checkpoint
+
+    if subcommand not in ("validate", "test", "predict"):
+        return
+    loggers = (section.get("trainer") or {}).get("logger")
+    run = run_of_checkpoint(section.get("ckpt_path"))
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init_args = logger.get("init_args") if hasattr(logger, "get") else None
+        if init_args is None or not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
+            continue
+        if run is not None:
+            init_args["save_dir"], init_args["name"] = str(run), subcommand
+        else:
+            init_args["name"] = f"{init_args.get('name') or 'lightning_logs'}-{subcommand}"
 
 
 def _pass_trust(section: Any) -> None:
