@@ -85,7 +85,7 @@ class Predictor(L.LightningModule):
         x = batch_input(batch)
         self._refuse(batch, batch_idx, dataloader_idx, self.runner.signature.input_problems(x), "the server answers 422")
         outputs = self.runner.signature.outputs(self(x))
-        finite = torch.stack([torch.isfinite(v.float()).flatten(1).all(1) for v in outputs.values()]).all(0)
+        finite = torch.stack([torch.isfinite(v.float()).reshape(len(v), -1).all(1) for v in outputs.values()]).all(0)
         problems = dict.fromkeys(torch.nonzero(~finite).flatten().tolist(), "the model returned NaN or Inf")
         self._refuse(batch, batch_idx, dataloader_idx, problems, "the server answers 500")
         return outputs

@@ -126,10 +126,14 @@ def test_sequences_longer_than_the_model_takes_are_refused_as_the_server_refuses
         predict(Predictor(str(regressor_version[1])), x, tmp_path)
 
 
-def test_rows_the_model_answers_with_nan_are_an_error_naming_them(regressor_version, tmp_path):
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_rows_the_model_answers_with_nan_are_an_error_naming_them(task, regressor_version, tmp_path):
+    from model_files import classifier, save
+
+    source = regressor_version[1] if task == "regression" else save(classifier(4), tmp_path / "cls" / "model.ckpt")
     x = raw_features(20, seed=3)
     x[13, 2, 1] = 3e38  # finite (the server accepts it), but the model overflows on it
     with pytest.raises(DataError, match=r"Cannot predict 1 input row\(s\) of batch 1: row 13: the model returned NaN or "
                                         r"Inf; the server answers 500"):
-        predict(Predictor(str(regressor_version[1])), x, tmp_path)
-    assert len(list(tmp_path.glob("part-*"))) == 0  # rows_per_shard=16: the first shard was not complete yet
+        predict(Predictor(str(source)), x, tmp_path / "out")
+    assert len(list((tmp_path / "out").glob("part-*"))) == 0  # rows_per_shard=16: the first shard was not complete yet
