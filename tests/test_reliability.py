@@ -125,6 +125,41 @@ CASES = [
          r"train\.h5.* row 0.*NaN", 1),
     Case("wrong feature key", lambda t, g: _file_config(t, _h5(t, np.ones((16, 16, 8), np.float32)), features="/nope"),
          r"'/nope' not found in .*train\.h5", 1),
+    # Checkpoints a command should not trust, or cannot use as asked
+    Case("sharded checkpoint whose .metadata would run code (consolidate)", lambda t, g: ["consolidate", _crafted_dcp(t)],
+         r"\.metadata names builtins\.print, which is not part of torch\.distributed\.checkpoint metadata", 1),
+    Case("your own model class, not listed in trust",
+         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "mine.ckpt", lambda c: c["hyper_parameters"].update(
+             _class_path="mypkg.models.MyModel"))],
+         r"'mypkg\.models\.MyModel', which is not on nl_lightning's allow-list.*trust: \[mypkg\.models\.MyModel\]", 1),
+    Case("a model class defined in a script (__main__)",
+         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "script.ckpt", lambda c: c["hyper_parameters"].update(
+             _class_path="__main__.MyModel"))],
+         r"'__main__\.MyModel', defined in the script that saved it, which no other process can import.*Move the class", 1),
+    Case("static INT8 export of a checkpoint without its data",
+         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "nodata.ckpt", lambda c: c.pop("datamodule_hyper_parameters")),
+                       "--formats=[onnx,onnx_int8_static]"],
+         r"nodata\.ckpt records no DataModule to calibrate static INT8 on.*--random_calibration=true", 1),
+    Case("--ckpt_path best of a run that monitors nothing",
+         lambda t, g: ["test", "--config", CLASSIFIER, "--ckpt_path", "best", f"--trainer.default_root_dir={_unmonitored_run(t, g)}",
+                       *QUICK],
+         r"--ckpt_path best: .*last\.ckpt records no monitored best checkpoint", 1),
+    # Batch prediction
+    Case("predict format that does not exist", lambda t, g: _predict(t, g, "--trainer.callbacks.init_args.format=csv"),
+         r"format: Expected a typing\.Literal\['parquet', 'npy', 'npz', 'jsonl'\]\. Got value: csv", 2),
+    Case("truncated .npy to predict on",
+         lambda t, g: _predict(t, g, f"--data.init_args.predict_path={_bytes(t, 'cut.npy', _npy(t)[:3000])}"),
+         r"cut\.npy' is truncated: its header says \(24, 16, 8\) float32", 1),
+    Case("prediction record that is not JSON", lambda t, g: _predict(t, g, records={"part-0-000-000000.npz.json": b'{"path'}),
+         r"Shard record .*part-0-000-000000\.npz\.json is not valid JSON", 1),
+    Case("prediction record naming a file outside its folder",
+         lambda t, g: _predict(t, g, records={"part-0-000-000000.npz.json": b'{"path": "../../etc/passwd"}'}),
+         r"names the file '\.\./\.\./etc/passwd', not its own shard 'part-0-000-000000\.npz'", 1),
+    Case("predict resumed into the folder of another model", lambda t, g: _predict_after_another_model(t, g),
+         r"predictions holds predictions of another model \(torch .* then, torch .* now\): resuming would mix", 1),
+    Case("predict input longer than the model takes",
+         lambda t, g: _predict(t, g, f"--data.init_args.predict_path={_npy(t, steps=20)}"),
+         r"20 steps; the model takes at most max_seq_len=16 \(input rows 0, 1, 2, 3, 4 \.\.\.\); the server answers 422", 1),
 ]
 
 
@@ -136,6 +171,52 @@ def _save(path: Path, obj) -> str:
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+PREDICT = str(REPO / "configs" / "predict_files.yaml")
+
+
+def _npy(tmp: Path, steps: int = 16) -> bytes | str:
+    """(24, steps, 8) features for the fit classifier; the bytes of a 16-step file, else its path."""
+    path = tmp / f"features_{steps}.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((24, steps, 8)).astype(np.float32))
+    return path.read_bytes() if steps == 16 else str(path)
+
+
+def _predict(tmp: Path, good: dict, *extra: str, ckpt: str | None = None, records: dict | None = None) -> list[str]:
+    """`nl-lightning predict` of the fit classifier on (24, 16, 8) features into tmp/predictions."""
+    if not (tmp / "features.npy").exists():
+        _bytes(tmp, "features.npy", _npy(tmp))
+    for name, data in (records or {}).items():
+        _bytes(_mkdir(tmp / "predictions" / "_records"), name, data)
+    return ["predict", "--config", PREDICT, f"--model.init_args.source={ckpt or good['classifier']}",
+            "--data.init_args.predict_path=features.npy", "--data.init_args.batch_size=8",
+            "--trainer.callbacks.init_args.rows_per_shard=8", "--trainer.enable_progress_bar=false", *extra]
+
+
+def _predict_after_another_model(tmp: Path, good: dict) -> list[str]:
+    assert main(_predict(tmp, good)) == 0
+    (tmp / "predictions" / "manifest.json").unlink()  # as if the job had been killed
+    other = _ckpt_variant(tmp, good, "other.ckpt", lambda c: c["state_dict"].update(
+        {k: v + 1.0 for k, v in c["state_dict"].items() if v.is_floating_point() and v.dim() == 2}))
+    return _predict(tmp, good, ckpt=other)
+
+
+def _crafted_dcp(tmp: Path) -> str:
+    import pickle
+
+    folder = _mkdir(tmp / "crafted.ckpt")
+    (folder / ".metadata").write_bytes(pickle.dumps(_Payload()))
+    return str(folder)
+
+
+def _unmonitored_run(tmp: Path, good: dict) -> str:
+    """A run whose last.ckpt records no monitored ModelCheckpoint."""
+    checkpoint = torch.load(good["classifier"], weights_only=True)
+    checkpoint["callbacks"] = {}
+    _mkdir(tmp / "run" / "version_0" / "checkpoints")
+    torch.save(checkpoint, tmp / "run" / "version_0" / "checkpoints" / "last.ckpt")
+    return str(tmp / "run")
 
 
 def _dcp(tmp: Path) -> str:
@@ -190,6 +271,7 @@ def test_bad_input_gives_one_clear_line(case: Case, good, tmp_path, capsys, monk
     assert code == case.code
     for folder in (tmp_path, Path(good["lm"]).parent):
         line = line.replace(str(folder), "<tmp>")
+    line = re.sub(r"sha256 [0-9a-f]{12}", "sha256 <digest>", line)  # of files that hold their run's paths
     _results[case.what] = (line.replace(str(REPO), "<repo>"), code)
 
 

@@ -23,7 +23,8 @@ from nl_lightning.predict.shards import SUFFIXES, Columns, column_specs, decode_
 MANIFEST = "manifest.json"
 RECORDS = "_records"
 _SHARD_NAME = re.compile(r"part-\d+-\d{3,}-\d{6,}\.(parquet|npy|npz|jsonl)")
-_FIX = "Predict into a new output_dir, or pass overwrite=True to PredictionWriter to replace what it holds."
+_FIX = ("predict into a new output_dir, or set overwrite: true on PredictionWriter (--trainer.callbacks.init_args."
+        "overwrite=true) to replace what it holds")
 
 
 class ShardError(NLUserError, ValueError):
@@ -65,18 +66,18 @@ def read_record(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ShardError(
             f"Shard record {path} is not valid JSON ({err}): it was cut short or edited. Delete it (its shard is "
-            f"predicted again on resume), or {_FIX}"
+            f"predicted again on resume), or {_FIX}."
         ) from None
     shard = path.name.removesuffix(".json")
     named = record.get("path") if isinstance(record, dict) else None
     if named != shard or not _SHARD_NAME.fullmatch(shard):
         raise ShardError(
             f"Shard record {path} names the file {named!r}, not its own shard {shard!r}; a prediction folder lists "
-            f"only the shards inside it, so the record is refused. Delete it, or {_FIX}"
+            f"only the shards inside it, so the record is refused. Delete it, or {_FIX}."
         )
     if (path.parent.parent / shard).is_symlink():
         raise ShardError(f"Shard {path.parent.parent / shard} is a symbolic link; a prediction folder holds its "
-                         f"own shards. Delete it, or {_FIX}")
+                         f"own shards. Delete it, or {_FIX}.")
     return record
 
 
@@ -90,18 +91,18 @@ def check_plan(root: Path, rank: int, plan: dict[str, Any]) -> None:
     try:
         before = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ShardError(f"{path} is not valid JSON ({err}): it was cut short or edited. {_FIX}") from None
+        raise ShardError(f"{path} is not valid JSON ({err}): it was cut short or edited; {_FIX}.") from None
     if before.get("model") != plan.get("model"):
         raise ShardError(
             f"{root} holds predictions of another model ({_model_name(before.get('model'))} then, "
-            f"{_model_name(plan.get('model'))} now): resuming would mix the two models' rows. {_FIX}"
+            f"{_model_name(plan.get('model'))} now): resuming would mix the two models' rows; {_FIX}."
         )
     if before != plan:
         changed = sorted(k for k in set(before) | set(plan) if before.get(k) != plan.get(k))
         raise ShardError(
             f"{root} holds predictions of a run with other settings ({', '.join(changed)}: "
             f"{ {k: before.get(k) for k in changed} } then, { {k: plan.get(k) for k in changed} } now). "
-            f"Resume with the same data, batch size, devices, format and rows_per_shard. {_FIX}"
+            f"Resume with the same data, batch size, devices, format and rows_per_shard, or {_FIX}."
         )
 
 
@@ -114,7 +115,7 @@ def check_inputs(root: Path, record: dict[str, Any], position: int, digest: str,
     raise ShardError(
         f"{root} holds predictions of other input data: batch {batch_idx} is not the batch {record['path']} "
         f"was computed from (input SHA-256 {str(then)[:12]} then, {digest[:12]} now); resuming would mix old "
-        f"and new rows. {_FIX}"
+        f"and new rows; {_FIX}."
     )
 
 

@@ -94,10 +94,13 @@ class Predictor(L.LightningModule):
         if not problems:
             return
         ids = row_ids(self.trainer, batch, self.trainer.predict_loop.current_batch_indices, batch_idx, dataloader_idx)
-        shown = "; ".join(f"row {ids[i]}: {why}" for i, why in list(problems.items())[:5])
-        more = f" (and {len(problems) - 5} more rows)" if len(problems) > 5 else ""
+        by_reason: dict[str, list[int]] = {}
+        for i, why in problems.items():
+            by_reason.setdefault(why, []).append(int(ids[i]))
+        shown = "; ".join(f"{why} (input rows {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''})"
+                          for why, rows in by_reason.items())
         raise DataError(
-            f"Cannot predict {len(problems)} input row(s) of batch {batch_idx}: {shown}{more}; {server} for such "
-            "inputs. Fix or drop those rows (FileDataModule's on_bad: drop drops NaN rows) and run again; the "
-            "shards written so far are kept."
+            f"Cannot predict {len(problems)} input row(s) of batch {batch_idx}: {shown}; {server} for such inputs. "
+            "Fix or drop those rows (FileDataModule's on_bad: drop drops NaN rows) and run again; the shards written "
+            "so far are kept."
         )

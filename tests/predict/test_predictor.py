@@ -108,7 +108,7 @@ def test_resuming_into_a_folder_of_another_model_or_backend_is_refused(regressor
     assert code == 1 and "Traceback" not in err
     assert re.search(r"nl-lightning: error: .*predictions holds predictions of another model \(torch "
                      r"nl_lightning\.predict\.Predictor sha256 \w{12} then, torch nl_lightning\.predict\.Predictor sha256 "
-                     r"\w{12} now\).*Predict into a new output_dir, or pass overwrite=True", err), err
+                     r"\w{12} now\).*predict into a new output_dir, or set overwrite: true", err), err
     code, err = _cli_predict(regressor_version[1], out, capsys, "--model.init_args.backend=onnx")
     assert code == 1 and "holds predictions of another model (torch" in err and "then, onnx" in err, err
     assert not (out / "manifest.json").exists()
@@ -121,8 +121,8 @@ def test_resuming_into_a_folder_of_another_model_or_backend_is_refused(regressor
 def test_sequences_longer_than_the_model_takes_are_refused_as_the_server_refuses_them(regressor_version, tmp_path):
     """The model (position: none) would run 9 steps; the server answers 422 for them, so must predict."""
     x = raw_features(20, seed=3, steps=9)
-    with pytest.raises(DataError, match=r"Cannot predict 8 input row\(s\) of batch 0: row 0: 9 steps; the model takes at "
-                                        r"most max_seq_len=8;.* \(and 3 more rows\); the server answers 422"):
+    with pytest.raises(DataError, match=r"Cannot predict 8 input row\(s\) of batch 0: 9 steps; the model takes at most "
+                                        r"max_seq_len=8 \(input rows 0, 1, 2, 3, 4 \.\.\.\); the server answers 422"):
         predict(Predictor(str(regressor_version[1])), x, tmp_path)
 
 
@@ -133,7 +133,7 @@ def test_rows_the_model_answers_with_nan_are_an_error_naming_them(task, regresso
     source = regressor_version[1] if task == "regression" else save(classifier(4), tmp_path / "cls" / "model.ckpt")
     x = raw_features(20, seed=3)
     x[13, 2, 1] = 3e38  # finite (the server accepts it), but the model overflows on it
-    with pytest.raises(DataError, match=r"Cannot predict 1 input row\(s\) of batch 1: row 13: the model returned NaN or "
-                                        r"Inf; the server answers 500"):
+    with pytest.raises(DataError, match=r"Cannot predict 1 input row\(s\) of batch 1: the model returned NaN or Inf "
+                                        r"\(input rows 13\); the server answers 500"):
         predict(Predictor(str(source)), x, tmp_path / "out")
     assert len(list((tmp_path / "out").glob("part-*"))) == 0  # rows_per_shard=16: the first shard was not complete yet

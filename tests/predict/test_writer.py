@@ -131,7 +131,7 @@ def test_resume_with_other_input_data_of_the_same_shape_is_refused(changed_row, 
     x = inputs()
     x[changed_row, 2, 1] += 1.0  # same shape, same size, one value changed
     with pytest.raises(ShardError, match=rf"holds predictions of other input data: batch {changed_row // BATCH} is "
-                                         r"not the batch part-0-000-00000\d\.npz was computed from.*overwrite=True"):
+                                         r"not the batch part-0-000-00000\d\.npz was computed from.*overwrite: true"):
         run(str(tmp_path), x=x)
     assert not (tmp_path / "manifest.json").exists()  # nothing readable mixes the two
     run(str(tmp_path), x=x, overwrite=True)
