@@ -285,3 +285,21 @@ def test_ddp_two_processes_write_disjoint_shards_and_one_manifest(tmp_path):
         rows[shard["rank"]].append(shard["num_rows"])
     assert sum(rows[0]) == sum(rows[1]) == ROWS // 2
     assert_same(read_predictions(tmp_path), expected(inputs()))
+
+
+@pytest.mark.slow
+def test_two_jobs_into_one_folder_at_once_the_second_is_refused_and_nothing_is_lost(tmp_path):
+    out = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--delay", "2"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list((out / "_records").glob("part-*.json")) and time.monotonic() < deadline:
+        assert first.poll() is None, first.stderr.read().decode()[-3000:]
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert first.poll() is None  # the two ran at once
+    assert second.returncode != 0 and "two prediction jobs in one output_dir would overwrite" in second.stderr
+    assert first.wait(300) == 0, first.stderr.read().decode()[-3000:]
+    assert_same(read_predictions(out), expected(inputs()))
