@@ -44,6 +44,11 @@ def _ckpt_variant(tmp: Path, good: dict, name: str, edit: Callable[[dict], None]
     return str(tmp / name)
 
 
+def _naming(tmp: Path, good: dict, name: str, class_path: str) -> str:
+    """The classifier checkpoint, saying it was written by ``class_path``."""
+    return _ckpt_variant(tmp, good, name, lambda c: c["hyper_parameters"].update(_class_path=class_path))
+
+
 def _bytes(tmp: Path, name: str, data: bytes) -> str:
     (tmp / name).write_bytes(data)
     return str(tmp / name)
@@ -90,8 +95,7 @@ CASES = [
          lambda t, g: ["generate", "--ckpt_path", _save(t / "bare.pt", {"weight": torch.zeros(2)})],
          r"bare\.pt is not a Lightning checkpoint \(no 'state_dict'\)", 1),
     Case("crafted class path in a checkpoint (write_json)",
-         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "crafted.ckpt", lambda c: c["hyper_parameters"].update(
-             _class_path="nl_lightning._io.write_json"))],
+         lambda t, g: ["export", "--ckpt_path", _naming(t, g, "crafted.ckpt", "nl_lightning._io.write_json")],
          r"names the model class 'nl_lightning\._io\.write_json', which is not on nl_lightning's allow-list", 1),
     Case("an LM checkpoint given to a classifier config",
          lambda t, g: ["fit", "--config", CLASSIFIER, "--ckpt_path", g["lm"], *QUICK],
@@ -129,12 +133,10 @@ CASES = [
     Case("sharded checkpoint whose .metadata would run code (consolidate)", lambda t, g: ["consolidate", _crafted_dcp(t)],
          r"\.metadata names builtins\.print, which is not part of torch\.distributed\.checkpoint metadata", 1),
     Case("your own model class, not listed in trust",
-         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "mine.ckpt", lambda c: c["hyper_parameters"].update(
-             _class_path="mypkg.models.MyModel"))],
+         lambda t, g: ["export", "--ckpt_path", _naming(t, g, "mine.ckpt", "mypkg.models.MyModel")],
          r"'mypkg\.models\.MyModel', which is not on nl_lightning's allow-list.*trust: \[mypkg\.models\.MyModel\]", 1),
     Case("a model class defined in a script (__main__)",
-         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "script.ckpt", lambda c: c["hyper_parameters"].update(
-             _class_path="__main__.MyModel"))],
+         lambda t, g: ["export", "--ckpt_path", _naming(t, g, "script.ckpt", "__main__.MyModel")],
          r"'__main__\.MyModel', defined in the script that saved it, which no other process can import.*Move the class", 1),
     Case("static INT8 export of a checkpoint without its data",
          lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "nodata.ckpt", lambda c: c.pop("datamodule_hyper_parameters")),

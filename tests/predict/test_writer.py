@@ -244,21 +244,29 @@ def test_keep_predictions_returns_them_too(tmp_path):
     np.testing.assert_allclose(torch.cat([o["total"] for o in out]).numpy(), expected(inputs())["total"], rtol=1e-6, atol=1e-6)
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _started_job(out: Path, records: int, *args: str) -> subprocess.Popen:
+    """prediction_job.py in a subprocess, returned once it has written ``records`` shard records."""
+    job = subprocess.Popen([sys.executable, str(SCRIPT), str(out), *args], cwd=ROOT, env=ENV,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while len(list((out / "_records").glob("part-*.json"))) < records and time.monotonic() < deadline:
+        assert job.poll() is None, job.stderr.read().decode()[-3000:]
+        time.sleep(0.05)
+    return job
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_writes_every_sample_exactly_once(tmp_path):
     out = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    job = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--delay", "0.2"], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while len(list((out / "_records").glob("part-*.json"))) < 2 and time.monotonic() < deadline:
-        assert job.poll() is None, job.stderr.read().decode()[-3000:]
-        time.sleep(0.05)
+    job = _started_job(out, 2, "--delay", "0.2")
     job.send_signal(signal.SIGKILL)
     job.wait(30)
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("part-*")}
     assert 2 <= len(before) < 4, sorted(before)  # killed mid-run, not after it
-    resumed = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True,
+    resumed = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=ENV, capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     got = read_predictions(out)
@@ -271,9 +279,8 @@ def test_sigkill_mid_run_then_resume_writes_every_sample_exactly_once(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes_write_disjoint_shards_and_one_manifest(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--devices", "2", "--format", "parquet"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["complete"]
@@ -290,16 +297,18 @@ def test_ddp_two_processes_write_disjoint_shards_and_one_manifest(tmp_path):
 @pytest.mark.slow
 def test_two_jobs_into_one_folder_at_once_the_second_is_refused_and_nothing_is_lost(tmp_path):
     out = tmp_path / "shared"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--delay", "2"], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while not list((out / "_records").glob("part-*.json")) and time.monotonic() < deadline:
-        assert first.poll() is None, first.stderr.read().decode()[-3000:]
-        time.sleep(0.05)
-    second = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert first.poll() is None  # the two ran at once
-    assert second.returncode != 0 and "two prediction jobs in one output_dir would overwrite" in second.stderr
-    assert first.wait(300) == 0, first.stderr.read().decode()[-3000:]
+    first = _started_job(out, 1, "--stall_after", "3")  # stalls in its second shard while the second job runs
+    try:
+        before = {p.name: p.read_bytes() for p in out.glob("part-*")}
+        second = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=ENV, capture_output=True,
+                                text=True, timeout=300)
+        assert first.poll() is None  # the two ran at once
+        assert second.returncode != 0 and "two prediction jobs in one output_dir would overwrite" in second.stderr
+        assert {p.name: p.read_bytes() for p in out.glob("part-*")} == before  # nothing of the first job touched
+    finally:
+        first.kill()
+        first.wait(30)
+    resumed = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=ROOT, env=ENV, capture_output=True,
+                             text=True, timeout=300)  # the first job, resumed after its kill, completes
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same(read_predictions(out), expected(inputs()))
