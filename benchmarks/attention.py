@@ -217,5 +217,12 @@ def _mib(value: float) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
+def headline(figures: dict) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    r = figures["results"][-1]
+    return (f"SDPA vs naive causal attention at T={r['T']}",
+            f"{r['fwd_speedup']:.2f}x faster forward, {r['fwd_mem_ratio']:.0f}x less forward memory")
+
+
 if __name__ == "__main__":
     main()

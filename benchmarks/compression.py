@@ -219,5 +219,14 @@ def _cell(row: dict[str, Any], b: int) -> str:
     return f"{row[f'latency_b{b}_vs_eager']:.2f}x" + (f" ({vs_ort:.2f}x)" if vs_ort is not None else "")
 
 
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    t = figures["targets"]
+    parts = [f"{TASK_TITLES.get(name, name)}: {t[name]['size_ratio']:.2f}x smaller, {t[name]['latency_ratio_b1']:.2f}x "
+             f"faster at batch 1, {-t[name]['accuracy_drop']:+.2f} pt" for name in figures["tasks"]]
+    met = "met" if all(t[name]["met"] for name in figures["tasks"]) else "**not met**"
+    return (f"`{t['variant']}` vs eager fp32", "; ".join(parts) + f" (targets: {met})")
+
+
 if __name__ == "__main__":
     main()

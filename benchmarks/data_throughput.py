@@ -281,5 +281,13 @@ def _rate(samples_per_s: float) -> str:
     return f"{samples_per_s / 1e6:.2f} M/s" if samples_per_s >= 1e5 else f"{samples_per_s / 1e3:.1f} K/s"
 
 
+def headline(figures: dict) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    ratios = {fmt: figures[fmt]["workers0_fast_ratio"] for fmt in ("npy", "hdf5") if "workers0_fast_ratio" in figures[fmt]}
+    met = "met" if all(r >= TARGET for r in ratios.values()) else "**not met**"
+    return ("`FileDataModule` fast path vs a raw read loop, 0 workers",
+            ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + f" (target >= {TARGET}x: {met})")
+
+
 if __name__ == "__main__":
     main()

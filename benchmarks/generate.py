@@ -98,5 +98,12 @@ def render(figures: dict[str, Any]) -> str:
     ])
 
 
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    verdict = "met" if figures["met"] else "**not met**"
+    return ("Generation past `max_seq_len` vs within it, tokens/s",
+            f"{figures['ratio']:.2f}x (target >= {figures['target']}: {verdict})")
+
+
 if __name__ == "__main__":
     main()

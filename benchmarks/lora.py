@@ -140,5 +140,12 @@ def render(figures: dict[str, Any]) -> str:
     ])
 
 
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    share = figures["trainable_share"]["lora"]
+    return ("LoRA vs a full fine-tune of the same LM",
+            f"{share:.2%} of the parameters train; full / LoRA step time {figures['step_time_ratio_full_over_lora']:.3f}")
+
+
 if __name__ == "__main__":
     main()

@@ -170,5 +170,12 @@ def render(figures: dict[str, Any]) -> str:
     )
 
 
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    verdict = "met" if figures["ratio"] >= figures["target"] else "**not met**"
+    return ("Every monitor + TensorBoard + MLflow vs CSV only, training tokens/s",
+            f"{figures['ratio']:.3f}x (target >= {figures['target']}: {verdict})")
+
+
 if __name__ == "__main__":
     main()

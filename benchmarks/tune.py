@@ -244,5 +244,12 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
+def headline(figures: dict) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    met = "met" if figures["target_met"] else "**not met**"
+    return ("Search: median pruner vs none at an equal step budget",
+            f"{figures['trials_ratio']:.2f}x trials (target >= 2x: {met})")
+
+
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nl_lightning._lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  #: The package version (PEP 440).
 
 _EXPORTS = {
     "ConfigError": "nl_lightning.errors",

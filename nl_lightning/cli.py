@@ -30,6 +30,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "lr-find": "nl_lightning.commands.lr_find:main",
     "plot": "nl_lightning.commands.plot:main",
     "consolidate": "nl_lightning.commands.consolidate:main",
+    "convert": "nl_lightning.commands.convert:main",
     "tokenizer": "nl_lightning.commands.tokenizer:main",
 }
 
@@ -75,11 +76,18 @@ class NLLightningCLI(LightningCLI):
                  "[mypkg.models.MyModel]: importable (installed or on PYTHONPATH). Only these are imported.")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file."""
+        """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file;
+        loggers and callbacks of several ``--config`` files compose (``config_lists.py``)."""
+        from nl_lightning.config_lists import compose_lists
         from nl_lightning.track.cli_config import check_track_fragments
 
-        check_track_fragments(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
-        super().parse_arguments(parser, args)
+        argv = sys.argv[1:] if args is None else args if isinstance(args, list) else None
+        check_track_fragments(argv or [])
+        composed = compose_lists(list(argv)) if argv is not None else None
+        if composed is None or composed == argv:
+            super().parse_arguments(parser, args)
+            return
+        self.config = parser.parse_args(composed)  # what LightningCLI does, without its args-and-argv warning
 
     def before_instantiate_classes(self) -> None:
         """Tracking: logger packages present, fragment loggers named after the run (``track/cli_config.py``)."""
@@ -100,9 +108,10 @@ class NLLightningCLI(LightningCLI):
         from nl_lightning.callbacks.run_lock import RunLock
         from nl_lightning.callbacks.run_metadata import RunMetadata
         from nl_lightning.models.checkpoint_io import install
-        from nl_lightning.track.backends import check_loggers
+        from nl_lightning.track.backends import check_logging_callbacks, check_loggers
 
         check_loggers(self.trainer.loggers)
+        check_logging_callbacks(self.trainer)
         install(self.trainer)
         # Every `nl-lightning fit` locks its run folder, records its metadata and draws curves.png
         # at the end, whether or not the config lists these callbacks.
@@ -161,6 +170,9 @@ def main(args: list[str] | None = None) -> int:
     """Run a subcommand. A user error (``USER_ERRORS``) prints one line, the message and the fix,
     and exits 1; anything else is a bug in nl_lightning: its traceback and a line asking for a
     report. ``--debug`` (anywhere) raises every error as it is, with its traceback."""
+    from nl_lightning._noise import quiet_third_party
+
+    quiet_third_party()
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv
     if debug:

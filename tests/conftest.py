@@ -3,6 +3,7 @@ exports from ``model_files``) that serving and batch inference both read."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -62,3 +63,26 @@ def trained_tokenizer(tmp_path_factory) -> str:
     corpus = pydoc_corpus()[:200_000]
     folder = tmp_path_factory.mktemp("tokenizer")
     return str(save_tokenizer(train_bpe([corpus[i:i + 5000] for i in range(0, len(corpus), 5000)], 512), folder))
+
+
+@pytest.fixture
+def pretrained_folder(tmp_path_factory) -> Callable[..., Path]:
+    """``pretrained_folder("lm" | "classifier", num_classes=2)``: a tiny random Hugging Face model
+    folder (a Llama-style LM with a byte vocabulary, or a BERT classifier), written by our own
+    ``save_pretrained`` -- what configs with ``pretrained:`` point at in tests."""
+    from nl_lightning.models import TransformerClassifier, TransformerLM
+
+    def make(kind: str = "lm", num_classes: int = 2) -> Path:
+        folder = tmp_path_factory.mktemp("pretrained") / kind
+        torch.manual_seed(0)
+        if kind == "lm":
+            config = TransformerConfig.from_preset("llama", n_layers=1, d_model=32, n_heads=4, n_kv_heads=2,
+                                                   vocab_size=256, max_seq_len=256)
+            TransformerLM(config).save_pretrained(folder)
+        else:
+            config = TransformerConfig.from_preset("bert", n_layers=1, d_model=32, n_heads=4, vocab_size=64,
+                                                   max_seq_len=128, type_vocab_size=2, embed_norm=True)
+            TransformerClassifier(config, num_classes=num_classes, pooling="pooler").save_pretrained(folder)
+        return folder
+
+    return make

@@ -48,7 +48,7 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.instantiate(parser.parse_args(argv))
+    args = parser.instantiate_classes(parser.parse_args(argv))
     config = ExportConfig(**{f.name: args[f.name] for f in fields(ExportConfig)})
     args.ckpt_path = str(find_checkpoint(args.ckpt_path))
     trust = tuple(args.trust or ())

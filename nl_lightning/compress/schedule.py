@@ -31,7 +31,11 @@ def validate_schedule(start_epoch: int, end_epoch: int | None, every_n_epochs: i
 def target_sparsity(
     epoch: int, final: float, start_epoch: int = 0, end_epoch: int | None = None, curve: ScheduleCurve = "cubic",
 ) -> float:
-    """Sparsity to hold after ``epoch``: 0 before ``start_epoch``, ``final`` from ``end_epoch`` on."""
+    """Sparsity to hold after ``epoch``: 0 before ``start_epoch``, ``final`` from ``end_epoch`` on.
+
+    >>> [round(target_sparsity(epoch, 0.5, start_epoch=1, end_epoch=3), 3) for epoch in range(5)]
+    [0.0, 0.352, 0.481, 0.5, 0.5]
+    """
     end = start_epoch if end_epoch is None else end_epoch
     if epoch < start_epoch:
         return 0.0

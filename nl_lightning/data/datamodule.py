@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
@@ -206,6 +207,17 @@ class ReaderDataModule(L.LightningDataModule, ABC):
             raise ConfigError("feature_statistics() needs normalize=True on the DataModule.")
         self._ensure_stats()
         return self.normalizer.mean, self.normalizer.std
+
+    def label_range(self) -> tuple[int, int, str] | None:
+        """``(lowest, highest, source)`` of the integer labels of the splits set up so far, so a
+        classifier can check its ``num_classes`` before training; ``None`` when there are none or
+        they are not integer class ids."""
+        splits = [d for name, d in self.datasets.items() if name != "predict" and d.targets is not None and len(d.rows)]
+        if not splits or not all(np.issubdtype(d.targets.dtype, np.integer) for d in splits):
+            return None
+        labels = np.concatenate([d.targets.read_batch(np.unique(d.rows)) for d in splits])
+        sources = ", ".join(dict.fromkeys(d.targets.source for d in splits))
+        return int(labels.min()), int(labels.max()), sources
 
     def _loader(self, split: Split, stage: str) -> DataLoader:
         if split not in self.datasets:

@@ -59,6 +59,10 @@ class SyntheticSequenceDataModule(L.LightningDataModule):
         self.train_set = TensorDataset(x[n_val:], y[n_val:])
         self.val_set = TensorDataset(x[:n_val], y[:n_val])
 
+    def label_range(self) -> tuple[int, int, str] | None:
+        """``(0, num_classes - 1, source)``: the class ids this task draws (see ``ReaderDataModule.label_range``)."""
+        return 0, self.num_classes - 1, f"SyntheticSequenceDataModule(num_classes={self.num_classes})"
+
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
 

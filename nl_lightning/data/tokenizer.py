@@ -64,6 +64,7 @@ class ByteCodec(TextCodec):
         return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
 
 
+#: The byte codec (UTF-8, vocabulary 256): what a model without a tokenizer file speaks.
 BYTES = ByteCodec()
 
 

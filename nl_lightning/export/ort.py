@@ -132,9 +132,19 @@ def quantize_onnx_static(
             pre, tmp, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types) if op_types else None,
             per_channel=per_channel, activation_type=types[activation_type], weight_type=types[weight_type],
             calibrate_method=methods[method], use_external_data_format=has_external_data(src),
+            extra_options={"TensorQuantOverrides": _per_tensor_vectors(pre)} if per_channel else None,
         )
         _remove(pre)
     return Path(dst)
+
+
+def _per_tensor_vectors(model_path: Path) -> dict[str, list[dict]]:
+    """Per-tensor scales for rank-1 weights (e.g. attention pooling's query vector): they have no channel
+    axis, and without this override ORT logs "Axis 1 is out-of-range" and falls back to it by itself."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return {init.name: [{}] for init in model.graph.initializer if len(init.dims) == 1}
 
 
 def _remove(path: Path) -> None:

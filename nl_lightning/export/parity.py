@@ -26,10 +26,12 @@ class ParityError(NLUserError, AssertionError):
 
 @dataclass
 class Tolerance:
+    """Elementwise bound of an fp32 artifact against eager: ``|out - ref| <= atol + rtol * |ref|``."""
+
     atol: float = 1e-4
     rtol: float = 1e-3
     relative: bool = False
-    """Scale ``atol`` by max |reference| (for INT8 / FP16 artifacts)."""
+    """Scale ``atol`` by ``max |reference|`` (for INT8 / FP16 artifacts)."""
 
     def __post_init__(self) -> None:
         if self.atol < 0 or self.rtol < 0:

@@ -29,6 +29,8 @@ Clock = Callable[[], float]
 
 @dataclass
 class ProfileResult:
+    """Latency, throughput and peak memory of one variant at one batch size (a row of the table)."""
+
     name: str
     batch_size: int
     seq_len: int

@@ -23,6 +23,7 @@ from nl_lightning.errors import ConfigError, WrongTypeError
 
 __all__ = ["ModelSignature", "TaskName", "signature_from_manifest", "signature_of", "task_prediction"]
 
+#: What a model computes: next-token logits, class logits or regression values.
 TaskName = Literal["lm", "classification", "regression"]
 TASKS: tuple[str, ...] = ("lm", "classification", "regression")
 OUTPUT_NAME = "logits"

@@ -36,6 +36,8 @@ ALIASES = {"fp32": "eager", "ort_int8": "ort_int8_dynamic", "torchao_int8": "tor
 
 @dataclass
 class Variant:
+    """A built variant of a model: its name, a function from inputs to outputs, and its file and size."""
+
     name: str
     run: Callable[[Tensor], Tensor]
     path: Path | None = None

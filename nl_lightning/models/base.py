@@ -45,12 +45,19 @@ class TaskModule(L.LightningModule):
         self.compile_model = compile
 
     def _setup_lora(self, lora: LoRAConfig | dict[str, Any] | None) -> None:
-        """Call right after building ``self.model``: adapters on the targets, all else frozen
-        but ``lora_trainable`` (``models/lora.py``)."""
+        """Call right after building ``self.model`` (and ``pretrained_source``): adapters on the targets,
+        all else frozen but ``lora_trainable`` (``models/lora.py``); on a pretrained base, checkpoints
+        then hold the adapters only."""
         self.lora_config = as_lora_config(lora)
         if self.lora_config is not None:
             apply_lora(self.model, self.lora_config, self.lora_trainable)
             self.hparams["lora"] = self.lora_config.to_dict()  # resolved, like the config
+        source = getattr(self, "pretrained_source", None)
+        if self.lora_config is not None and source is not None:
+            # Adapters only in checkpoints: the frozen base stays in its folder, recorded with its hash,
+            # and the hyperparameters keep the folder so a checkpoint rebuilds the base from it.
+            self.lora_base = source.record()
+            self.hparams["pretrained"] = source.path
 
     def merge_lora(self) -> "TaskModule":
         """Fold the LoRA adapters into the weights (same outputs): an ordinary model for export, serving
@@ -59,7 +66,31 @@ class TaskModule(L.LightningModule):
             merge_adapters(self.model)
             self.lora_config = self.lora_base = None
             self.hparams["lora"] = None
+            if "pretrained" in self.hparams:  # the merged weights stand alone: no folder needed
+                self.hparams["pretrained"] = None
         return self
+
+    @property
+    def example_input_array(self) -> Any:
+        """A batch of one input (the model's longest length, at most 256), so Lightning's model summary reports
+        real FLOPs and input / output sizes (not ``0``). None where a forward on rank 0 alone could
+        hang (FSDP2-sharded weights) or trigger a compile for an unused shape."""
+        if self._example_input_array is not None:
+            return self._example_input_array
+        if getattr(self, "_device_mesh", None) is not None or self.compile_model:
+            return None
+        from nl_lightning.errors import WrongTypeError
+        from nl_lightning.export.signature import signature_of
+
+        try:
+            signature = signature_of(self.model)
+        except WrongTypeError:  # a subclass network without a TransformerConfig
+            return None
+        return signature.example(1, min(signature.max_seq_len or self.model.config.max_seq_len, 256))
+
+    @example_input_array.setter
+    def example_input_array(self, example: Any) -> None:
+        self._example_input_array = example
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -121,6 +152,11 @@ class TaskModule(L.LightningModule):
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
             checkpoint["nl_lightning"]["lora_base"] = dict(self.lora_base)
 
+        source = getattr(self, "pretrained_source", None)
+        if source is not None:  # the folder this model started from, and its hash
+            checkpoint["nl_lightning"]["pretrained"] = source.record()
+
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """An adapter-only checkpoint: check it was trained on this model's base, then complete its
         state dict with the base weights this model was built with."""
@@ -128,6 +164,26 @@ class TaskModule(L.LightningModule):
         if stored is not None:
             check_base(stored, self.lora_base)
             checkpoint["state_dict"] = complete_state(self, checkpoint["state_dict"])
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> "TaskModule":
+        """Build from a Hugging Face or LitGPT model folder: its architecture and weights.
+
+        Keyword arguments that are ``TransformerConfig`` fields override the folder's config (only
+        training-time ones: dropout, attn_dropout, drop_path, attn_backend, max_seq_len with RoPE); the
+        others go to ``__init__`` (``num_classes``, ``task``, ``pooling``, ``optimizer``...).
+        """
+        from nl_lightning.pretrained import pretrained_init_args
+
+        return cls(**pretrained_init_args(cls, path, kwargs))
+
+    def save_pretrained(self, path: str | Path, extra_files: dict[str, str | bytes | Path] | None = None) -> Path:
+        """Write the network as a Hugging Face folder (config.json + model.safetensors, atomically) that
+        transformers loads as the same model; ``extra_files`` (name -> text, bytes or a file to copy,
+        e.g. a tokenizer.json) go into the folder too."""
+        from nl_lightning.pretrained import save_pretrained
+
+        return save_pretrained(self.model, path, task=getattr(self, "task", "classification"), extra_files=extra_files)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "TaskModule":

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CONSOLIDATE", "CheckpointError", "load_checkpoint", "read_checkpoint"]
 
+#: The command that turns a sharded (FSDP2) checkpoint folder ``{dir}`` into one file.
 CONSOLIDATE = "nl-lightning consolidate {dir} --output {dir}.consolidated.ckpt"
 
 

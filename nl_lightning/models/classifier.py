@@ -1,4 +1,4 @@
-"""``TransformerClassifier``: sequence classification (accuracy, F1) or regression (MSE, MAE)."""
+"""``TransformerClassifier``: sequence classification (cross-entropy; accuracy, F1...) or regression (MSE)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
 
 from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.export.signature import task_prediction
 from nl_lightning.models.base import TaskModule
 from nl_lightning.models.config import TransformerConfig, as_config
 from nl_lightning.models.lora import LoRAConfig
+from nl_lightning.models.metrics import CLASSIFICATION_DEFAULT, REGRESSION_DEFAULT, MetricSpec, build_metrics
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
 from nl_lightning.models.transformer import SequenceClassifier
 
@@ -33,35 +33,58 @@ class TransformerClassifier(TaskModule):
         config: TransformerConfig | None = None,
         num_classes: int = 2,
         task: Literal["classification", "regression"] = "classification",
-        pooling: Literal["mean", "cls", "attention", "gem"] = "mean",
+        pooling: Literal["mean", "cls", "attention", "gem", "pooler"] = "mean",
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
+        pretrained: str | None = None,
         lora: LoRAConfig | None = None,
+        metrics: list[str | MetricSpec] | None = None,
+        label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
     ) -> None:
         """
         Args:
             config: architecture (default: 'tiny' preset, bidirectional).
             num_classes: classes for classification; number of targets for regression.
             task: 'classification' (cross-entropy) or 'regression' (MSE).
-            pooling: how the sequence becomes one vector.
+            pooling: how the sequence becomes one vector ('pooler': BERT's, on the [CLS] token).
+            pretrained: a BERT model folder whose encoder (and pooler / head, when they fit) to start
+                from (docs/pretrained.md); ``config`` then stays unset, or differs only in training fields.
             lora: train low-rank adapters on these encoder projections; the encoder is frozen, the new
                 head (with attention pooling and a [CLS] token, when used) trains in full.
+            metrics: logged as ``<stage>/<name>`` (see ``nl_lightning.models.metrics``); default
+                ``[acc, balanced_acc, macro_f1]`` (classification) or ``[mse, mae]`` (regression).
+                ``acc`` is plain accuracy (micro); ``balanced_acc`` the mean per-class recall.
+            label_smoothing: cross-entropy target smoothing in [0, 1) (classification only).
+            class_weights: one loss weight per class (classification only), e.g. for imbalance.
         """
         super().__init__(optimizer, scheduler, compile)
         if task not in ("classification", "regression"):
             raise ConfigError(f"task={task!r} is not supported; choose 'classification' or 'regression'.")
         if num_classes < (2 if task == "classification" else 1):
             raise ConfigError(f"num_classes={num_classes} is too small for {task}; classification needs >= 2.")
+        _check_loss_args(task, num_classes, label_smoothing, class_weights)
         self.save_hyperparameters()
         self._plain_hparams()
-        self.config = as_config(config, causal=False)
+        self.task, self.num_classes, self.label_smoothing = task, num_classes, float(label_smoothing)
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.register_buffer("class_weights", weights, persistent=False)  # from hparams, not the state dict
+        self.pretrained_source = None
+        if pretrained is not None:  # the checkpoint keeps the weights and records the folder (+ hash)
+            from nl_lightning.pretrained.task import load_classifier
+
+            self.config, self.model, self.pretrained_source = load_classifier(pretrained, config, num_classes, pooling, task)
+            self.hparams["pretrained"] = None
+        else:
+            self.config = as_config(config, causal=False)
+            self.model = SequenceClassifier(self.config, num_classes, pooling)
         self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
-        self.task, self.num_classes = task, num_classes
-        self.model = SequenceClassifier(self.config, num_classes, pooling)
         self._setup_lora(lora)
+        if metrics is None:
+            metrics = list(CLASSIFICATION_DEFAULT if task == "classification" else REGRESSION_DEFAULT)
         for stage in ("train", "val", "test"):
-            setattr(self, f"{stage}_metrics", self._metrics(f"{stage}/"))
+            setattr(self, f"{stage}_metrics", MetricCollection(build_metrics(metrics, task, num_classes), prefix=f"{stage}/"))
 
     def setup(self, stage: str) -> None:
         """Take over input normalization from a DataModule with ``normalize=True``: from now on it
@@ -69,6 +92,22 @@ class TransformerClassifier(TaskModule):
         datamodule = _datamodule(self)
         if getattr(datamodule, "normalize", False) and hasattr(datamodule, "feature_statistics"):
             datamodule.model_normalizes = True
+        if stage == "fit":
+            _warn_if_order_blind(self.config)  # when training, not when a trained model is loaded
+        if self.task == "classification" and stage in ("fit", "validate", "test") and hasattr(datamodule, "label_range"):
+            self._check_labels(datamodule.label_range())
+
+    def _check_labels(self, label_range: tuple[int, int, str] | None) -> None:
+        """Before the first step (and the model summary): the data's class ids fit ``num_classes``."""
+        if label_range is None:
+            return
+        low, high, source = label_range
+        if low < 0 or high >= self.num_classes:
+            raise ConfigError(
+                f"The data's labels ({source}) range over {low}..{high}, but the model has num_classes={self.num_classes} "
+                f"(class ids 0..{self.num_classes - 1}). Set --model.init_args.num_classes={high + 1}"
+                + (" and map the labels to 0..K-1." if low < 0 else ".")
+            )
 
     def _fill_input_stats(self) -> None:
         """Statistics from the DataModule, unless the model has its own (restored from a checkpoint)."""
@@ -89,19 +128,12 @@ class TransformerClassifier(TaskModule):
     def on_predict_start(self) -> None:
         self._fill_input_stats()
 
-    def _metrics(self, prefix: str) -> MetricCollection:
-        if self.task == "classification":
-            metrics = {"acc": MulticlassAccuracy(self.num_classes), "f1": MulticlassF1Score(self.num_classes)}
-        else:
-            metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
-        return MetricCollection(metrics, prefix=prefix)
-
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         return self.model(x, key_padding_mask)
 
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
         if self.task == "classification":
-            return F.cross_entropy(out.float(), y)
+            return F.cross_entropy(out.float(), y, weight=self.class_weights, label_smoothing=self.label_smoothing)
         return F.mse_loss(out.float(), y.float().view_as(out))
 
     def _step(self, batch: Any, stage: str) -> Tensor:
@@ -156,6 +188,31 @@ class TransformerClassifier(TaskModule):
         where = datamodule.locate_rows(rows[:1]) if hasattr(datamodule, "locate_rows") else [f"row {rows[0]}"]
         more = f" (and {len(rows) - 1} more in this batch)" if len(rows) > 1 else ""
         return f" at {where[0]}{more}"
+
+
+def _check_loss_args(task: str, num_classes: int, label_smoothing: float, class_weights: list[float] | None) -> None:
+    if task == "regression" and (label_smoothing or class_weights is not None):
+        raise ConfigError("label_smoothing and class_weights apply to task='classification' only; remove them "
+                          "for regression.")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing={label_smoothing} must be in [0, 1) (0.1 is common; 0 = none).")
+    if class_weights is not None:
+        if len(class_weights) != num_classes or any(not w >= 0 for w in class_weights) or not any(class_weights):
+            raise ConfigError(
+                f"class_weights={list(class_weights)} must hold num_classes={num_classes} weights >= 0 (not all 0), "
+                "one per class in class-id order."
+            )
+
+
+def _warn_if_order_blind(config: TransformerConfig) -> None:
+    """Without positions a bidirectional encoder sees its tokens as a set: any pooling is order-blind."""
+    if config.position == "none" and not config.causal:
+        rank_zero_warn(
+            "TransformerClassifier has position='none' and a bidirectional encoder: it cannot tell its tokens "
+            "apart by position (rows of a sequence, columns of a table), so reordering them gives the same output. "
+            "Set config.position: learned (or rope / alibi) unless the tokens really are an unordered set.",
+            category=UserWarning,
+        )
 
 
 def _datamodule(module: TaskModule) -> object | None:

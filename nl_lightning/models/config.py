@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from nl_lightning.errors import ConfigError, WrongTypeError
 from nl_lightning.nn.attention import ATTN_BACKENDS
-from nl_lightning.nn.mlp import MLPS
+from nl_lightning.nn.mlp import GELU_APPROXIMATIONS, MLPS
 from nl_lightning.nn.norm import NORMS
 from nl_lightning.nn.position import POSITIONS
+from nl_lightning.nn.rope_scaling import validate_rope_scaling
 
 
 @dataclass
@@ -49,7 +50,23 @@ class TransformerConfig:
     layer_scale: float | None = None
     """Initial LayerScale gain; None disables LayerScale."""
     bias: bool = True
+    """Bias on the linear layers of every block (qkv_bias / mlp_bias override it for theirs)."""
     tie_embeddings: bool = False
+    qkv_bias: bool | None = None
+    """Bias on the query/key/value projections; None = ``bias`` (Qwen2: True, with bias=False)."""
+    mlp_bias: bool | None = None
+    """Bias on the MLP's linear layers; None = ``bias``."""
+    gelu_approximate: Literal["none", "tanh"] = "none"
+    """GELU of mlp='gelu' / 'geglu': exact (erf) or the tanh approximation (GPT-2's gelu_new)."""
+    rope_scaling: dict[str, Any] | None = None
+    """RoPE frequency scaling: None, {type: linear, factor} or {type: llama3, factor, low_freq_factor,
+    high_freq_factor, original_max_seq_len} (see ``nl_lightning.nn.rope_scaling``)."""
+    sliding_window: int | None = None
+    """Causal attention sees only the last ``sliding_window`` positions (Mistral); None = all."""
+    type_vocab_size: int = 0
+    """Token-type (segment) embeddings added to the tokens, type 0 by default (BERT: 2); 0 = none."""
+    embed_norm: bool = False
+    """A norm (of kind ``norm``) right after the embeddings (BERT)."""
 
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
@@ -92,6 +109,42 @@ class TransformerConfig:
             raise ConfigError(
                 "TransformerConfig.tie_embeddings=True needs token inputs; set input_dim=None or tie_embeddings=False."
             )
+        self._check_pretrained_fields()
+
+    def _check_pretrained_fields(self) -> None:
+        """The fields published architectures need (biases, GELU variant, RoPE scaling, sliding window,
+        token types, embedding norm): each checked alone and against the choices it depends on."""
+        for name in ("qkv_bias", "mlp_bias"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"TransformerConfig.{name}={getattr(self, name)!r} must be true, false or null (= bias).")
+        _choice("gelu_approximate", self.gelu_approximate, GELU_APPROXIMATIONS)
+        if self.gelu_approximate != "none" and self.mlp not in ("gelu", "geglu"):
+            raise ConfigError(
+                f"TransformerConfig.gelu_approximate={self.gelu_approximate!r} applies to mlp='gelu' or 'geglu', "
+                f"not mlp={self.mlp!r}; set gelu_approximate='none'."
+            )
+        validate_rope_scaling(self.rope_scaling)
+        if self.rope_scaling is not None and self.position != "rope":
+            raise ConfigError(
+                f"TransformerConfig.rope_scaling is set but position={self.position!r}; it needs position='rope' "
+                "(or set rope_scaling=None)."
+            )
+        if self.sliding_window is not None:
+            _positive("sliding_window", self.sliding_window)
+            if self.causal is False:
+                raise ConfigError(
+                    f"TransformerConfig.sliding_window={self.sliding_window} needs causal attention; set causal=true "
+                    "or sliding_window=null."
+                )
+        if isinstance(self.type_vocab_size, bool) or not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
+            raise ConfigError(f"TransformerConfig.type_vocab_size={self.type_vocab_size!r} must be an integer >= 0 (0 = none).")
+        if self.type_vocab_size and self.input_dim is not None:
+            raise ConfigError(
+                f"TransformerConfig.type_vocab_size={self.type_vocab_size} needs token inputs; set input_dim=None "
+                "or type_vocab_size=0."
+            )
+        if not isinstance(self.embed_norm, bool):
+            raise ConfigError(f"TransformerConfig.embed_norm={self.embed_norm!r} must be true or false.")
 
     @property
     def head_dim(self) -> int:
@@ -116,12 +169,18 @@ class TransformerConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TransformerConfig":
-        """A named preset (see ``PRESETS``), optionally with fields overridden."""
+        """A named preset (see :data:`PRESETS`), optionally with fields overridden.
+
+        >>> config = TransformerConfig.from_preset("llama", n_layers=2)
+        >>> config.n_layers, config.n_kv_heads, config.position, config.norm
+        (2, 2, 'rope', 'rmsnorm')
+        """
         if name not in PRESETS:
             raise ConfigError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls.from_dict({**PRESETS[name], **overrides})
 
 
+#: Named configurations for :meth:`TransformerConfig.from_preset`: ``tiny``, ``llama`` and ``bert``.
 PRESETS: dict[str, dict[str, Any]] = {
     # Small enough to train on two CPU cores in minutes.
     "tiny": dict(n_layers=2, d_model=128, n_heads=4, max_seq_len=256),

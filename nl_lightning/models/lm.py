@@ -31,6 +31,7 @@ class TransformerLM(TaskModule):
         compile: bool = False,
         tokenizer: str | None = None,
         lora: LoRAConfig | None = None,
+        pretrained: str | None = None,
     ) -> None:
         """
         Args:
@@ -41,16 +42,25 @@ class TransformerLM(TaskModule):
             tokenizer: a ``tokenizer.json`` or a model folder holding one; None = bytes. Its JSON is
                 stored in every checkpoint, so ``generate`` and servers need no other file.
             lora: train low-rank adapters on these projections only; the rest is frozen (see ``LoRAConfig``).
+            pretrained: a Hugging Face or LitGPT model folder to start from, architecture and weights
+                (docs/pretrained.md); ``config`` then stays unset, or differs only in training fields.
         """
         super().__init__(optimizer, scheduler, compile)
         self.save_hyperparameters()
         self._plain_hparams()
-        self.config = as_config(config, causal=True)
+        self.pretrained_source = None
+        if pretrained is not None:  # the checkpoint keeps the weights and records the folder (+ hash)
+            from nl_lightning.pretrained.task import load_lm
+
+            self.config, self.model, self.pretrained_source = load_lm(pretrained, config)
+            self.hparams["pretrained"] = None
+        else:
+            self.config = as_config(config, causal=True)
+            self.model = CausalLM(self.config)
         self.hparams["config"] = self.config.to_dict()  # resolved: the checkpoint says what was built
         self.codec = load_codec(tokenizer)
         if tokenizer is not None:  # without one, ids are bytes when there are 256 and the user's own otherwise
             check_vocab(self.codec, self.config.vocab_size)
-        self.model = CausalLM(self.config)
         self._setup_lora(lora)
         self.val_ppl, self.test_ppl = Perplexity(), Perplexity()
 

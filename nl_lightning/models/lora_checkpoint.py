@@ -23,6 +23,7 @@ from nl_lightning.errors import NLUserError
 __all__ = ["ADAPTER_FORMAT", "LoRAStateError", "adapter_keys", "base_record", "check_base", "complete_state",
            "load_lora_state_dict", "lora_state_dict"]
 
+#: The ``format`` field of an adapter-only LoRA state; a file with another value is refused.
 ADAPTER_FORMAT = "nl_lightning.lora/1"
 
 

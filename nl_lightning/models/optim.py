@@ -23,6 +23,8 @@ SCHEDULERS = ("cosine", "linear", "onecycle", "constant", "none")
 
 @dataclass
 class OptimizerConfig:
+    """The optimizer of a task module, in plain values: AdamW, Adam or SGD, decay on matrices only."""
+
     name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = 3e-4
     weight_decay: float = 0.01
@@ -50,6 +52,8 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
+    """The learning-rate schedule, in plain values: torch ``lr_scheduler`` classes stepped per optimizer step."""
+
     name: Literal["cosine", "linear", "onecycle", "constant", "none"] = "cosine"
     """cosine / linear decay after warm-up, one-cycle, constant after warm-up, or none."""
     warmup_steps: int = 0
@@ -93,6 +97,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """The torch optimizer ``cfg`` names, over :func:`param_groups` (no weight decay on biases and norms)."""
     groups = param_groups(model, cfg.weight_decay)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)

@@ -35,8 +35,10 @@ def build_block(config: TransformerConfig, drop_path: float) -> TransformerBlock
     d = config.d_model
     ls = (lambda: LayerScale(d, config.layer_scale)) if config.layer_scale is not None else (lambda: None)
     return TransformerBlock(
-        attn=SelfAttention(d, config.n_heads, config.n_kv_heads, config.bias, config.attn_dropout, config.attn_backend),
-        mlp=build_mlp(config.mlp, d, config.mlp_hidden, config.bias, config.dropout),
+        attn=SelfAttention(d, config.n_heads, config.n_kv_heads, config.bias, config.attn_dropout, config.attn_backend,
+                           qkv_bias=config.qkv_bias),
+        mlp=build_mlp(config.mlp, d, config.mlp_hidden, config.bias if config.mlp_bias is None else config.mlp_bias,
+                      config.dropout, config.gelu_approximate),
         norm1=build_norm(config.norm, d, config.norm_eps),
         norm2=build_norm(config.norm, d, config.norm_eps),
         ls1=ls(), ls2=ls(),
@@ -47,7 +49,8 @@ def build_block(config: TransformerConfig, drop_path: float) -> TransformerBlock
 
 
 class Transformer(nn.Module):
-    """Embedding (tokens or a feature projection) + positions + blocks + final norm -> (B, T, D)."""
+    """Embedding (tokens or a feature projection) + positions (+ token types, embedding norm) + blocks
+    + final norm -> (B, T, D)."""
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -59,7 +62,11 @@ class Transformer(nn.Module):
         else:
             self.embed = nn.Linear(config.input_dim, d)
         self.pos_emb = LearnedPositionalEmbedding(config.max_seq_len, d) if config.position == "learned" else None
-        self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_base) if config.position == "rope" else None
+        self.type_emb = nn.Embedding(config.type_vocab_size, d) if config.type_vocab_size else None
+        self.embed_norm = build_norm(config.norm, d, config.norm_eps) if config.embed_norm else None
+        self.rope = None
+        if config.position == "rope":
+            self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_base, config.rope_scaling)
         self.alibi = ALiBi(config.n_heads) if config.position == "alibi" else None
         self.drop = nn.Dropout(config.dropout)
         rates = drop_path_schedule(config.drop_path, config.n_layers)
@@ -86,14 +93,19 @@ class Transformer(nn.Module):
 
     def forward(
         self, x: Tensor, key_padding_mask: Tensor | None = None, kv_caches: list[KVCache] | None = None,
-        embedded: bool = False,
+        embedded: bool = False, token_type_ids: Tensor | None = None,
     ) -> Tensor:
-        """``key_padding_mask``: (B, T) bool, True = padding. ``kv_caches``: one per layer (decoding)."""
+        """``key_padding_mask``: (B, T) bool, True = padding. ``kv_caches``: one per layer (decoding).
+        ``token_type_ids``: (B, T) segment ids when the config has token types (default: all 0)."""
         h = x if embedded else self.embed_inputs(x)  # (B, T, D)
         T = h.size(1)
         offset = kv_caches[0].length if kv_caches else 0
         if self.pos_emb is not None:
             h = self.pos_emb(h, offset)
+        if self.type_emb is not None:
+            h = h + (self.type_emb(token_type_ids) if token_type_ids is not None else self.type_emb.weight[0])
+        if self.embed_norm is not None:
+            h = self.embed_norm(h)
         h = self.drop(h)
         t_k = offset + T
         rope = self.rope(T, offset) if self.rope is not None else None
@@ -103,11 +115,14 @@ class Transformer(nn.Module):
                 f"key_padding_mask has shape {tuple(key_padding_mask.shape)} but the input is "
                 f"(batch, seq) = {tuple(h.shape[:2])}; it must be a bool mask with True at padding."
             )
-        # SDPA's is_causal aligns top-left, so it is used only for the plain square case.
-        fast_causal = self.config.causal and key_padding_mask is None and bias is None and offset == 0
+        # SDPA's is_causal aligns top-left, so it is used only for the plain square case. A plain bool
+        # (never a SymBool when torch.compile makes the cache length symbolic): SDPA's is_causal needs one.
+        window = self.config.sliding_window
+        square = offset == 0 and (window is None or t_k <= window)
+        fast_causal = True if self.config.causal and key_padding_mask is None and bias is None and square else False
         mask = None
         if not fast_causal:
-            mask = build_attn_mask(T, t_k, self.config.causal, key_padding_mask, bias, h.device, h.dtype)
+            mask = build_attn_mask(T, t_k, self.config.causal, key_padding_mask, bias, h.device, h.dtype, window)
         for i, block in enumerate(self.blocks):
             h = block(h, mask, fast_causal, rope, kv_caches[i] if kv_caches else None)
         return self.norm(h)
@@ -138,9 +153,13 @@ class CausalLM(nn.Module):
         self.transformer = Transformer(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
-            self.lm_head.weight = self.transformer.embed.weight
+            self.tie_weights()
         else:
             nn.init.normal_(self.lm_head.weight, std=0.02)
+
+    def tie_weights(self) -> None:
+        """Share the input embedding with the LM head (again after weights were assigned from a file)."""
+        self.lm_head.weight = self.transformer.embed.weight
 
     def forward(self, idx: Tensor, kv_caches: list[KVCache] | None = None) -> Tensor:
         return self.lm_head(self.transformer(idx, kv_caches=kv_caches))
@@ -161,10 +180,10 @@ class SequenceClassifier(nn.Module):
         if num_outputs < 1:
             raise ConfigError(f"num_outputs={num_outputs} must be >= 1.")
         config = config.resolved(causal=False)  # an encoder sees the whole sequence unless told otherwise
-        if pooling == "cls" and config.causal:
+        if pooling in ("cls", "pooler") and config.causal:
             # The [CLS] token sits at position 0, which under causal attention sees only itself.
             raise ConfigError(
-                "pooling='cls' needs a bidirectional encoder (causal=False): with causal=True the [CLS] "
+                f"pooling={pooling!r} needs a bidirectional encoder (causal=False): with causal=True the [CLS] "
                 "token at position 0 never sees the input. Set causal=False or use pooling='mean'."
             )
         self.config = config
@@ -174,7 +193,7 @@ class SequenceClassifier(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model)) if pooling == "cls" else None
         self.head = nn.Linear(config.d_model, num_outputs)
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
         if x.is_floating_point():
             x = self.input_norm(x)  # raw features -> z-scores (the identity without statistics)
             if x.dim() == 2:
@@ -189,7 +208,9 @@ class SequenceClassifier(nn.Module):
             h = torch.cat([self.cls_token.expand(h.size(0), -1, -1), h], dim=1)
             if key_padding_mask is not None:
                 key_padding_mask = torch.cat([key_padding_mask.new_zeros(h.size(0), 1), key_padding_mask.bool()], 1)
-        h = self.transformer(h, key_padding_mask, embedded=True)
+            if token_type_ids is not None:
+                token_type_ids = torch.cat([token_type_ids.new_zeros(h.size(0), 1), token_type_ids], 1)
+        h = self.transformer(h, key_padding_mask, embedded=True, token_type_ids=token_type_ids)
         return self.head(self.pool(h, key_padding_mask))
 
 

@@ -25,10 +25,12 @@ from typing import Any, Mapping, Sequence
 
 from nl_lightning.errors import ConfigError, NLUserError, WrongTypeError
 
-#: Classes of nl_lightning a file may name, by the path Lightning / LightningCLI records.
+#: Classes of nl_lightning a file may name, by the path Lightning / LightningCLI records (jsonargparse
+#: < 4.42 records the shortest public import path: ``nl_lightning.TransformerClassifier``).
 TRUSTED_MODULES: frozenset[str] = frozenset({
-    "nl_lightning.models.TransformerLM", "nl_lightning.models.lm.TransformerLM",
+    "nl_lightning.models.TransformerLM", "nl_lightning.models.lm.TransformerLM", "nl_lightning.TransformerLM",
     "nl_lightning.models.TransformerClassifier", "nl_lightning.models.classifier.TransformerClassifier",
+    "nl_lightning.TransformerClassifier",
     "nl_lightning.models.distill.DistillationModule",
 })
 TRUSTED_DATAMODULES: frozenset[str] = frozenset({

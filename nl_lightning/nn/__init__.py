@@ -17,14 +17,16 @@ from nl_lightning.nn.lora import LoRALinear
 from nl_lightning.nn.mlp import MLPS, GluMlp, Mlp, build_mlp
 from nl_lightning.nn.norm import NORMS, build_norm
 from nl_lightning.nn.normalize import FeatureNorm
-from nl_lightning.nn.pooling import POOLINGS, AttentionPool, ClsPool, GeMPool, MeanPool, build_pooling
+from nl_lightning.nn.pooling import POOLINGS, AttentionPool, ClsPool, FirstTokenPooler, GeMPool, MeanPool, build_pooling
 from nl_lightning.nn.position import POSITIONS, LearnedPositionalEmbedding
 from nl_lightning.nn.rope import RotaryEmbedding, apply_rope, rope_cache
+from nl_lightning.nn.rope_scaling import ROPE_SCALINGS, scale_inv_freq, validate_rope_scaling
 
 __all__ = [
-    "ALiBi", "ATTN_BACKENDS", "AttentionPool", "ClsPool", "DropPath", "FeatureNorm", "GeMPool", "GluMlp", "KVCache",
-    "LayerScale", "LearnedPositionalEmbedding", "LoRALinear", "MLPS", "MeanPool", "Mlp", "NORMS", "POOLINGS",
-    "POSITIONS", "RotaryEmbedding", "SelfAttention", "TransformerBlock", "alibi_bias", "alibi_slopes",
-    "apply_rope", "build_attn_mask", "build_mlp", "build_norm", "build_pooling", "drop_path",
-    "drop_path_schedule", "naive_attention", "repeat_kv", "rope_cache", "scaled_dot_product",
+    "ALiBi", "ATTN_BACKENDS", "AttentionPool", "ClsPool", "DropPath", "FeatureNorm", "FirstTokenPooler", "GeMPool",
+    "GluMlp", "KVCache", "LayerScale", "LearnedPositionalEmbedding", "LoRALinear", "MLPS", "MeanPool", "Mlp", "NORMS",
+    "POOLINGS", "POSITIONS", "ROPE_SCALINGS", "RotaryEmbedding", "SelfAttention", "TransformerBlock", "alibi_bias",
+    "alibi_slopes", "apply_rope", "build_attn_mask", "build_mlp", "build_norm", "build_pooling", "drop_path",
+    "drop_path_schedule", "naive_attention", "repeat_kv", "rope_cache", "scale_inv_freq",
+    "scaled_dot_product", "validate_rope_scaling",
 ]

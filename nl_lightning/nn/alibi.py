@@ -12,7 +12,13 @@ from nl_lightning.errors import ConfigError
 
 def alibi_slopes(n_heads: int) -> Tensor:
     """Geometric slopes 2^(-8 i / n) for a power-of-two ``n``; otherwise the paper's rule:
-    the slopes of the closest lower power of two, then every other slope of twice that."""
+    the slopes of the closest lower power of two, then every other slope of twice that.
+
+    >>> alibi_slopes(4)
+    tensor([0.2500, 0.0625, 0.0156, 0.0039])
+    >>> alibi_slopes(6)   # the 4 slopes above, then every other one of alibi_slopes(8)
+    tensor([0.2500, 0.0625, 0.0156, 0.0039, 0.5000, 0.1250])
+    """
     def power_of_two(n: int) -> list[float]:
         start = 2.0 ** (-8.0 / n)
         return [start ** (i + 1) for i in range(n)]

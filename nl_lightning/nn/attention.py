@@ -21,6 +21,7 @@ from nl_lightning.nn.kv_cache import KVCache
 from nl_lightning.nn.rope import apply_rope
 
 AttnBackend = Literal["auto", "flash", "efficient", "math", "naive"]
+#: Attention implementations: SDPA with its own choice (``auto``) or a forced kernel, or the written-out ``naive``.
 ATTN_BACKENDS: tuple[str, ...] = ("auto", "flash", "efficient", "math", "naive")
 _SDPA_BACKENDS = {
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -57,25 +58,41 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
 
 
-def causal_mask(t_q: int, t_k: int, device: torch.device | None = None) -> Tensor:
-    """Bool (Tq, Tk), True where query i may see key j. Queries are the last ``t_q`` positions."""
+def causal_mask(t_q: int, t_k: int, device: torch.device | None = None, window: int | None = None) -> Tensor:
+    """Bool (Tq, Tk), True where query i may see key j. Queries are the last ``t_q`` positions.
+
+    ``window`` (sliding-window attention, Mistral): a query sees only the ``window`` most recent
+    positions, itself included (key j with i - window < j <= i).
+    """
     offset = t_k - t_q
-    return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=offset)
+    allowed = torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=offset)
+    if window is not None and t_k > window:
+        allowed = allowed.triu(diagonal=offset - window + 1)
+    return allowed
 
 
 def build_attn_mask(
     t_q: int, t_k: int, causal: bool, key_padding_mask: Tensor | None = None,
     bias: Tensor | None = None, device: torch.device | None = None, dtype: torch.dtype = torch.float32,
+    window: int | None = None,
 ) -> Tensor | None:
-    """One SDPA mask from causality, key padding (True = pad, as ``nn.MultiheadAttention``) and bias.
+    """One SDPA mask from causality (with an optional sliding ``window``), key padding (True = pad,
+    as ``nn.MultiheadAttention``) and bias.
 
     Returns None when nothing masks (so SDPA may use its fastest kernel), a bool mask when only
     masking applies, else a float additive mask. A query row whose keys are all masked (a padded
     position under causality) is left unmasked so softmax stays finite; its output is padding anyway.
+
+    >>> build_attn_mask(3, 3, causal=False) is None
+    True
+    >>> build_attn_mask(3, 3, causal=True)[0, 0]   # True = may attend
+    tensor([[ True, False, False],
+            [ True,  True, False],
+            [ True,  True,  True]])
     """
     allowed = None
     if causal:
-        allowed = causal_mask(t_q, t_k, device)[None, None]  # (1, 1, Tq, Tk)
+        allowed = causal_mask(t_q, t_k, device, window)[None, None]  # (1, 1, Tq, Tk)
     if key_padding_mask is not None:
         keep = ~key_padding_mask.bool()[:, None, None, :]  # (B, 1, 1, Tk)
         allowed = keep if allowed is None else allowed & keep
@@ -98,7 +115,8 @@ def scaled_dot_product(
         raise ConfigError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
     if backend == "naive":
         return naive_attention(q, k, v, attn_mask, is_causal, dropout_p)
-    gqa = bool(k.size(1) != q.size(1))  # bool(): under jit.trace sizes are tensors
+    # A plain bool, never a SymBool (torch.compile with dynamic shapes) nor a tensor (jit.trace).
+    gqa = True if k.size(1) != q.size(1) else False
     ctx = sdpa_kernel(_SDPA_BACKENDS[backend]) if backend in _SDPA_BACKENDS else contextlib.nullcontext()
     try:
         with ctx:
@@ -118,11 +136,15 @@ def scaled_dot_product(
 
 
 class SelfAttention(nn.Module):
-    """Self-attention with ``n_kv_heads`` key/value heads (``n_heads`` = MHA, 1 = MQA, else GQA)."""
+    """Self-attention with ``n_kv_heads`` key/value heads (``n_heads`` = MHA, 1 = MQA, else GQA).
+
+    ``bias`` applies to every projection unless ``qkv_bias`` says otherwise for the query/key/value
+    ones (Qwen2: biased q/k/v, unbiased output).
+    """
 
     def __init__(
         self, d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = True,
-        attn_dropout: float = 0.0, backend: str = "auto",
+        attn_dropout: float = 0.0, backend: str = "auto", qkv_bias: bool | None = None,
     ) -> None:
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
@@ -134,8 +156,9 @@ class SelfAttention(nn.Module):
         if backend not in ATTN_BACKENDS:
             raise ConfigError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, d_model // n_heads
-        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
-        self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=bias)
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=qkv_bias)
+        self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
         self.attn_dropout, self.backend = attn_dropout, backend
 

@@ -17,6 +17,8 @@ def drop_path(x: Tensor, p: float = 0.0, training: bool = False) -> Tensor:
 
 
 class DropPath(nn.Module):
+    """Stochastic depth as a module: :func:`drop_path` with probability ``p`` while training."""
+
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
@@ -31,7 +33,11 @@ class DropPath(nn.Module):
 
 
 def drop_path_schedule(rate: float, n_layers: int) -> list[float]:
-    """Linear schedule: 0 for the first layer up to ``rate`` for the last."""
+    """Linear schedule: 0 for the first layer up to ``rate`` for the last.
+
+    >>> drop_path_schedule(0.2, 3)
+    [0.0, 0.1, 0.2]
+    """
     if n_layers == 1:
         return [rate]
     return [rate * i / (n_layers - 1) for i in range(n_layers)]

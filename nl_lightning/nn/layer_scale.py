@@ -7,6 +7,8 @@ from torch import Tensor, nn
 
 
 class LayerScale(nn.Module):
+    """A learned per-channel scale of a residual branch, started small (CaiT, Touvron et al. 2021)."""
+
     def __init__(self, dim: int, init_value: float = 1e-5) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.full((dim,), float(init_value)))

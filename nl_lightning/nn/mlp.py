@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch.nn.functional as F
@@ -38,6 +39,7 @@ class GluMlp(nn.Module):
         return self.down(self.drop(self.act(self.gate(x)) * self.up(x)))
 
 
+#: MLP name -> (module class, activation): the registry behind ``TransformerConfig.mlp`` and :func:`build_mlp`.
 MLPS: dict[str, tuple[type[nn.Module], Callable[[Tensor], Tensor]]] = {
     "gelu": (Mlp, F.gelu),
     "swiglu": (GluMlp, F.silu),
@@ -51,8 +53,21 @@ def default_hidden(name: str, d_model: int, multiple_of: int = 32) -> int:
     return multiple_of * -(-hidden // multiple_of)
 
 
-def build_mlp(name: str, d_model: int, hidden: int | None = None, bias: bool = True, dropout: float = 0.0) -> nn.Module:
+GELU_APPROXIMATIONS: tuple[str, ...] = ("none", "tanh")
+
+
+def build_mlp(
+    name: str, d_model: int, hidden: int | None = None, bias: bool = True, dropout: float = 0.0,
+    gelu_approximate: str = "none",
+) -> nn.Module:
+    """The MLP registered as ``name`` (a key of :data:`MLPS`); ``hidden`` defaults by kind;
+    ``gelu_approximate='tanh'`` makes its GELU the tanh approximation (GPT-2's ``gelu_new``) in ``gelu``
+    and ``geglu``."""
     if name not in MLPS:
         raise ConfigError(f"Unknown mlp {name!r}; choose one of {tuple(MLPS)}.")
+    if gelu_approximate not in GELU_APPROXIMATIONS:
+        raise ConfigError(f"Unknown gelu_approximate {gelu_approximate!r}; choose one of {GELU_APPROXIMATIONS}.")
     cls, act = MLPS[name]
+    if act is F.gelu and gelu_approximate != "none":
+        act = partial(F.gelu, approximate=gelu_approximate)
     return cls(d_model, hidden or default_hidden(name, d_model), act=act, bias=bias, dropout=dropout)

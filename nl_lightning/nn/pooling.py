@@ -19,6 +19,8 @@ def _keep(x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
 
 
 class MeanPool(nn.Module):
+    """The mean over the positions that are not padding."""
+
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         keep = _keep(x, key_padding_mask)
         return (x * keep).sum(1) / keep.sum(1).clamp_min(1.0)
@@ -79,10 +81,24 @@ class GeMPool(nn.Module):
         return (powered.sum(1) / keep.sum(1).clamp_min(1.0)).pow(1.0 / p)
 
 
-POOLINGS: tuple[str, ...] = ("mean", "cls", "attention", "gem")
+class FirstTokenPooler(nn.Module):
+    """BERT's pooler: tanh(Linear(state at position 0)). The tokenizer put [CLS] there, so unlike
+    ``ClsPool`` nothing is prepended; the Linear is the pretrained ``pooler.dense``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        return torch.tanh(self.dense(x[:, 0]))
+
+
+#: Pooling names for ``TransformerConfig.pooling`` and :func:`build_pooling`.
+POOLINGS: tuple[str, ...] = ("mean", "cls", "attention", "gem", "pooler")
 
 
 def build_pooling(name: str, dim: int) -> nn.Module:
+    """The pooling module named ``name`` (one of :data:`POOLINGS`) for states of width ``dim``."""
     if name == "mean":
         return MeanPool()
     if name == "cls":
@@ -91,4 +107,6 @@ def build_pooling(name: str, dim: int) -> nn.Module:
         return AttentionPool(dim)
     if name == "gem":
         return GeMPool()
+    if name == "pooler":
+        return FirstTokenPooler(dim)
     raise ConfigError(f"Unknown pooling {name!r}; choose one of {POOLINGS}.")

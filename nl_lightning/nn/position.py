@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from nl_lightning.errors import DataError
 
+#: Position encodings for ``TransformerConfig.position``.
 POSITIONS: tuple[str, ...] = ("rope", "alibi", "learned", "none")
 
 

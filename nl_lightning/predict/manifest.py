@@ -31,6 +31,18 @@ class ShardError(NLUserError, ValueError):
     """Predictions on disk that do not match their manifest, or a resume that cannot continue them."""
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """One JSON record of the folder; a file that is not a JSON object is named in the error."""
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        record = err
+    if not isinstance(record, dict):
+        raise ShardError(f"{path} is not a JSON record of nl_lightning's predictions ({record}): it was changed "
+                         "outside nl_lightning. Delete it to redo its shard, or write into a new output_dir.")
+    return record
+
+
 def shard_name(dataloader_idx: int, rank: int, shard: int, fmt: str) -> str:
     return f"part-{dataloader_idx}-{rank:03d}-{shard:06d}{SUFFIXES[fmt]}"
 
@@ -50,26 +62,20 @@ def completed_shards(root: Path, rank: int) -> dict[tuple[int, int], dict[str, A
     """``(dataloader_idx, shard) -> record`` for this rank's shards that are on disk and intact."""
     done = {}
     for path in sorted((root / RECORDS).glob(f"part-*-{rank:03d}-*.json")):
-        record = read_record(path)
+        record = read_shard_record(path)
         shard = root / record["path"]
         if shard.is_file() and shard.stat().st_size == record["bytes"] and file_sha256(shard) == record["sha256"]:
             done[(record["dataloader_idx"], record["shard"])] = record
     return done
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """One shard record, checked: valid JSON, naming the shard it is named after, a file of the
-    output folder itself. Records are untrusted input: one naming ``../x`` or ``/etc/passwd``
-    would otherwise be kept on resume and listed in the manifest."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ShardError(
-            f"Shard record {path} is not valid JSON ({err}): it was cut short or edited. Delete it (its shard is "
-            f"predicted again on resume), or {_FIX}."
-        ) from None
+def read_shard_record(path: Path) -> dict[str, Any]:
+    """One shard record, checked: a JSON object (``read_record``) naming the shard it is named after, a
+    file of the output folder itself. Records are untrusted input: one naming ``../x`` or
+    ``/etc/passwd`` would otherwise be kept on resume and listed in the manifest."""
+    record = read_record(path)
     shard = path.name.removesuffix(".json")
-    named = record.get("path") if isinstance(record, dict) else None
+    named = record.get("path")
     if named != shard or not _SHARD_NAME.fullmatch(shard):
         raise ShardError(
             f"Shard record {path} names the file {named!r}, not its own shard {shard!r}; a prediction folder lists "
@@ -88,10 +94,7 @@ def check_plan(root: Path, rank: int, plan: dict[str, Any]) -> None:
     if not path.is_file():
         write_json(path, plan)
         return
-    try:
-        before = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ShardError(f"{path} is not valid JSON ({err}): it was cut short or edited; {_FIX}.") from None
+    before = read_record(path)
     if before.get("model") != plan.get("model"):
         raise ShardError(
             f"{root} holds predictions of another model ({_model_name(before.get('model'))} then, "
@@ -131,8 +134,8 @@ def _model_name(model: Any) -> str:
 def merge_manifest(root: Path, fmt: str, world_size: int, **about: Any) -> dict[str, Any]:
     """Merge every rank's records into ``manifest.json``; ``complete`` says whether each dataloader has
     as many rows as the ranks' plans planned. ``about`` (the model, the data) is recorded as given."""
-    records = [read_record(p) for p in sorted((root / RECORDS).glob("part-*.json"))]
-    plans = [json.loads((root / RECORDS / f"plan-{rank:03d}.json").read_text()) for rank in range(world_size)]
+    records = [read_shard_record(p) for p in sorted((root / RECORDS).glob("part-*.json"))]
+    plans = [read_record(root / RECORDS / f"plan-{rank:03d}.json") for rank in range(world_size)]
     loaders = []
     for index in range(len(plans[0]["planned_rows"])):
         planned = [plan["planned_rows"][index] for plan in plans]

@@ -30,6 +30,12 @@ from nl_lightning.serve.runners import Runner, TorchRunner, load_runner
 
 
 class Predictor(L.LightningModule):
+    """A trained model for ``Trainer.predict``: a checkpoint (PyTorch) or an export folder (ONNX Runtime).
+
+    Loads the model from a file the way the server does, so a batch job and the server compute the
+    same function of raw features; pair it with :class:`~nl_lightning.callbacks.PredictionWriter`.
+    """
+
     def __init__(
         self,
         source: str = "runs/classifier",

@@ -39,6 +39,14 @@ LOCK_HINT = ("two prediction jobs in one output_dir would overwrite each other's
 
 
 class PredictionWriter(BasePredictionWriter):
+    """Write ``Trainer.predict``'s outputs as checksummed shards with a manifest; a rerun resumes.
+
+    Lightning's ``BasePredictionWriter``: each shard is written atomically with its row range and
+    SHA-256, every row keeps its input row id, and a job killed and started again writes only the
+    rows still missing, so every sample is written exactly once. Under DDP each rank writes its own
+    shards and rank 0 merges one manifest.
+    """
+
     def __init__(
         self,
         output_dir: str = "predictions",

@@ -44,6 +44,10 @@ class WorkerPlan:
 
 
 class ModelAPI(ls.LitAPI):
+    """The LitServe ``LitAPI`` of ``nl-lightning serve``: requests (validated in the HTTP process) run
+    in batches on the live model version in each worker, and each answer names that version; a
+    model failure is a 500 for that request only."""
+
     def __init__(self, plan: WorkerPlan, max_batch_size: int = 8, batch_timeout: float = 0.005) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
         self.plan = plan

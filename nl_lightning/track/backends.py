@@ -66,17 +66,39 @@ def check_writable(path: str | Path, setting: str) -> None:
 
 
 def check_tracking_uri(uri: str, setting: str, timeout: float = 3.0) -> None:
-    """A local store (``sqlite:``, ``file:``, a path) must be writable; an ``http(s)`` server must answer."""
+    """A local store (``sqlite:``, ``file:``, a path) must be writable; an ``http(s)`` server must answer;
+    a path or an unknown scheme must be one MLflow accepts (asked before the logger is built, so the
+    error is MLflow's one sentence, not jsonargparse's report of a failed logger)."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+        if not uri.startswith("sqlite:///"):
+            raise TrackingSetupError(f"{setting}={uri!r} is not a SQLite URL: write sqlite:///relative/path.db or "
+                                     f"sqlite:////absolute/path.db (e.g. {DEFAULT_MLFLOW_URI}).")
+        path = uri.removeprefix("sqlite:///")
         if path and path != ":memory:":
             check_writable(Path(path).parent, f"{setting} ({uri}): its folder")
-    elif parsed.scheme in ("", "file"):
-        check_writable(parsed.path or uri, setting)
     elif parsed.scheme in ("http", "https"):
         _probe(uri, setting, timeout)
-    # other schemes (databricks, ...) are checked by MLflow itself
+    elif parsed.scheme in ("", "file") or parsed.scheme not in MLFLOW_SCHEMES:
+        _mlflow_accepts(uri, setting)
+        check_writable(parsed.path or uri, setting)
+    # other schemes (databricks, postgresql, ...) are checked by MLflow itself
+
+
+MLFLOW_SCHEMES = ("sqlite", "http", "https", "file", "", "databricks", "databricks-uc", "uc", "postgresql", "mysql", "mssql")
+
+
+def _mlflow_accepts(uri: str, setting: str) -> None:
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as err:  # MLflow's own refusal, cut to its first sentence
+        reason = " ".join(str(err).split()).split(". ")[0]
+        raise TrackingSetupError(
+            f"{setting}={uri!r} cannot be used by MLflow: {reason}. Use {DEFAULT_MLFLOW_URI} (a local store) or "
+            "http://<host>:5000 (a server)."
+        ) from err
 
 
 def _probe(uri: str, setting: str, timeout: float) -> None:
@@ -92,6 +114,24 @@ def _probe(uri: str, setting: str, timeout: float) -> None:
             f"--backend-store-uri {DEFAULT_MLFLOW_URI}`), fix the address, or track locally with "
             f"tracking_uri: {DEFAULT_MLFLOW_URI} (the default of configs/track/mlflow.yaml)."
         ) from err
+
+
+#: Lightning callbacks that write to a logger and raise at the first step without one.
+LOGGING_CALLBACKS = ("LearningRateMonitor", "DeviceStatsMonitor")
+
+
+def check_logging_callbacks(trainer: Any) -> None:
+    """With no logger (``--trainer.logger=false``), a callback that needs one is named before training,
+    instead of Lightning's traceback at the first step."""
+    if trainer.loggers:
+        return
+    for callback in trainer.callbacks:
+        name = type(callback).__name__
+        if name in LOGGING_CALLBACKS:
+            raise TrackingSetupError(
+                f"trainer.logger is off, but trainer.callbacks has {name}, which writes to a logger. Keep a logger "
+                f"(drop --trainer.logger=false) or leave {name} out of trainer.callbacks."
+            )
 
 
 def check_loggers(loggers: Iterable[Any]) -> None:

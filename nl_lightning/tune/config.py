@@ -61,9 +61,9 @@ class TuneConfig:
     timeout: float | None = None
     """Seconds this command (each worker) keeps starting trials; None = no limit."""
     sampler: str | dict[str, Any] = "auto"
-    """'tpe' | 'random' | 'nsga2' | 'auto' (TPE, NSGA-II for several objectives), or {name: ..., **kwargs}."""
+    """``tpe`` | ``random`` | ``nsga2`` | ``auto`` (TPE, NSGA-II for several objectives), or ``{name: ..., **kwargs}``."""
     pruner: str | dict[str, Any] = "auto"
-    """'median' | 'hyperband' | 'none' | 'auto' (median; none for several objectives), or {name: ..., **kwargs}."""
+    """``median`` | ``hyperband`` | ``none`` | ``auto`` (median; none for several objectives), or ``{name: ..., **kwargs}``."""
     prune_step: Literal["auto", "epoch", "global_step"] = "auto"
     """Step reported to the pruner: 'auto' = global_step when the fit has a step budget (max_steps)."""
     seed: int = 0

@@ -14,11 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nl_lightning.tune.keys import with_keys
+from nl_lightning.tune.keys import canonical_key, get_key, with_keys
 
 FILE_LOGGERS = ("TensorBoardLogger", "CSVLogger")
 TRIAL_DEFAULTS: dict[str, Any] = {"trainer.enable_progress_bar": False}
 """Set in trials unless ``overrides`` say otherwise: a trial's output goes to its log file."""
+BUDGET_KEYS = tuple(f"trainer.{k}" for k in (
+    "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches", "limit_val_batches",
+    "val_check_interval", "check_val_every_n_epoch",
+))
+"""Overrides that set how long a trial trains: trials use them, ``best.yaml`` keeps the fit config's own
+(the full budget) and lists them in a comment (see ``trial_only``)."""
+WORKERS_KEY = "data.init_args.num_workers"
 
 
 def trial_dir_name(number: int) -> str:
@@ -32,11 +39,26 @@ def compose(base: Mapping[str, Any], overrides: Mapping[str, Any], params: Mappi
     return config
 
 
+def trial_defaults(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings every trial gets unless ``overrides`` set them: no progress bar, and no DataLoader
+    workers (each short trial would start them again; in-process reads are faster for it)."""
+    defaults = dict(TRIAL_DEFAULTS)
+    workers = get_key(base, WORKERS_KEY)
+    if isinstance(workers, int) and workers > 0 and WORKERS_KEY not in overrides:
+        defaults[WORKERS_KEY] = 0
+    return defaults
+
+
+def trial_only(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides that shorten a trial's training (``BUDGET_KEYS``), which ``best.yaml`` leaves out."""
+    return {key: value for key, value in overrides.items() if canonical_key(base, key) in BUDGET_KEYS}
+
+
 def trial_fit_config(
     base: Mapping[str, Any], overrides: Mapping[str, Any], params: Mapping[str, Any], seed: int, run_dir: Path,
 ) -> dict[str, Any]:
     """The config a trial trains with: everything it writes goes under ``run_dir``."""
-    config = compose(base, {**TRIAL_DEFAULTS, **overrides}, params, seed)
+    config = compose(base, {**trial_defaults(base, overrides), **overrides}, params, seed)
     place_outputs(config, run_dir.parent, name="", version=run_dir.name)
     return config
 
@@ -45,8 +67,10 @@ def best_fit_config(
     base: Mapping[str, Any], overrides: Mapping[str, Any], params: Mapping[str, Any], seed: int, save_dir: Path,
     name: str = "best",
 ) -> dict[str, Any]:
-    """A runnable fit config that reproduces a trial: same keys and seed, runs in ``save_dir/name/version_N``."""
-    config = compose(base, overrides, params, seed)
+    """A runnable fit config of a trial's keys and seed at the fit config's full budget (the trial-only
+    ``overrides`` left out; see ``trial_only``), running in ``save_dir/name/version_N``."""
+    budget = trial_only(base, overrides)
+    config = compose(base, {k: v for k, v in overrides.items() if k not in budget}, params, seed)
     place_outputs(config, save_dir, name=name, version=None)
     return config
 

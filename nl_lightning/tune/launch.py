@@ -89,7 +89,10 @@ def run_in_process(kind: str, spec: Any, storage_url: str, timeout: float | None
 def process_main(spec: TrialSpec, storage_url: str, log_path: str | None = None) -> None:
     """Body of a trial process: die with the study process, log to the trial's file, run, write
     the result (rank 0)."""
+    from nl_lightning._noise import quiet_third_party
+
     die_with_parent()
+    quiet_third_party()
     if log_path is not None:
         redirect_output(log_path)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:

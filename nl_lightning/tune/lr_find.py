@@ -43,7 +43,8 @@ def check_range(min_lr: float, max_lr: float, num_training: int, owner: str, ste
     if not 0 < min_lr < max_lr:
         raise ConfigError(f"{owner} needs 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}.")
     if num_training < 2:
-        raise ConfigError(f"{owner}: {steps_name}={num_training} must be >= 2 (100 is usual).")
+        raise ConfigError(f"{owner}: {steps_name}={num_training}: the range test needs at least 2 steps (one rate each); "
+                          "use ~100 (the default) for a curve the suggestion can be read from.")
 
 
 def suggested_lr(finder: Any) -> float | None:

@@ -3,13 +3,15 @@ parameter budget, run the trial, and turn its result into Optuna's terms.
 
 A trial's ``user_attrs`` say where it ran and why it ended: ``seed``, ``run_dir``, ``params``
 (parameter count), ``constraint`` (count - budget, for Optuna's constrained samplers), ``step``,
-``checkpoint``, ``fail_reason``, and ``host`` / ``pid`` of the study process that ran it.
+``checkpoint``, ``fail_reason``, ``startup_s`` (from the trial's start to its first training step),
+and ``host`` / ``pid`` of the study process that ran it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ class Objective:
         self.output_dir, self.storage_url, self.launcher = Path(output_dir), storage_url, launcher
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        started = time.time()
         cfg = self.config
         params = cfg.search_space.sample(trial)
         seed = cfg.seed + trial.number if cfg.seed_per_trial else cfg.seed
@@ -48,12 +51,14 @@ class Objective:
         fit = trial_fit_config(self.base, cfg.overrides, params, seed, run_dir)
         write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(fit, sort_keys=False))
         where = {"host": socket.gethostname(), "pid": os.getpid()}  # which worker ran it
-        for key, value in {"seed": seed, "run_dir": str(run_dir), "fail_reason": None, **where}.items():
+        for key, value in {"seed": seed, "run_dir": str(run_dir), "fail_reason": None, "startup_s": None, **where}.items():
             trial.set_user_attr(key, value)  # overwrite what a retried trial inherited
         n_params = self._check_budget(trial, fit)
         result = self._run(trial, run_dir)
         trial.set_user_attr("step", result.step)
         trial.set_user_attr("checkpoint", result.checkpoint)
+        if result.first_step_time is not None:  # launch + parse + set-up + sanity check
+            trial.set_user_attr("startup_s", round(result.first_step_time - started, 3))
         if result.state == "pruned":
             raise optuna.TrialPruned(result.reason)
         if result.state == "fail":

@@ -3,7 +3,9 @@ through plotly (when installed; the HTML files share one ``plotly.min.js`` besid
 offline).
 
 Plots: optimization history, parameter importances, parallel coordinates, intermediate values
-(pruning curves) and, with several objectives, the Pareto front. A plot the study cannot support
+(pruning curves) and, with several objectives, the Pareto front. Parameters are labelled by the
+last parts of their keys (``optimizer.lr``, not ``model.init_args.optimizer.lr``): Optuna writes the
+full key on each axis, and long dotted keys overlap. A plot the study cannot support
 yet (importances need two finished trials) is skipped with the reason, never fatal.
 """
 
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState, create_trial
 
 from nl_lightning._io import atomic_output, save_figure
 from nl_lightning.tune.config import TuneConfig
+from nl_lightning.tune.progress import short_names
 
 PLOTLY_AVAILABLE = find_spec("plotly") is not None
 MATPLOTLIB_AVAILABLE = find_spec("matplotlib") is not None
@@ -48,6 +52,7 @@ def save_plots(study: optuna.Study, config: TuneConfig, out_dir: Path) -> tuple[
     skipped: list[str] = []
     if not MATPLOTLIB_AVAILABLE and not PLOTLY_AVAILABLE:
         return files, ["plots need matplotlib or plotly: pip install 'nl-lightning[tune]'"]
+    study = readable(study)
     for name, (func, kwargs) in plot_calls(config).items():
         for kind, available in (("png", MATPLOTLIB_AVAILABLE), ("html", PLOTLY_AVAILABLE)):
             if not available:
@@ -59,6 +64,21 @@ def save_plots(study: optuna.Study, config: TuneConfig, out_dir: Path) -> tuple[
             except Exception as err:  # a plot the study cannot support yet; the others still get written
                 skipped.append(f"{name}.{kind}: {err}")
     return files, skipped
+
+
+def readable(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of ``study``'s finished trials with each parameter named by ``short_names``."""
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    names = short_names(list(dict.fromkeys(k for t in finished for k in t.params)))
+    copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    copy.add_trials([
+        create_trial(state=t.state, values=t.values if t.state == TrialState.COMPLETE else None,
+                     params={names[k]: v for k, v in t.params.items()},
+                     distributions={names[k]: d for k, d in t.distributions.items()},
+                     user_attrs=t.user_attrs, intermediate_values=t.intermediate_values)
+        for t in finished
+    ])
+    return copy
 
 
 def _save(study: optuna.Study, func: str, kwargs: dict[str, Any], path: Path) -> Path:

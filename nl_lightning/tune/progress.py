@@ -8,6 +8,7 @@ finish the trial they were running when the count is reached.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import optuna
@@ -27,10 +28,16 @@ class StopWhenDone:
 
 
 class ProgressLine:
-    """``trial 7 complete  val/loss=1.2345  12.3s  lr=0.0031 n_layers=2 | best 1.2011 (#4)  8/20``"""
+    """``trial 7 complete  val/loss=1.2345  12.3s (start 1.1s)  lr=0.0031 n_layers=2 | best 1.2011 (#4)  8/20``
+
+    ``start``: from the trial's start to its first training step (launch, config parse, model and data
+    set-up, sanity check). A failed trial's line ends with its reason, so Optuna's own report of it (a
+    traceback of an expected failure) is dropped while a ``ProgressLine`` is installed.
+    """
 
     def __init__(self, config: TuneConfig, out: Callable[[str], None] = print, worker: int | None = None) -> None:
         self.config, self.out, self.worker = config, out, worker
+        logging.getLogger("optuna.study._optimize").addFilter(_OPTUNA_FAILED_TRIAL)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.out(format_trial_line(study, trial, self.config, self.worker))
@@ -45,7 +52,8 @@ def format_trial_line(study: optuna.Study, trial: FrozenTrial, config: TuneConfi
         step, value = max(trial.intermediate_values.items())
         parts.append(f"  at step {step}: {config.objective_names[0]}={fmt(value)}")
     if trial.duration is not None:
-        parts.append(f"  {trial.duration.total_seconds():.1f}s")
+        startup = trial.user_attrs.get("startup_s")
+        parts.append(f"  {trial.duration.total_seconds():.1f}s" + (f" (start {startup:.1f}s)" if startup is not None else ""))
     parts.append("  " + " ".join(f"{short(k)}={fmt(v)}" for k, v in trial.params.items()))
     if trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason"):
         parts.append(f"  ({trial.user_attrs['fail_reason'][:200]})")
@@ -62,13 +70,33 @@ def format_trial_line(study: optuna.Study, trial: FrozenTrial, config: TuneConfi
     return "".join(parts)
 
 
+class _DropFailedTrialLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("Trial ") and " failed with " in message)
+
+
+_OPTUNA_FAILED_TRIAL = _DropFailedTrialLogs()
+
+
 def fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
 
 
-def short(key: str) -> str:
-    """``model.init_args.optimizer.lr`` -> ``optimizer.lr`` (the last two parts) for narrow lines."""
-    parts = [p for p in key.split(".") if p != "init_args"]
-    return ".".join(parts[-2:])
+def short(key: str, parts: int = 2) -> str:
+    """``model.init_args.optimizer.lr`` -> ``optimizer.lr`` (the last ``parts`` parts) for narrow lines."""
+    kept = [p for p in key.split(".") if p != "init_args"]
+    return ".".join(kept[-parts:])
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each key's ``short`` name, longer where two would be the same (``a.config.dropout`` / ``b.config.dropout``)."""
+    names = {}
+    for key in keys:
+        parts = 2
+        while parts < len(key.split(".")) and sum(short(k, parts) == short(key, parts) for k in keys) > 1:
+            parts += 1
+        names[key] = short(key, parts)
+    return names

@@ -11,7 +11,9 @@ this thin subclass handles itself:
   (``trainer.should_stop``), so no rank is left waiting in a collective.
 
 Every validation's metrics are recorded (the trial's value is read from them), and a metric that
-is missing or not finite ends the trial with an error that says so, instead of being "pruned".
+is missing or not finite ends the trial with an error that says so, instead of being "pruned". A
+validation loss that is not finite does too: a trial whose ``val/loss`` is NaN diverged, whatever its
+accuracy says (chance level, typically). Other metrics may overflow on their own (perplexity).
 """
 
 from __future__ import annotations
@@ -103,4 +105,12 @@ class TrialPruningCallback(PyTorchLightningPruningCallback):
             if not math.isfinite(value):
                 raise NonFiniteMetricError(f"{name} became {value} at {self.unit} {step} (the trial diverged).")
             values[name] = value
+        diverged = {k: float(v) for k, v in trainer.callback_metrics.items()
+                    if k.startswith("val") and k.endswith("loss") and v.numel() == 1 and not math.isfinite(float(v))}
+        if diverged:
+            name, value = next(iter(diverged.items()))
+            raise NonFiniteMetricError(
+                f"{name} became {value} at {self.unit} {step} (the trial diverged; its {self.monitor}="
+                f"{values[self.monitor]:.4g} means nothing): lower the learning rate or narrow its range."
+            )
         return values

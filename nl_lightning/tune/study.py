@@ -19,6 +19,8 @@ import optuna
 from nl_lightning._process import die_with_parent
 from nl_lightning.errors import ConfigError, NLUserError
 from nl_lightning.tune.config import TuneConfig
+from nl_lightning.tune.fit_config import WORKERS_KEY, trial_defaults
+from nl_lightning.tune.keys import get_key
 from nl_lightning.tune.launch import choose_launcher, forkserver_context
 from nl_lightning.tune.objective import Objective, TrialFailed, budget_constraint
 from nl_lightning.tune.progress import ProgressLine, StopWhenDone
@@ -73,6 +75,10 @@ def run_study(
     study = create_study(prepared)
     out(f"study {prepared.study_name!r}: {counted_trials(study)} of {config.n_trials or 'unlimited'} trials done; "
         f"storage {redact(prepared.storage_url)}; trials run via {prepared.launcher}; output {prepared.output_dir}")
+    if WORKERS_KEY in trial_defaults(prepared.base, config.overrides):
+        out(f"trials read their data in-process ({WORKERS_KEY}: 0 instead of {get_key(prepared.base, WORKERS_KEY)}: "
+            "worker start-up costs a short trial more than it saves); best.yaml keeps the fit config's value. "
+            f"Set overrides: {{{WORKERS_KEY}: N}} to keep workers in trials.")
     workers = n_workers or config.n_workers
     if workers == 1:
         optimize(prepared, worker=0, out=out)

@@ -11,15 +11,18 @@ a process that dies without a result (SIGKILL, out of memory) is reported by the
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import lightning as L
 import optuna
 
 from nl_lightning._io import write_json
 from nl_lightning.cli import build_cli
+from nl_lightning.errors import parse_error_summary
 from nl_lightning.tune.config import LATENCY_METRIC
 from nl_lightning.tune.pruning import MetricNotLoggedError, TrialPruningCallback
 
@@ -71,6 +74,8 @@ class TrialResult:
     step: int | None = None
     """global_step of the validation the values come from."""
     checkpoint: str | None = None
+    first_step_time: float | None = None
+    """Wall-clock time (``time.time()``) the first training step started: start-up = this - trial start."""
 
     def save(self, run_dir: str | Path) -> Path:
         return write_json(Path(run_dir) / RESULT_FILE, asdict(self), default=str)
@@ -84,17 +89,25 @@ class TrialResult:
 def run_trial(spec: TrialSpec, trial: optuna.Trial) -> TrialResult:
     """Fit ``<run_dir>/fit.yaml`` with a ``TrialPruningCallback`` for ``trial``; never raises for
     what the fit does (pruned, diverged, crashed), only returns it."""
+    first_step = _FirstStep()
+    result = _fit(spec, trial, first_step)
+    result.first_step_time = first_step.time
+    return result
+
+
+def _fit(spec: TrialSpec, trial: optuna.Trial, first_step: L.Callback) -> TrialResult:
     monitor = spec.logged[0]
     callback = TrialPruningCallback(trial, monitor, spec.logged[1:], step=spec.prune_step, prune=spec.prune)
     config = str(Path(spec.run_dir) / CONFIG_FILE)
     try:
         with warnings.catch_warnings():  # a forked trial still has the study's sys.argv: not an error here
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-            cli = build_cli(["fit", "--config", config], trainer_defaults={"callbacks": [callback]})
+            cli = build_cli(["fit", "--config", config], trainer_defaults={"callbacks": [callback, first_step]})
     except optuna.TrialPruned as err:
         return TrialResult("pruned", reason=str(err), history=callback.history)
-    except Exception as err:
-        return TrialResult("fail", reason=f"{type(err).__name__}: {err}", error=type(err).__name__, history=callback.history)
+    except Exception as err:  # the reason in one line: jsonargparse's nested Union report cut to what matters
+        reason = f"{type(err).__name__}: {parse_error_summary(str(err))}"
+        return TrialResult("fail", reason=reason, error=type(err).__name__, history=callback.history)
     except SystemExit as err:  # LightningCLI rejected the config (it printed why to the trial log)
         return TrialResult("fail", reason=f"the fit config was rejected (exit {err.code}); see {LOG_FILE}", error="SystemExit")
     trainer = cli.trainer
@@ -113,6 +126,17 @@ def run_trial(spec: TrialSpec, trial: optuna.Trial) -> TrialResult:
         values[LATENCY_METRIC] = measure_latency(cli.model, **spec.latency)
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     return TrialResult("complete", values, history=callback.history, step=chosen["global_step"], checkpoint=best)
+
+
+class _FirstStep(L.Callback):
+    """Records when the first training step starts (the trial's start-up ends there)."""
+
+    def __init__(self) -> None:
+        self.time: float | None = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.time is None:
+            self.time = time.time()
 
 
 def _chosen(history: list[dict[str, Any]], monitor: str, direction: str, reduce: str) -> dict[str, Any]:

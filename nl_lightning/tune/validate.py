@@ -100,7 +100,9 @@ def _parses(parser: Any, config: Mapping[str, Any]) -> Exception | None:
     return None
 
 
-_UNKNOWN = re.compile(r"Option '([^']+)' is not accepted|does not accept option '([^']+)'|No action for key")
+# the second line: the same errors as jsonargparse < 4.42 words them
+_UNKNOWN = re.compile(r"Option '([^']+)' is not accepted|does not accept option '([^']+)'|No action for key"
+                      r"|Key '([^']+)' is not expected|does not accept nested key '([^']+)'")
 
 
 def explain(err: BaseException) -> str:

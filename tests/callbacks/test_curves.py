@@ -20,4 +20,4 @@ def test_curves_png_in_the_run_folder(tmp_path):
     assert callback.path == run_dir / "curves.png"
     assert callback.path.read_bytes()[:4] == b"\x89PNG"
     titles = [title for title, _ in panels(read_scalars(run_dir))]
-    assert titles == ["training loss", "val/acc", "val/f1", "val/loss", "learning rate"]
+    assert titles == ["training loss", "val/acc", "val/balanced_acc", "val/loss", "val/macro_f1", "learning rate"]

@@ -82,3 +82,28 @@ def test_unknown_quantization_types_are_rejected(onnx_paths, tmp_path):
         quantize_onnx_static(onnx_paths["lm"], tmp_path / "q.onnx", None, activation_type="int4")
     with pytest.raises(ValueError, match="level='max' is not supported"):
         optimize_onnx(onnx_paths["lm"], tmp_path / "o.onnx", level="max")
+
+
+def test_static_int8_quantizes_a_rank_1_weight_per_tensor_without_a_warning(tmp_path, caplog):
+    """Attention pooling's query is a vector: no channel axis. ORT used to log "Axis 1 is out-of-range"
+    on every export of such a model; it is now asked for a per-tensor scale up front."""
+    import logging
+
+    import onnx
+
+    from nl_lightning.export.onnx import export_onnx
+    from nl_lightning.models import SequenceClassifier, TransformerConfig
+
+    config = TransformerConfig(input_dim=4, n_layers=1, d_model=16, n_heads=2, max_seq_len=8, position="learned")
+    model = SequenceClassifier(config, num_outputs=3, pooling="attention").eval()
+    src = export_onnx(model, tmp_path / "model.onnx")
+    batches = [{"x": torch.randn(4, 8, 4)} for _ in range(2)]
+    with caplog.at_level(logging.WARNING):
+        quantize_onnx_static(src, tmp_path / "int8.onnx", DataLoaderCalibrationReader(batches, "x", 2))
+    assert not [r for r in caplog.records if "out-of-range" in r.getMessage()]
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    scales = {i.name: list(i.dims) for i in graph.initializer if "pool.query" in i.name and i.name.endswith("_scale")}
+    assert scales and all(dims == [] for dims in scales.values()), scales  # one scale: per tensor
+    x = torch.randn(3, 8, 4)
+    with torch.inference_mode():
+        torch.testing.assert_close(ort_runner(ort_session(tmp_path / "int8.onnx"))(x), model(x), atol=0.1, rtol=0.1)

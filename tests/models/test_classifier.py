@@ -17,7 +17,7 @@ NUM_CLASSES = 3
 
 def _classifier(**kwargs) -> TransformerClassifier:
     config = TransformerConfig(input_dim=4, n_layers=1, d_model=32, n_heads=4, max_seq_len=16, mlp_hidden=64,
-                               position="none", causal=False)
+                               position="learned", causal=False)
     defaults = dict(config=config, num_classes=NUM_CLASSES, optimizer=OptimizerConfig(lr=5e-3),
                     scheduler=SchedulerConfig("constant"))
     return TransformerClassifier(**{**defaults, **kwargs})
@@ -41,20 +41,33 @@ def fitted(tmp_path_factory):
     trainer.fit(model, data)
     path = root / "classifier.ckpt"
     trainer.save_checkpoint(path)
-    return model.eval(), trainer, path
+    return model.eval(), trainer, path, data
 
 
 def test_fit_beats_chance_clearly(fitted):
-    _, trainer, _ = fitted
+    _, trainer, _, _ = fitted
     metrics = trainer.callback_metrics
     assert metrics["val/acc"].item() > 0.6  # chance is 1/3
-    assert metrics["val/f1"].item() > 0.5
+    assert metrics["val/macro_f1"].item() > 0.5
     assert metrics["val/loss"].item() < math.log(NUM_CLASSES) - 0.2
-    assert {"train/acc", "train/f1"} <= set(metrics)  # training metrics are logged every step
+    assert {"train/acc", "train/balanced_acc", "train/macro_f1"} <= set(metrics)  # logged every step
+
+
+def test_acc_is_plain_accuracy_and_balanced_acc_the_mean_recall(fitted):
+    """The logged names mean what they say, on the validation split the Trainer ran."""
+    model, trainer, _, data = fitted
+    x, y = data.val_set.tensors
+    with torch.no_grad():
+        pred = model(x).argmax(-1)
+    recalls = torch.stack([(pred[y == c] == c).float().mean() for c in range(NUM_CLASSES)])
+    logged = trainer.validate(model, data, verbose=False)[0]
+    assert logged["val/acc"] == pytest.approx((pred == y).float().mean().item(), abs=1e-6)
+    assert logged["val/balanced_acc"] == pytest.approx(recalls.mean().item(), abs=1e-6)
+    assert abs(logged["val/acc"] - logged["val/balanced_acc"]) > 1e-4  # the split is imbalanced: they differ
 
 
 def test_checkpoint_round_trip(fitted):
-    model, _, path = fitted
+    model, _, path, _ = fitted
     x = torch.randn(5, 8, 4)
     loaded = load_checkpoint(path)
     assert type(loaded) is TransformerClassifier and loaded.task == "classification"
@@ -193,3 +206,94 @@ def test_lm_is_causal_unless_told_otherwise():
     assert TransformerLM(config={"n_layers": 1, "d_model": 16, "n_heads": 2}).config.causal is True
     with pytest.raises(ValueError, match=r"CausalLM needs TransformerConfig.causal=True"):
         TransformerLM(config={"n_layers": 1, "d_model": 16, "n_heads": 2, "causal": False})
+
+
+def test_metrics_argument_chooses_what_is_logged(tmp_path):
+    model = _classifier(metrics=["acc", {"name": "Accuracy", "top_k": 2}, "mcc"])
+    x, y = torch.randn(64, 8, 4), torch.randint(0, NUM_CLASSES, (64,))
+    logged = _trainer(tmp_path).validate(model, DataLoader(TensorDataset(x, y), batch_size=32), verbose=False)[0]
+    assert set(logged) == {"val/loss", "val/acc", "val/top2_acc", "val/mcc"}
+
+
+def test_label_smoothing_and_class_weights_reach_the_loss():
+    weights = [1.0, 3.0, 0.5]
+    model = _classifier(label_smoothing=0.1, class_weights=weights)
+    out, y = torch.randn(6, NUM_CLASSES), torch.tensor([0, 1, 2, 1, 1, 0])
+    expected = torch.nn.functional.cross_entropy(out, y, weight=torch.tensor(weights), label_smoothing=0.1)
+    torch.testing.assert_close(model.loss(out, y), expected)
+    assert not torch.allclose(_classifier().loss(out, y), expected)
+    assert "class_weights" not in model.state_dict()  # rebuilt from hparams: old checkpoints keep loading
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(class_weights=[1.0, 2.0]), r"class_weights=\[1\.0, 2\.0\] must hold num_classes=3 weights >= 0"),
+        (dict(class_weights=[1.0, -1.0, 1.0]), r"must hold num_classes=3 weights >= 0"),
+        (dict(label_smoothing=1.0), r"label_smoothing=1\.0 must be in \[0, 1\)"),
+        (dict(task="regression", num_classes=1, label_smoothing=0.1), r"apply to task='classification' only"),
+        (dict(metrics=["accuracy"]), r"metric 'accuracy' is not a classification metric"),
+    ],
+)
+def test_loss_and_metric_argument_errors(kwargs, match):
+    from nl_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        _classifier(**kwargs)
+
+
+def test_new_arguments_round_trip_and_old_checkpoints_load(fitted, tmp_path):
+    _, _, path, _ = fitted
+    checkpoint = torch.load(path, weights_only=True)
+    for key in ("metrics", "label_smoothing", "class_weights"):
+        checkpoint["hyper_parameters"].pop(key)  # a checkpoint from before these arguments existed
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    old = load_checkpoint(tmp_path / "old.ckpt")
+    assert old.label_smoothing == 0.0 and set(old.val_metrics) == {"val/acc", "val/balanced_acc", "val/macro_f1"}
+
+    from nl_lightning.models.metrics import MetricSpec
+
+    model = _classifier(metrics=[MetricSpec("F1Score", average="weighted"), "acc"], label_smoothing=0.2,
+                        class_weights=[1.0, 2.0, 3.0])
+    trainer = _trainer(tmp_path, max_steps=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    new = load_checkpoint(tmp_path / "new.ckpt")
+    assert set(new.val_metrics) == {"val/weighted_f1", "val/acc"}
+    assert new.label_smoothing == 0.2 and new.class_weights.tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("position, causal, warns", [("none", False, True), ("learned", False, False),
+                                                     ("rope", False, False), ("none", True, False)])
+def test_warns_when_the_encoder_cannot_see_order(position, causal, warns, recwarn):
+    import warnings
+
+    warnings.simplefilter("always")
+    model = _classifier(config=TransformerConfig(input_dim=4, n_layers=1, d_model=16, n_heads=2, position=position,
+                                                 causal=causal))
+    assert not [w for w in recwarn if "tell its tokens apart" in str(w.message)]  # not on load: on fit
+    model.setup("fit")
+    found = [w for w in recwarn if "cannot tell its tokens apart by position" in str(w.message)]
+    assert len(found) == int(warns)
+
+
+def test_wrong_num_classes_is_refused_before_training(tmp_path):
+    """The data's labels are checked against num_classes in setup: before the model summary or a step."""
+    from nl_lightning.data import ArrayDataModule
+    from nl_lightning.errors import ConfigError
+
+    x, y = torch.randn(64, 8, 4), torch.arange(64) % 5
+    data = ArrayDataModule(x_train=x, y_train=y, val_fraction=0.25, batch_size=16)
+    model = _classifier()
+    steps = []
+
+    class Count(L.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            steps.append("fit_start")
+
+    with pytest.raises(ConfigError, match=r"labels \(.*\) range over 0\.\.4, but the model has num_classes=3 "
+                                          r"\(class ids 0\.\.2\)\. Set --model\.init_args\.num_classes=5\."):
+        _trainer(tmp_path, max_epochs=1, callbacks=[Count()]).fit(model, data)
+    assert steps == []  # nothing ran: no summary, no sanity check
+    data = ArrayDataModule(x_train=x, y_train=y % 3, val_fraction=0.25, batch_size=16)
+    _trainer(tmp_path, max_steps=1).fit(model, data)  # labels 0..2 fit

@@ -176,3 +176,32 @@ def test_scheduler_needs_a_finite_step_count():
 def test_model_construction_errors(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(qkv_bias="yes"), r"TransformerConfig.qkv_bias='yes' must be true, false or null \(= bias\)"),
+        (dict(gelu_approximate="tanh", mlp="swiglu"), r"gelu_approximate='tanh' applies to mlp='gelu' or 'geglu', not "
+                                                      r"mlp='swiglu'"),
+        (dict(rope_scaling={"type": "linear", "factor": 2.0}, position="alibi"),
+         r"rope_scaling is set but position='alibi'; it needs position='rope'"),
+        (dict(rope_scaling={"type": "ntk"}), r"TransformerConfig.rope_scaling type 'ntk' is not supported"),
+        (dict(sliding_window=0), r"TransformerConfig.sliding_window=0 must be a positive integer"),
+        (dict(sliding_window=4, causal=False), r"sliding_window=4 needs causal attention; set causal=true"),
+        (dict(type_vocab_size=-1), r"TransformerConfig.type_vocab_size=-1 must be an integer >= 0"),
+        (dict(type_vocab_size=2, input_dim=3), r"type_vocab_size=2 needs token inputs"),
+        (dict(embed_norm=1), r"TransformerConfig.embed_norm=1 must be true or false"),
+    ],
+)
+def test_pretrained_fields_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TransformerConfig(**kwargs)
+
+
+def test_pretrained_fields_yaml_round_trip():
+    config = TransformerConfig(qkv_bias=True, bias=False, mlp_bias=None, rope_base=5e5, sliding_window=16,
+                               rope_scaling={"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                             "high_freq_factor": 4.0, "original_max_seq_len": 8192},
+                               type_vocab_size=2, embed_norm=True, mlp="gelu", gelu_approximate="tanh")
+    assert TransformerConfig.from_dict(yaml.safe_load(yaml.safe_dump(asdict(config)))) == config

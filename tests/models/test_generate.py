@@ -171,3 +171,16 @@ def test_cache_overflow_through_the_model(lm):
         lm(torch.zeros(1, 3, dtype=torch.long), kv_caches=caches)
         with pytest.raises(ValueError, match=r"KVCache is full: 3 cached \+ 2 new > max_len=4"):
             lm(torch.zeros(1, 2, dtype=torch.long), kv_caches=caches)
+
+
+def test_compiled_decoding_is_one_graph_per_phase(tiny_config, seed):
+    """generate over torch.compile(model, dynamic=True): prefill and decode each trace whole (no
+    graph break, fullgraph=True), with the cache length symbolic, and give the eager tokens."""
+    import torch._dynamo
+
+    model = CausalLM(tiny_config(n_kv_heads=2)).eval()
+    prompt = torch.randint(0, 32, (2, 5))
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True):
+        compiled = torch.compile(model, backend="eager", dynamic=True, fullgraph=True)
+        assert torch.equal(generate(compiled, prompt, 6, temperature=0.0), generate(model, prompt, 6, temperature=0.0))

@@ -226,3 +226,30 @@ def test_scaled_dot_product_rejects_unknown_backend():
     q, k, v = _qkv(H)
     with pytest.raises(ValueError, match=r"Unknown attention backend 'fast'; choose one of"):
         scaled_dot_product(q, k, v, backend="fast")
+
+
+@pytest.mark.parametrize("t_q, t_k", [(9, 9), (1, 12), (3, 12)])
+@pytest.mark.parametrize("window", [1, 4, 20])
+def test_sliding_window_mask_sees_the_last_window_positions(t_q, t_k, window):
+    """Query i (absolute position t_k - t_q + i) sees keys j with i - window < j <= i (Mistral)."""
+    mask = build_attn_mask(t_q, t_k, causal=True, window=window)[0, 0]
+    for i in range(t_q):
+        pos = t_k - t_q + i
+        expected = [pos - window < j <= pos for j in range(t_k)]
+        assert mask[i].tolist() == expected
+
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2])
+def test_compiles_in_one_graph_with_dynamic_shapes(n_kv_heads, seed):
+    """Grouped-query attention under torch.compile(dynamic=True), head counts symbolic too (as a
+    compiled generate needs for its growing KV cache): a SymBool passed as SDPA's enable_gqa broke
+    the graph, and every decode step fell back to eager."""
+    import torch._dynamo
+
+    attn = SelfAttention(32, 4, n_kv_heads).eval()
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True):
+        compiled = torch.compile(attn, backend="eager", dynamic=True, fullgraph=True)
+        for length in (5, 9):
+            x = torch.randn(2, length, 32)
+            torch.testing.assert_close(compiled(x, is_causal=True), attn(x, is_causal=True))

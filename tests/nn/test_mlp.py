@@ -84,3 +84,27 @@ def test_act_is_injected():
         mlp.fc1.weight.copy_(-torch.eye(8, 4)), mlp.fc1.bias.zero_()
     x = torch.ones(1, 4)
     assert_close(mlp(x), mlp.fc2.bias[None].expand(1, 4))  # relu(-x) = 0 for positive x
+
+
+@pytest.mark.parametrize("name", ["gelu", "geglu"])
+def test_gelu_tanh_approximation(name, seed):
+    """GPT-2's gelu_new: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    mlp = build_mlp(name, 8, 12, gelu_approximate="tanh")
+    x = torch.randn(2, 5, 8)
+
+    def act(h):
+        return 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h**3)))
+
+    if name == "gelu":
+        expected = _lin(mlp.fc2, act(_lin(mlp.fc1, x)))
+    else:
+        expected = _lin(mlp.down, act(_lin(mlp.gate, x)) * _lin(mlp.up, x))
+    assert_close(mlp(x), expected)
+    exact = build_mlp(name, 8, 12)
+    exact.load_state_dict(mlp.state_dict())
+    assert not torch.allclose(exact(x), mlp(x), atol=1e-6)  # the approximation is really in use
+
+
+def test_unknown_gelu_approximation():
+    with pytest.raises(ValueError, match=r"Unknown gelu_approximate 'fast'; choose one of \('none', 'tanh'\)"):
+        build_mlp("gelu", 8, gelu_approximate="fast")

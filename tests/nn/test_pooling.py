@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from nl_lightning.nn import POOLINGS, AttentionPool, ClsPool, GeMPool, MeanPool, build_pooling
+from nl_lightning.nn import POOLINGS, AttentionPool, ClsPool, FirstTokenPooler, GeMPool, MeanPool, build_pooling
 
 B, T, D = 3, 6, 8
 LENGTHS = (6, 4, 1)
@@ -113,7 +113,7 @@ def test_truncation_equals_padding(name, seed):
 
 @pytest.mark.parametrize("name", POOLINGS)
 def test_builds_registry_type(name):
-    expected = {"mean": MeanPool, "cls": ClsPool, "attention": AttentionPool, "gem": GeMPool}
+    expected = {"mean": MeanPool, "cls": ClsPool, "attention": AttentionPool, "gem": GeMPool, "pooler": FirstTokenPooler}
     assert set(expected) == set(POOLINGS)
     assert type(build_pooling(name, D)) is expected[name]
 

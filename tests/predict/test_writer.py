@@ -208,12 +208,6 @@ def test_a_record_naming_a_file_outside_its_own_shard_is_refused(named, tmp_path
     assert not (root / "manifest.json").exists()
 
 
-def test_a_record_that_is_not_json_names_the_file(tmp_path):
-    _resume_with_record(tmp_path, lambda root, path, record: path.write_text('{"path": "part-0'))
-    with pytest.raises(ShardError, match=r"Shard record .*part-0-000-000000\.npz\.json is not valid JSON"):
-        run(str(tmp_path))
-
-
 def test_a_manifest_listing_a_file_outside_the_folder_is_not_read(tmp_path):
     run(str(tmp_path))
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -221,6 +215,16 @@ def test_a_manifest_listing_a_file_outside_the_folder_is_not_read(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match=r"lists a shard '\.\./\.\./etc/passwd' that is not a file of"):
         read_predictions(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"not json {", b"\xff\xfe", b"[1, 2]"], ids=["text", "binary", "a list"])
+def test_a_record_that_is_not_json_is_named_on_resume(tmp_path, content):
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(str(tmp_path), model=Echo(crash_at=7))
+    record = sorted((tmp_path / "_records").glob("part-*.json"))[0]
+    record.write_bytes(content)
+    with pytest.raises(ShardError, match=rf"{record} is not a JSON record of nl_lightning's predictions .*Delete it"):
+        run(str(tmp_path))
 
 
 @pytest.mark.parametrize("prediction, error, message", [

@@ -37,7 +37,7 @@ def test_lr_find_command_errors(tmp_path, classifier_fit):
         lr_find.main(["--num_training", "10"])
     with pytest.raises(ConfigError, match=r"lr-find needs 0 < min_lr < max_lr, got min_lr=1.0, max_lr=0.1"):
         lr_find.main(["--config", str(classifier_fit), "--min_lr", "1.0", "--max_lr", "0.1"])
-    with pytest.raises(ConfigError, match=r"lr-find: --num_training=1 must be >= 2"):
+    with pytest.raises(ConfigError, match=r"lr-find: --num_training=1: the range test needs at least 2 steps"):
         lr_find.main(["--config", str(classifier_fit), "--num_training", "1"])
     with pytest.raises(ValueError, match=r"lr_key='model.init_args.lr' is not a setting of this fit config"):
         lr_find.main(["--config", str(classifier_fit), "--lr_key", "model.init_args.lr", "--output_dir", str(tmp_path)])
@@ -76,5 +76,5 @@ def _trainer_kwargs(cli) -> dict:
 def test_lr_finder_rejects_bad_ranges():
     with pytest.raises(ValueError, match=r"0 < min_lr < max_lr, got min_lr=0.1, max_lr=0.01"):
         LRFinder(min_lr=0.1, max_lr=0.01)
-    with pytest.raises(ValueError, match=r"LRFinder: num_training_steps=1 must be >= 2"):
+    with pytest.raises(ValueError, match=r"LRFinder: num_training_steps=1: the range test needs at least 2 steps"):
         LRFinder(num_training_steps=1)

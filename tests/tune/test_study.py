@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -35,29 +36,50 @@ def _event_scalars(run_dir: Path, tag: str) -> list[float]:
     return values
 
 
-def test_best_yaml_reproduces_its_trial(tmp_path, classifier_fit):
+def test_best_yaml_is_the_full_budget_run_and_its_header_reproduces_the_trial(tmp_path, classifier_fit):
+    """The trials train 2 epochs (a tune override), the fit config 3: best.yaml is the 3-epoch run of the
+    best keys and seed (the same numbers as fitting the fit config with them), and its header names the
+    trial-only setting with the command line that reproduces the trial itself."""
     config = make_config(
         tmp_path, classifier_fit, n_trials=2, pruner="none", sampler={"name": "random"}, plots=True,
+        overrides={"trainer.max_epochs": 2},
         space={"model.init_args.optimizer.lr": {"type": "float", "low": 3e-3, "high": 3e-2, "log": True},
-               "model.init_args.pooling": {"type": "categorical", "choices": ["mean", "cls"]}},
+               "model.init_args.pooling": {"type": "categorical", "choices": ["mean", "gem"]}},
     )
-    study, summary, interrupted = tune(config, out=lambda line: None)
+    lines: list[str] = []
+    study, summary, interrupted = tune(config, out=lines.append)
     out = tmp_path / "study"
     best = study.best_trial
     assert not interrupted and summary["best"][0]["number"] == best.number
     assert summary["states"]["complete"] == 2
+    assert summary["seconds_per_trial"] > summary["startup_s"] > 0
+    assert "Time per trial: median" in lines[-1] and "to the first training step" in lines[-1]
 
-    # best.yaml: the trial's sampled keys and seed, logging to <study>/best/version_N.
-    fit = yaml.safe_load((out / "best.yaml").read_text())
+    # best.yaml: the trial's sampled keys and seed at the fit config's budget, logging to <study>/best/version_N.
+    text = (out / "best.yaml").read_text()
+    fit = yaml.safe_load(text)
     assert fit["model"]["init_args"]["optimizer"]["lr"] == best.params["model.init_args.optimizer.lr"]
     assert fit["model"]["init_args"]["pooling"] == best.params["model.init_args.pooling"]
     assert fit["seed_everything"] == best.user_attrs["seed"] == best.number  # seed 0 + trial number
+    assert fit["trainer"]["max_epochs"] == 3
+    assert "#   trainer.max_epochs: 2   (here: 3)\n" in text
+    command = re.search(r"^#   (nl-lightning fit --config \S+best\.yaml --trainer\.max_epochs=2)$", text, re.M)
+    assert command, text[:800]
 
     assert cli_main(["fit", "--config", str(out / "best.yaml")]) == 0
-    rerun = _event_scalars(out / "best" / "version_0", "val/loss")
+    full = _event_scalars(out / "best" / "version_0", "val/loss")
+    direct = tmp_path / "direct"
+    assert cli_main(["fit", "--config", str(classifier_fit), f"--seed_everything={best.number}",
+                     f"--model.init_args.optimizer.lr={best.params['model.init_args.optimizer.lr']}",
+                     f"--model.init_args.pooling={best.params['model.init_args.pooling']}",
+                     f"--trainer.logger.init_args.save_dir={direct}"]) == 0
+    assert len(full) == 3 and full == _event_scalars(direct, "val/loss")  # the full-budget run, number for number
+
+    assert cli_main(command.group(1).split()[1:]) == 0  # the header's command: the trial itself
+    rerun = _event_scalars(out / "best" / "version_1", "val/loss")
     trial_values = _event_scalars(Path(best.user_attrs["run_dir"]), "val/loss")
-    assert len(rerun) == len(trial_values) == 3  # one validation per epoch
-    assert rerun == trial_values  # same seed, same keys, same thread count: the same numbers
+    assert len(rerun) == len(trial_values) == 2  # one validation per epoch
+    assert rerun == trial_values  # same seed, same keys, same budget, same thread count: the same numbers
     assert min(rerun) == pytest.approx(best.value, rel=1e-6)  # reduce='best': the best validation
 
     with open(out / "trials.csv") as f:
@@ -95,9 +117,10 @@ def test_median_pruner_prunes_diverging_learning_rates(tmp_path, classifier_fit)
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, classifier_fit):
     # Trial 0 raises in the model's constructor, trial 1 diverges to NaN, trial 2 is SIGKILLed
-    # as the out-of-memory killer would, trial 3 trains normally.
+    # as the out-of-memory killer would, trial 3 trains normally. The study maximizes val/acc, which
+    # stays finite (chance level) in the diverged trial: its NaN val/loss still fails it.
     config = make_config(
-        tmp_path, classifier_fit, n_trials=4, pruner="none", sampler={"name": "random"},
+        tmp_path, classifier_fit, n_trials=4, pruner="none", sampler={"name": "random"}, metrics={"val/acc": "maximize"},
         overrides={"trainer.gradient_clip_val": None, "trainer.max_epochs": 30, "trainer.callbacks": []},
         space={"model.init_args.config.n_heads": {"type": "categorical", "choices": [2, 3]},
                "model.init_args.optimizer.name": {"type": "categorical", "choices": ["adamw", "sgd"]},
@@ -111,15 +134,23 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path, classifier_f
     )
     killer = threading.Thread(target=_kill_trial, args=(tmp_path / "study" / "trial_0002",), daemon=True)
     killer.start()
-    study = run_study(config, out=lambda line: None)
+    lines: list[str] = []
+    study = run_study(config, out=lines.append)
     killer.join(timeout=1)
     trials = study.get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
     reasons = [t.user_attrs["fail_reason"] for t in trials[:3]]
-    assert "n_heads=3 must divide d_model=16" in reasons[0]
+    # jsonargparse's nested Union report cut to the line that matters, in the progress line too
+    assert reasons[0].startswith("ValueError: TransformerConfig.n_heads=3 must divide d_model=16; use one of")
+    assert "Union" not in reasons[0] and "\n" not in reasons[0]
+    assert f"({reasons[0]})" in next(line for line in lines if line.startswith("trial 0 "))
     assert "NonFiniteMetricError" in reasons[1] and "val/loss became nan" in reasons[1]
+    assert "(the trial diverged; its val/acc=" in reasons[1]
     assert "killed by SIGKILL" in reasons[2] and "out of memory" in reasons[2]
     assert trials[3].values is not None and trials[3].user_attrs["fail_reason"] is None
+    startup = trials[3].user_attrs["startup_s"]  # from the trial's start to its first training step
+    assert 0 < startup < trials[3].duration.total_seconds()
+    assert f"(start {startup:.1f}s)" in next(line for line in lines if line.startswith("trial 3 "))
 
 
 def _kill_trial(run_dir: Path, timeout: float = 120.0) -> None:

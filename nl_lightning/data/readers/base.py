@@ -13,6 +13,11 @@ from nl_lightning._io import bytes_sha256
 from nl_lightning.errors import DataError, MissingFileError, MissingPackageError, NLUserError, NotAFileError
 
 
+class DataFileError(DataError):
+    """A data file that cannot be read as data (not a regular file, truncated); the message names it."""
+
+
+
 class MissingKeyError(NLUserError, KeyError):
     """A dataset key or column that is not in the file; ``str()`` is the message, not its repr."""
 
@@ -120,6 +125,9 @@ def check_file(path: str | os.PathLike) -> Path:
         )
     if path.is_dir():
         raise NotAFileError(f"Expected a data file but '{path}' is a directory.")
+    if not path.is_file():  # a FIFO, socket or device: no size, no random access
+        raise DataFileError(f"'{path}' is not a regular file (a pipe, socket or device); data files are read by row "
+                            "with random access: write the data to a file and pass that.")
     if path.stat().st_size == 0:
         raise DataError(f"Data file is empty (0 bytes): '{path}'. Re-write it or remove it from the config.")
     return path

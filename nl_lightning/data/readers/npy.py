@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nl_lightning.data.readers.base import FileReader, LazyHandle, check_array, check_file, file_fingerprint, read_sorted
-from nl_lightning.errors import DataError
+from nl_lightning.data.readers.base import (
+    DataFileError, FileReader, LazyHandle, check_array, check_file, file_fingerprint, read_sorted,
+)
 
 
 def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -21,17 +22,16 @@ def read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
             )
             shape, fortran, dtype = read_header(f)
         except ValueError as err:
-            raise DataError(f"'{path}' is not a valid .npy file ({err}). Re-save it with numpy.save.") from err
-        offset = f.tell()
-    dtype = np.dtype(dtype)
+            raise DataFileError(f"'{path}' is not a valid .npy file ({err}). Re-save it with numpy.save.") from err
+        shape, dtype, offset = tuple(shape), np.dtype(dtype), f.tell()
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    size = Path(path).stat().st_size
+    size = path.stat().st_size
     if size < expected:
-        raise DataError(
-            f"'{path}' is truncated: its header says {tuple(shape)} {dtype} ({expected} bytes with the header), but "
-            f"the file has {size} bytes. It was cut short while being written or copied; write or copy it again."
+        raise DataFileError(
+            f"'{path}' is truncated: its header says {shape} {dtype} ({expected:,} bytes with the header), but the file "
+            f"has {size:,} bytes (an interrupted write or copy). Re-save it with numpy.save or copy it again."
         )
-    return tuple(shape), dtype, fortran, offset
+    return shape, dtype, fortran, offset
 
 
 def open_memmap(path: str, dtype: str, shape: tuple[int, ...], offset: int, fortran: bool) -> np.ndarray:

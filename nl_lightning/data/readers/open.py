@@ -14,6 +14,7 @@ from nl_lightning.data.readers.parquet import ParquetReader
 from nl_lightning.data.readers.pt import TorchReader
 from nl_lightning.errors import ConfigError, NotAFileError
 
+#: A file format by name; ``auto`` infers it from the suffix (:func:`infer_format`).
 Format = Literal["auto", "npy", "npz", "hdf5", "parquet", "pt"]
 Key = str | Sequence[str] | None
 
@@ -32,7 +33,11 @@ SUFFIXES = {
 
 
 def infer_format(path: str | Path) -> str:
-    """The format of ``path`` from its suffix; a directory means one ``<key>.npy`` file per key."""
+    """The format of ``path`` from its suffix; a directory means one ``<key>.npy`` file per key.
+
+    >>> infer_format("train.h5"), infer_format("part-0.parquet"), infer_format("x.pt")
+    ('hdf5', 'parquet', 'pt')
+    """
     path = Path(path)
     if path.is_dir():
         known = SUFFIXES.get(path.suffix.lower())

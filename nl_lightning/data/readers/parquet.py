@@ -32,8 +32,8 @@ def decode_table(table: Any, list_shape: tuple[int, ...] | None) -> np.ndarray:
     good = pc.fill_null(pc.equal(pc.list_value_length(column), math.prod(list_shape)), False)
     if pc.all(good).as_py():  # the common case: no null or ragged rows, no filtering copy
         return pc.list_flatten(column).to_numpy(zero_copy_only=False).reshape(-1, *list_shape)
-    good = good.to_numpy(zero_copy_only=False)
     values = pc.list_flatten(column.filter(good)).to_numpy(zero_copy_only=False).reshape(-1, *list_shape)
+    good = good.to_numpy(zero_copy_only=False)  # filter with the Arrow mask: pyarrow < 16 takes no NumPy one
     out = np.full((len(column), *list_shape), np.nan, dtype=np.result_type(values.dtype, np.float32))
     out[good] = values
     return out
