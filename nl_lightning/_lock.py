@@ -19,6 +19,7 @@ from nl_lightning.errors import NLUserError
 
 __all__ = ["LOCK_NAME", "RunDirInUseError", "acquire", "release"]
 
+#: The lock file a live writer holds in its folder (JSON: pid, host, start time).
 LOCK_NAME = ".nl_lightning.lock"
 
 

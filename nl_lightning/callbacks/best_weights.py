@@ -27,6 +27,7 @@ from nl_lightning.models.checkpoint import read_checkpoint
 
 __all__ = ["ExportWeights", "exported_weights"]
 
+#: Which weights a fit-end export writes: the monitored ``best`` checkpoint, or the ``last`` (final) weights.
 ExportWeights = Literal["best", "last"]
 
 

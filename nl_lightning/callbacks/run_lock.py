@@ -19,8 +19,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from nl_lightning._lock import LOCK_NAME, RunDirInUseError, acquire, release
 from nl_lightning.track.loggers import run_dir
 
-__all__ = ["LOCK_NAME", "RunDirInUseError", "RunLock", "acquire", "release"]
-
 
 class RunLock(L.Callback):
     """Lock the run's log folder and checkpoint folders for the duration of ``fit`` (rank 0)."""
