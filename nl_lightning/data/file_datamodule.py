@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,10 @@ class FileDataModule(ReaderDataModule):
         """
         super().__init__(**kwargs)
         # Plain values only (the checkpoint loads with weights_only=True; `nl-lightning export` rebuilds
-        # this DataModule from them to calibrate INT8): transforms are objects, and training-only.
-        self.save_hyperparameters(ignore=["transforms"])
+        # this DataModule from them to calibrate INT8): transforms are objects, and training-only. The
+        # frame is passed so that Lightning keeps no reference cycle to it (which would hold this
+        # DataModule, and its open files, until the next garbage collection).
+        self.save_hyperparameters(ignore=["transforms"], frame=inspect.currentframe())
         if val_path is not None and self.val_fraction > 0:
             raise ConfigError("Set val_path or val_fraction, not both (val_fraction holds out training rows).")
         if test_path is not None and self.test_fraction > 0:
