@@ -14,10 +14,11 @@ from nl_lightning.callbacks.curves import CurvesCallback
 from nl_lightning.callbacks.model_registry import ModelRegistryCallback
 from nl_lightning.predict.writer import PredictionWriter  # batch inference's writer, re-exported
 from nl_lightning.callbacks.lr_finder import LRFinder
+from nl_lightning.callbacks.last_checkpoint import LastCheckpoint
 
 __all__ = [
     "TextSampleCallback", "ExportCallback", "PruningCallback", "QuantizationCallback",
     "GradientMonitor", "NonFiniteGradientError", "HistogramMonitor", "ConfusionMatrixMonitor",
     "TaskThroughputMonitor", "RunMetadata", "CurvesCallback", "ModelRegistryCallback",
-    "PredictionWriter", "LRFinder", "StructuredPruningCallback",
+    "PredictionWriter", "LRFinder", "LastCheckpoint", "StructuredPruningCallback",
 ]

@@ -124,6 +124,11 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         """How to give ``split`` a source, for error messages."""
         return f"give the DataModule {split} data"
 
+    def source_files(self, split: Split) -> list[str]:
+        """The files ``split`` is read from (none for data in memory); ``val`` / ``test`` held out by
+        a fraction are read from the training files."""
+        return []
+
     def setup(self, stage: str | None = None) -> None:
         for split in STAGE_SPLITS.get(stage, STAGE_SPLITS[None]):
             if split not in self.datasets:
@@ -311,3 +316,10 @@ def _check_args(batch_size: int, num_workers: int, prefetch_factor: int | None, 
         raise ConfigError(f"transform_on must be 'sample' or 'batch'; got {transform_on!r}.")
     if cache not in ("none", "memory", "disk", "hybrid"):
         raise ConfigError(f"cache must be 'none', 'memory', 'disk' or 'hybrid'; got {cache!r}.")
+
+
+def describe_data(datamodule: L.LightningDataModule, split: Split) -> dict[str, Any]:
+    """What ``split`` of ``datamodule`` is, for a manifest: its class and the files it reads."""
+    cls = type(datamodule)
+    files = datamodule.source_files(split) if isinstance(datamodule, ReaderDataModule) else []
+    return {"datamodule": f"{cls.__module__}.{cls.__qualname__}", "split": split, "files": files}

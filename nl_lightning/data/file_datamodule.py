@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ class FileDataModule(ReaderDataModule):
             **kwargs: loader, split, validation, transform and cache settings of ReaderDataModule.
         """
         super().__init__(**kwargs)
+        # Plain values only (the checkpoint loads with weights_only=True; `nl-lightning export` rebuilds
+        # this DataModule from them to calibrate INT8): transforms are objects, and training-only. The
+        # frame is passed so that Lightning keeps no reference cycle to it (which would hold this
+        # DataModule, and its open files, until the next garbage collection).
+        self.save_hyperparameters(ignore=["transforms"], frame=inspect.currentframe())
         if val_path is not None and self.val_fraction > 0:
             raise ConfigError("Set val_path or val_fraction, not both (val_fraction holds out training rows).")
         if test_path is not None and self.test_fraction > 0:
@@ -67,6 +73,10 @@ class FileDataModule(ReaderDataModule):
 
     def missing_hint(self, split: Split) -> str:
         return f"set {split}_path (e.g. --data.init_args.{split}_path=data.h5)"
+
+    def source_files(self, split: Split) -> list[str]:
+        paths = self.paths["train"] if split in ("val", "test") and self._fraction(split) > 0 else self.paths[split]
+        return [] if paths is None else [str(p) for p in ([paths] if isinstance(paths, str) else paths)]
 
     def open_split(self, split: Split) -> tuple[Reader, Reader | None] | None:
         paths = self.paths[split]

@@ -68,6 +68,9 @@ class ExportConfig:
     calibration_batches: int = 8
     per_channel: bool = True
     """Per-channel weight scales for static INT8."""
+    random_calibration: bool = False
+    """Calibrate static INT8 on random inputs when no data is given. Off: that is an error, since
+    ranges measured on noise do not match real data (pass the data, e.g. ``--data``)."""
     strict: bool = True
     """Raise ``ParityError`` when a format fails its check (the export and manifest are written first)."""
 
@@ -98,15 +101,16 @@ class ExportConfig:
 def export_formats(
     model: nn.Module, out_dir: str | Path, config: ExportConfig | None = None,
     signature: ModelSignature | None = None, calibration: Iterable[Any] | None = None, source: str | None = None,
-    source_sha256: str | None = None, validation: Iterable[Any] | None = None,
+    source_sha256: str | None = None, validation: Iterable[Any] | None = None, about: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``config.formats`` of ``model`` into ``out_dir`` and return the manifest (also saved).
 
     ``calibration``: batches for static INT8 (e.g. a ``val_dataloader()``); None = random inputs.
     ``validation``: batches INT8 artifacts are checked on (default: ``calibration``); without
     either, they are checked on random inputs, by their error only. ``source`` /
-    ``source_sha256`` name the checkpoint the model came from. ``out_dir`` must be new, empty or
-    an earlier export: it is replaced as a whole.
+    ``source_sha256`` name the checkpoint the model came from; ``about`` adds entries to the
+    manifest (``weights``: which checkpoint, ``data``: what INT8 was calibrated on). ``out_dir``
+    must be new, empty or an earlier export: it is replaced as a whole.
     """
     config = config or ExportConfig()
     if "tensorrt" in config.formats:
@@ -121,7 +125,7 @@ def export_formats(
     checks = _check_inputs(signature, validation if validation is not None else calibration, config)
     with staged_dir(out_dir) as build:
         manifest = _write_all(net, build, signature, config, calibration, checks)
-        manifest.update(source=source, source_sha256=source_sha256, **signature.manifest_task())
+        manifest.update(source=source, source_sha256=source_sha256, **signature.manifest_task(), **(about or {}))
         write_manifest(build, manifest)
     failures = [a["format"] for a in manifest["artifacts"] if not a["parity_ok"]]
     if failures:
@@ -251,7 +255,7 @@ def _write_int8_static(
     from nl_lightning.export.calibration import calibration_reader
     from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_static
 
-    reader = calibration_reader(signature, calibration, config.calibration_batches)
+    reader = calibration_reader(signature, calibration, config.calibration_batches, config.random_calibration)
     quantize_onnx_static(out_dir / FILENAMES["onnx"], path, reader, per_channel=config.per_channel)
     return ort_runner(ort_session(path))
 

@@ -53,18 +53,19 @@ def resolve_variant(name: str) -> str:
 
 
 class VariantBuilder:
-    """Builds variants of ``model`` into ``work_dir``; ``calibration`` feeds static INT8."""
+    """Builds variants of ``model`` into ``work_dir``; ``calibration`` feeds static INT8 (without it,
+    static INT8 is an error unless ``random_calibration``: for timing only, as ``profile`` does)."""
 
     def __init__(
         self, model: nn.Module, work_dir: str | Path, signature: ModelSignature | None = None,
         calibration: Iterable[Any] | None = None, calibration_batches: int = 8, threads: int | None = None,
-        opset: int = DEFAULT_OPSET,
+        opset: int = DEFAULT_OPSET, random_calibration: bool = False,
     ) -> None:
         self.signature = signature or signature_of(model)
         self.net = inference_copy(model)
         self.work_dir = Path(work_dir)
         self.calibration, self.calibration_batches = calibration, calibration_batches
-        self.threads, self.opset = threads, opset
+        self.threads, self.opset, self.random_calibration = threads, opset, random_calibration
 
     def build(self, name: str) -> Variant:
         name = resolve_variant(name)
@@ -106,7 +107,7 @@ class VariantBuilder:
     def _reader(self) -> Any:
         from nl_lightning.export.calibration import calibration_reader
 
-        return calibration_reader(self.signature, self.calibration, self.calibration_batches)
+        return calibration_reader(self.signature, self.calibration, self.calibration_batches, self.random_calibration)
 
 
 @contextlib.contextmanager

@@ -39,6 +39,8 @@ class WorkerPlan:
     task: str = "auto"
     labels: tuple[str, ...] | None = None
     threads: int = 1
+    trust: tuple[str, ...] = ()
+    """Class paths a checkpoint may name besides the allow-list (``ServeConfig.trust``)."""
 
 
 class ModelAPI(ls.LitAPI):
@@ -62,7 +64,7 @@ class ModelAPI(ls.LitAPI):
         registry = ModelRegistry(self.plan.model_dir, self.plan.backend, self.plan.onnx_format)
 
         def load(version: str) -> Runner:
-            return load_runner(registry.source(version), device, self.plan.threads, self.plan.task)
+            return load_runner(registry.source(version), device, self.plan.threads, self.plan.task, self.plan.trust)
 
         worker = int(os.environ.get("LITSERVE_WORKER_ID", "0"))
         self.live = LiveModel(Rollout(self.plan.state_dir), load, worker, self.plan.contract, self._count_version)

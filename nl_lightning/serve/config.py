@@ -100,6 +100,11 @@ class ServeConfig:
     shutdown_timeout: float = 10.0
     """Seconds the HTTP servers get to finish in-flight requests on SIGINT / SIGTERM."""
     log_level: LogLevel = "warning"
+    trust: list[str] = field(default_factory=list)
+    """Your own model classes a checkpoint may name, e.g. ``[mypkg.models.MyModel]`` (importable by
+    the server: installed or on PYTHONPATH); nl_lightning's own models need no entry. Only the
+    classes listed here are imported, never one a file names on its own (``models/trust.py``, which
+    checks the entries when a checkpoint is loaded)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.limits, dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -55,11 +55,12 @@ class TorchRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, source: ModelSource, device: str = "cpu", task: str = "auto") -> None:
+    def __init__(self, source: ModelSource, device: str = "cpu", task: str = "auto", trust: Sequence[str] = ()) -> None:
         from nl_lightning.models.checkpoint import load_checkpoint
 
         self.source, self.device = source, torch.device(device)
-        self.model = load_checkpoint(source.path, map_location="cpu", merge_lora=True).eval().to(self.device)
+        model = load_checkpoint(source.path, map_location="cpu", merge_lora=True, trust=trust)
+        self.model = model.eval().to(self.device)
         # a task module without a ``task`` (distillation) classifies
         self.signature = signature_of(self.model, default_task="classification")
         if task != "auto" and task != self.signature.task:
@@ -155,10 +156,12 @@ class _OnnxCausalLM:
         return torch.from_numpy(self.runner.forward(cache.tokens.numpy()))[:, -idx.shape[1]:]
 
 
-def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 1, task: str = "auto") -> Runner:
-    """The runner of ``source``'s backend."""
+def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 1, task: str = "auto",
+                trust: Sequence[str] = ()) -> Runner:
+    """The runner of ``source``'s backend; ``trust``: class paths a checkpoint may name besides the
+    allow-list (the ``trust:`` setting, ``models/trust.py``)."""
     if source.backend == "torch":
-        return TorchRunner(source, device, task)
+        return TorchRunner(source, device, task, trust)
     if not str(device).startswith("cpu"):
         raise ConfigError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
     return OnnxRunner(source, threads, task)

@@ -74,14 +74,14 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
     process_metrics()  # multiprocess mode must be on before anything counts
     registry = ModelRegistry(config.model_dir, config.backend, config.onnx_format)
     source = registry.source(config.version)
-    signature = load_runner(source, "cpu", config.threads, config.task).signature
+    signature = load_runner(source, "cpu", config.threads, config.task, config.trust).signature
     _check_labels(config, signature)
     schema = request_schema(signature, config.limits)
     rollout = Rollout(Path(state_dir), timeout=config.reload_timeout)
     rollout.begin(source.version)
     labels = tuple(config.labels) if config.labels else None
     plan = WorkerPlan(str(config.model_dir), str(state_dir), signature, config.backend, config.onnx_format,
-                      config.task, labels, config.threads)
+                      config.task, labels, config.threads, tuple(config.trust))
     api = ModelAPI(plan, config.max_batch_size, config.batch_timeout)
     response = response_schema(signature, labels)
     server = ModelServer(

@@ -69,9 +69,11 @@ def test_empty_calibration_data_is_an_error():
         DataLoaderCalibrationReader([], "x", 2).get_next()
 
 
-def test_calibration_without_data_warns(models):
+def test_calibration_without_data_is_an_error_unless_random_is_asked_for(models):
+    with pytest.raises(ValueError, match=r"Static INT8 needs calibration data and none was given.*random_calibration: true"):
+        calibration_reader(signature_of(models["lm"]), None, num_batches=2)
     with pytest.warns(UserWarning, match="calibrated on random inputs"):
-        reader = calibration_reader(signature_of(models["lm"]), None, num_batches=2)
+        reader = calibration_reader(signature_of(models["lm"]), None, num_batches=2, random_calibration=True)
     assert len(list(reader)) == 2
 
 
