@@ -86,18 +86,24 @@ class Transformer(nn.Module):
 
     def forward(
         self, x: Tensor, key_padding_mask: Tensor | None = None, kv_caches: list[KVCache] | None = None,
-        embedded: bool = False,
+        embedded: bool = False, positions: Tensor | None = None,
     ) -> Tensor:
-        """``key_padding_mask``: (B, T) bool, True = padding. ``kv_caches``: one per layer (decoding)."""
+        """``key_padding_mask``: (B, T) bool, True = padding. ``kv_caches``: one per layer (decoding).
+        ``positions``: (B, T) position of each token, for rows of different lengths decoded together
+        (``RaggedKVCache``, causal models): each token sees the keys at or before its position."""
         h = x if embedded else self.embed_inputs(x)  # (B, T, D)
         T = h.size(1)
         offset = kv_caches[0].length if kv_caches else 0
         if self.pos_emb is not None:
-            h = self.pos_emb(h, offset)
+            h = self.pos_emb(h, offset if positions is None else positions)
         h = self.drop(h)
         t_k = offset + T
-        rope = self.rope(T, offset) if self.rope is not None else None
+        rope = None if self.rope is None else self.rope(T, offset) if positions is None else self.rope.at(positions)
+        # ALiBi's bias depends on distances only: a row's shift from ``t_k`` is constant over its keys,
+        # which softmax ignores, so one bias serves rows of every length.
         bias = self.alibi(T, t_k) if self.alibi is not None else None
+        if positions is not None:
+            return self._blocks(h, _position_mask(positions, t_k, bias, h.dtype), False, rope, kv_caches)
         if key_padding_mask is not None and key_padding_mask.shape != h.shape[:2]:
             raise DataError(
                 f"key_padding_mask has shape {tuple(key_padding_mask.shape)} but the input is "
@@ -108,8 +114,12 @@ class Transformer(nn.Module):
         mask = None
         if not fast_causal:
             mask = build_attn_mask(T, t_k, self.config.causal, key_padding_mask, bias, h.device, h.dtype)
+        return self._blocks(h, mask, fast_causal, rope, kv_caches)
+
+    def _blocks(self, h: Tensor, mask: Tensor | None, is_causal: bool, rope: tuple[Tensor, Tensor] | None,
+                kv_caches: list[KVCache] | None) -> Tensor:
         for i, block in enumerate(self.blocks):
-            h = block(h, mask, fast_causal, rope, kv_caches[i] if kv_caches else None)
+            h = block(h, mask, is_causal, rope, kv_caches[i] if kv_caches else None)
         return self.norm(h)
 
     def new_kv_caches(self, batch_size: int, max_len: int) -> list[KVCache]:
@@ -142,8 +152,9 @@ class CausalLM(nn.Module):
         else:
             nn.init.normal_(self.lm_head.weight, std=0.02)
 
-    def forward(self, idx: Tensor, kv_caches: list[KVCache] | None = None) -> Tensor:
-        return self.lm_head(self.transformer(idx, kv_caches=kv_caches))
+    def forward(self, idx: Tensor, kv_caches: list[KVCache] | None = None, positions: Tensor | None = None) -> Tensor:
+        """``positions``: (B, T) per-token positions for rows of different lengths (see ``Transformer``)."""
+        return self.lm_head(self.transformer(idx, kv_caches=kv_caches, positions=positions))
 
 
 class SequenceClassifier(nn.Module):
@@ -191,6 +202,13 @@ class SequenceClassifier(nn.Module):
                 key_padding_mask = torch.cat([key_padding_mask.new_zeros(h.size(0), 1), key_padding_mask.bool()], 1)
         h = self.transformer(h, key_padding_mask, embedded=True)
         return self.head(self.pool(h, key_padding_mask))
+
+
+def _position_mask(positions: Tensor, t_k: int, bias: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """(B, 1, T, t_k) mask letting each token see the keys at or before its own position (the key at
+    index j of a ``RaggedKVCache`` row is that sequence's position j); additive when ALiBi biases it."""
+    allowed = (torch.arange(t_k, device=positions.device) <= positions[..., None])[:, None]
+    return allowed if bias is None else bias.to(dtype).masked_fill(~allowed, float("-inf"))
 
 
 def _init_weights(module: nn.Module) -> None:
