@@ -170,9 +170,12 @@ class ModelSpec(LitSpec):
                 assigned.clear()
                 continue
             dead = await asyncio.to_thread(self._workers.dead)
-            pids = self._workers.pids
+            pids, none_alive = self._workers.pids, self._workers.none_alive()
             for uid, item in list(self._inflight.items()):
-                if item.worker_id is None:
+                if item.worker_id is None:  # still queued: a live worker will take it, unless there is none
+                    if none_alive:
+                        _fail(item, "every inference worker is down (restarting)")
+                        self._inflight.pop(uid, None)
                     continue
                 pid = assigned.setdefault(uid, pids.get(item.worker_id, -1))
                 if item.worker_id in dead or pids.get(item.worker_id) != pid:

@@ -58,13 +58,19 @@ def install_error_handlers(app: FastAPI, fields: dict[str, list[str]], max_paylo
     app.add_exception_handler(Exception, on_crash)
 
 
-def error_body(detail: str, request_id: str | None, **extra: Any) -> dict[str, Any]:
-    return {"detail": detail, "request_id": request_id, **extra}
+def error_body(detail: str, request_id: str | None, path: str = "", **extra: Any) -> dict[str, Any]:
+    """``{"detail", "request_id", ...}``; on the OpenAI routes (``/v1/...``) also OpenAI's ``error``
+    object, whose ``message`` the ``openai`` client shows in its exceptions."""
+    body = {"detail": detail, "request_id": request_id, **extra}
+    if path.startswith("/v1/"):
+        body["error"] = {"message": detail, "type": "invalid_request_error", "param": None, "code": None}
+    return body
 
 
 def _reply(request: Request, status: int, detail: str, headers: dict[str, str] | None = None,
            **extra: Any) -> JSONResponse:
-    return JSONResponse(error_body(detail, request_id_of(request), **extra), status_code=status, headers=headers)
+    body = error_body(detail, request_id_of(request), request.url.path, **extra)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(error: dict[str, Any], fields: dict[str, list[str]], path: str) -> dict[str, Any]:

@@ -138,8 +138,8 @@ def _predict_answer(text: str, tokens: list[int], last: dict) -> dict:
 def _model_error(request: Request, last: dict) -> Response:
     rid = request.scope.get("state", {}).get("request_id")
     detail = f"{last['error']} It is logged with request id {rid}."
-    return Response(json.dumps(error_body(detail, rid, version=last.get("version"))), status_code=500,
-                    media_type="application/json")
+    body = error_body(detail, rid, request.url.path, version=last.get("version"))
+    return Response(json.dumps(body), status_code=500, media_type="application/json")
 
 
 async def _ndjson(first: dict, events: AsyncIterator[dict]) -> AsyncIterator[str]:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from nl_lightning.data.chat import ChatTemplateError, render_chat
-from nl_lightning.data.tokenizer import TextCodec
+from nl_lightning.data.tokenizer import BYTES, TextCodec
 from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.config import ServeLimits
 from nl_lightning.serve.schemas import ServeRequest, encode_prompt
@@ -59,6 +59,7 @@ def openai_schemas(model_id: str, signature: ModelSignature, limits: ServeLimits
                    codec: TextCodec) -> tuple[type[ServeRequest], type[ServeRequest]]:
     """(completions request, chat request) of this server."""
     vocab, max_prompt = signature.vocab_size, limits.max_prompt_tokens or signature.max_seq_len or 1024
+    unit = "bytes (tokens)" if codec is BYTES else "tokens"
     stop_item = Annotated[str, Field(min_length=1, max_length=64)]
 
     class Settings(ServeRequest):
@@ -122,7 +123,7 @@ def openai_schemas(model_id: str, signature: ModelSignature, limits: ServeLimits
                     raise PydanticCustomError("prompt_length", "prompt has {n} token ids; the server takes 1 to "
                                               "{limit} (limits.max_prompt_tokens)", {"n": len(prompt), "limit": max_prompt})
                 return prompt
-            return Encoded(encode_prompt(codec, prompt, max_prompt))
+            return Encoded(encode_prompt(codec, prompt, max_prompt, unit))
 
     class ChatRequest(Settings):
         messages: list[Message] = Field(min_length=1)
@@ -137,7 +138,7 @@ def openai_schemas(model_id: str, signature: ModelSignature, limits: ServeLimits
             except ChatTemplateError as err:
                 raise PydanticCustomError("chat_template", str(err)) from None
             messages = Encoded(messages)
-            messages.ids = encode_prompt(codec, prompt, max_prompt, field="the conversation (chat template applied)")
+            messages.ids = encode_prompt(codec, prompt, max_prompt, unit, "the conversation (chat template applied)")
             return messages
 
         def generation(self, ids: list[int]) -> dict[str, Any]:
