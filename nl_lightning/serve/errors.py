@@ -79,9 +79,8 @@ def _describe(error: dict[str, Any], fields: dict[str, list[str]], path: str) ->
     kind, message, ctx = error.get("type", ""), error.get("msg", ""), error.get("ctx") or {}
     nested = len(loc) > 2 and isinstance(loc[1], int) and f"{path}/{loc[0]}" in fields
     allowed = fields[f"{path}/{loc[0]}"] if nested else fields.get(path, [])  # a /batch_predict row's own fields
-    if kind == "json_invalid":
-        return {"field": "body", "type": kind,
-                "message": f"malformed JSON at character {loc[0] if loc else '?'} ({ctx.get('error', message)})"}
+    if kind == "json_invalid":  # pydantic's parser: "Invalid JSON: EOF while parsing a list at line 1 column 26"
+        return {"field": "body", "type": kind, "message": f"malformed JSON ({message.removeprefix('Invalid JSON: ')})"}
     if kind == "missing" and not loc:
         return {"field": "body", "type": "body_missing",
                 "message": f"the request body is empty; send a JSON object with the fields {allowed}"}

@@ -9,8 +9,8 @@ request joins the same events into one answer, so both carry the same text. A cl
 away (closing a stream, or the connection of a non-streamed request) stops its generation: its
 batch slot frees at the worker's next step.
 
-No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, classes built
-per model.
+No ``from __future__ import annotations``: FastAPI reads the endpoints' return annotations, classes
+built per model.
 """
 
 import asyncio
@@ -26,6 +26,7 @@ from litserve.specs.openai import ChoiceDelta
 from nl_lightning.serve import openai
 from nl_lightning.serve.dispatch import ModelSpec
 from nl_lightning.serve.errors import error_body
+from nl_lightning.serve.schemas import parse_body
 
 NDJSON, SSE = "application/x-ndjson", "text/event-stream"
 
@@ -45,10 +46,9 @@ class GenerateSpec(ModelSpec):
         return True  # every generation streams from the worker; non-streamed answers are joined here
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
-        schema, completion_schema, chat_schema = self.schema, self.completion_schema, self.chat_schema
-
-        async def predict(body: schema, request: Request) -> self.response:  # type: ignore[valid-type]
+        async def predict(request: Request) -> self.response:  # type: ignore[valid-type]
             """Continue a prompt (text or ids); `"stream": true` streams newline-delimited JSON events."""
+            body = await parse_body(request, self.schema)
             uid, item = self.submit(body.generation(), stream=True)
             events = self.events(uid, item)
             if body.stream:
@@ -58,13 +58,13 @@ class GenerateSpec(ModelSpec):
                 return StreamingResponse(_ndjson(first, events), media_type=NDJSON)
             return await self._whole(request, events, lambda text, tokens, last: _predict_answer(text, tokens, last))
 
-        async def completions(body: completion_schema, request: Request) -> dict:  # type: ignore[valid-type]
+        async def completions(request: Request) -> dict:
             """OpenAI's text completions (`openai.completions.create`)."""
-            return await self._openai(body, request, chat=False)
+            return await self._openai(await parse_body(request, self.completion_schema), request, chat=False)
 
-        async def chat_completions(body: chat_schema, request: Request) -> dict:  # type: ignore[valid-type]
+        async def chat_completions(request: Request) -> dict:
             """OpenAI's chat completions (`openai.chat.completions.create`); the model's chat template applies."""
-            return await self._openai(body, request, chat=True)
+            return await self._openai(await parse_body(request, self.chat_schema), request, chat=True)
 
         async def models() -> dict:
             """The served model (OpenAI's `openai.models.list`)."""

@@ -6,19 +6,22 @@ inference workers, where one ``/batch_predict`` request runs as model batches. T
 crosses to the worker as a NumPy array (pickled in one piece, not as nested lists); the worker
 answers with the JSON body, which is forwarded as it is.
 
-No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, which are
-schema classes built per model (local names a string annotation could not be resolved from).
+Bodies are parsed and validated in one pass (``parse_body``); ``/openapi.json`` shows the request
+schemas (``routes``). No ``from __future__ import annotations`` here: FastAPI reads the endpoints'
+return annotations, response classes built per model.
 """
 
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fastapi import Response
+from fastapi import Request, Response
 
 from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.dispatch import ModelSpec
-from nl_lightning.serve.schemas import ServeRequest, ServeResponse, batch_request_schema, batch_response_schema
+from nl_lightning.serve.schemas import (
+    ServeRequest, ServeResponse, batch_request_schema, batch_response_schema, parse_body,
+)
 
 JSON = "application/json"
 
@@ -38,12 +41,12 @@ class PredictSpec(ModelSpec):
         self.dtype = np.int64 if signature.inputs == "tokens" else np.float32
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
-        schema, batch_schema = self.schema, self.batch_schema
-
-        async def predict(body: schema) -> self.response:  # type: ignore[valid-type]
+        async def predict(request: Request) -> self.response:  # type: ignore[valid-type]
+            body = await parse_body(request, self.schema)
             return await self._run({"x": self._array(body), "request_id": body._request_id})
 
-        async def batch_predict(body: batch_schema) -> self.batch_response:  # type: ignore[valid-type]
+        async def batch_predict(request: Request) -> self.batch_response:  # type: ignore[valid-type]
+            body = await parse_body(request, self.batch_schema)
             return await self._run({"rows": self._rows(body.rows), "request_id": body._request_id})
 
         predict.__doc__ = "One input in, the model's answer out (the schemas are this model's)."

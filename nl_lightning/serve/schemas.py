@@ -1,20 +1,22 @@
 """Request and response schemas (pydantic) of ``/predict`` and ``/batch_predict``, built per model from
 its signature and limits (the OpenAI routes' are in ``serve.openai``).
 
-FastAPI validates every ``/predict`` body against the request schema in the HTTP process, so
+Every body is validated against the request schema in the HTTP process (``parse_body``), so
 malformed input is a 4xx there and never reaches an inference worker. The limits are part of the
 schema (``maxItems``, ``maximum``...), so ``/info`` and ``/docs`` show exactly what the server
-accepts. A validated request crosses to the worker as a plain dict carrying its request id. The
-response schema documents each task's answer and lets FastAPI write it to JSON in pydantic's
-serializer rather than walking it with ``jsonable_encoder``.
+accepts. A validated request crosses to the worker as arrays (an input) or token ids (a prompt)
+with its request id. The response schemas document each task's answer for ``/docs`` and ``/info``;
+the worker writes the JSON itself.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from nl_lightning.data.tokenizer import BYTES, TextCodec
@@ -24,6 +26,7 @@ from nl_lightning.serve.config import ServeLimits
 
 #: Set by ``RequestContextMiddleware`` for the request being handled (HTTP process).
 REQUEST_ID: ContextVar[str | None] = ContextVar("nl_serve_request_id", default=None)
+T = TypeVar("T", bound=BaseModel)
 FLOAT32_MAX = float(3.4028234663852886e38)
 Finite32 = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 
@@ -48,6 +51,22 @@ class ServeRequest(BaseModel):
         # Pickled into LitServe's request queue as a plain dict: the worker needs no schema class
         # (these are built per server and would not be importable there) and never re-validates.
         return dict, ({**self.__dict__, "request_id": self._request_id},)
+
+
+async def parse_body(request: Request, schema: type[T]) -> T:
+    """The JSON body of ``request`` validated by ``schema`` in one pass of pydantic's parser (twice as
+    fast as ``json.loads`` then validation, which FastAPI does); errors are FastAPI's
+    ``RequestValidationError`` (locations under ``body``), so the same handlers word them."""
+    content_type = request.headers.get("content-type")
+    body = await request.body()
+    if (content_type is not None and "json" not in content_type) or (content_type is None and body):
+        raise RequestValidationError([{"type": "content_type", "loc": ("body",), "msg": "not JSON", "input": None}])
+    if not body:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as err:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]) from None
 
 
 class ServeResponse(BaseModel):

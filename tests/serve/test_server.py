@@ -99,7 +99,8 @@ def test_server_computes_what_training_predicts_on_raw_features(server, client, 
 BIG = {"features": [[1.0] * 4] * 8, "pad": "x" * 70_000}
 BAD_REQUESTS = [
     # (id, raw body or JSON, content type, status, message)
-    ("malformed-json", b'{"features": [[1, 2, 3,', None, 400, "body: malformed JSON at character"),
+    ("malformed-json", b'{"features": [[1, 2, 3,', None, 400,
+     "body: malformed JSON (EOF while parsing a value at line 1 column 23)"),
     ("empty-body", b"", None, 400, "the request body is empty; send a JSON object with the fields ['features']"),
     ("not-an-object", [1, 2], None, 422, "body: the body must be a JSON object with the fields ['features']"),
     ("missing-field", {}, None, 422, "features: required field is missing"),
@@ -218,6 +219,12 @@ def test_docs_list_the_model_routes_and_hide_the_admin_ones(client):
     batch = paths["/batch_predict"]["post"]
     assert batch["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/BatchResponse"}
+    assert batch["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BatchRequest"}
+    assert paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FeaturesRequest"}
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    assert components["FeaturesRequest"]["properties"]["features"]["maxItems"] == 8
+    assert components["BatchRequest"]["properties"]["rows"]["items"] == {"$ref": "#/components/schemas/FeaturesRequest"}
     assert client.get("/docs").status == 200 and b"swagger" in client.get("/docs").body.lower()
 
 
