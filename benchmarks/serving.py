@@ -256,17 +256,15 @@ def ensure_hey() -> str:
 
 
 def hey(binary: str, port: int, path: str, body: Path, requests: int, concurrency: int) -> dict[str, Any]:
-    """``requests`` POSTs from ``concurrency`` keep-alive connections: wall seconds, latencies, non-200s."""
-    started = time.perf_counter()
+    """About ``requests`` POSTs (hey sends ``requests // concurrency`` per connection) from ``concurrency``
+    keep-alive connections: how many were sent, their latencies, non-200s and the seconds they spanned."""
     out = subprocess.run([binary, "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-T", "application/json",
                           "-D", str(body), "-o", "csv", f"http://127.0.0.1:{port}{path}"],
                          check=True, capture_output=True, text=True).stdout
-    wall = time.perf_counter() - started
     rows = list(csv.DictReader(io.StringIO(out)))
-    latencies = [float(r["response-time"]) for r in rows]
-    errors = requests - sum(r["status-code"] == "200" for r in rows)
-    span = max(float(r["offset"]) + float(r["response-time"]) for r in rows) if rows else wall
-    return {"latencies": latencies, "errors": errors, "seconds": span}
+    return {"sent": len(rows), "latencies": [float(r["response-time"]) for r in rows],
+            "errors": sum(r["status-code"] != "200" for r in rows),
+            "seconds": max(float(r["offset"]) + float(r["response-time"]) for r in rows)}
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -358,13 +356,13 @@ def classifier_figures(binary: str, workdir: Path, requests: int, concurrency: i
                     many = hey(binary, port, "/predict", workdir / "one.json", requests, concurrency)
                     if kind == "ours":
                         rows = hey(binary, port, "/batch_predict", workdir / "rows.json", max(8, requests // 50), 2)
-                        batch_rps.append(BATCH_ROWS * max(8, requests // 50) / rows["seconds"])
+                        batch_rps.append(BATCH_ROWS * rows["sent"] / rows["seconds"])
                         stats[kind]["errors"] += rows["errors"]
                 stats[kind]["c1"] += one["latencies"]
-                stats[kind]["rps"].append(requests / many["seconds"])
+                stats[kind]["rps"].append(many["sent"] / many["seconds"])
                 stats[kind]["errors"] += one["errors"] + many["errors"]
                 print(f"round {r} {kind:16s} c=1 p50 {1000 * statistics.median(one['latencies']):6.2f} ms, "
-                      f"c={concurrency} {requests / many['seconds']:7.1f} req/s", flush=True)
+                      f"c={concurrency} {stats[kind]['rps'][-1]:7.1f} req/s", flush=True)
         for kind, (proc, _) in servers.items():
             stats[kind]["rss_after"] = tree_rss_mib(proc.pid)
     finally:
@@ -426,6 +424,8 @@ def targets(f: dict[str, Any]) -> dict[str, bool]:
 
 
 def render(f: dict[str, Any]) -> str:
+    if "fastapi" not in f:
+        return _render_thread_pool_results(f)
     rows = ["| server | c=1 p50 ms | c=1 p95 ms | c=1 p99 ms | req/s at c=" + str(f["concurrency"])
             + " | errors | RSS before → after (MiB) |", "|---|---|---|---|---|---|---|"]
     names = {"ours": "`nl-lightning serve`", "bare": "bare LitServe `LitAPI`",
@@ -446,6 +446,44 @@ def render(f: dict[str, Any]) -> str:
         f"{lm['tokens_per_s_1']} tokens/s with 1 client, {lm[f'tokens_per_s_{LM_CLIENTS}']} with {lm['clients']} "
         f"(**{lm['ratio']}x**, range {lm['ratio_range'][0]}–{lm['ratio_range'][1]}), time to first token p50 "
         f"{lm['ttft_p50_ms']} ms / p95 {lm['ttft_p95_ms']} ms with {lm['clients']} clients. Targets: {verdict}.")
+
+
+def _render_thread_pool_results(figures: dict[str, Any]) -> str:
+    """Results of this script's first version (a Python thread-pool client), rendered as it did until a new run."""
+    rows = ["| server | req/s | p50 ms | p95 ms | p99 ms | errors | RSS before → after (MiB) |", "|---|---|---|---|---|---|---|"]
+    for kind, name in (("ours", "`nl-lightning serve`"), ("bare", "bare LitServe `LitAPI`"),
+                       ("bare_async_auth", "bare `LitAPI`, async no-op `authorize`")):
+        if kind not in figures:
+            continue
+        f = figures[kind]
+        rows.append(f"| {name} | {f['rps']} | {f['p50_ms']} | {f['p95_ms']} | {f['p99_ms']} | {f['errors']} | "
+                    f"{f['rss_before_mib']} → {f['rss_after_mib']} ({100 * f['rss_growth']:+.1f}%) |")
+    met = figures["targets_met"]
+    low, high = figures.get("throughput_ratio_range", [figures["throughput_ratio"]] * 2)
+    verdict = "; ".join(f"{name} {'met' if ok else '**not met**'}" for name, ok in (
+        ("0 errors", met["zero_errors"]), (">= 0.9x bare throughput", met["throughput_ratio_ge_0.9"]),
+        ("RSS growth < 10%", met["rss_growth_lt_10pct"])))
+    return "\n".join(rows) + (
+        f"\n\n{figures['requests']} requests x {figures['rounds']} rounds, {figures['concurrency']} concurrent, "
+        f"max_batch_size {figures['max_batch_size']}, batch_timeout {figures['batch_timeout']} s: ours / bare "
+        f"throughput **{figures['throughput_ratio']}x** (median of the rounds' ratios; range "
+        f"{low}–{high}). Targets: {verdict}." + _features_line_v1(figures))
+
+
+def _features_line_v1(figures: dict[str, Any]) -> str:
+    if "features_ratio" not in figures:
+        return ""
+    low, high = figures["features_ratio_range"]
+    return (f" Against the bare server with an async no-op `authorize` (LitServe's default key check is a sync "
+            f"dependency, run in a thread pool per request; ours is async), ours is **{figures['features_ratio']}x** "
+            f"(range {low}–{high}): the cost of schema validation, request ids, Prometheus and versions.")
+
+
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    verdict = "met" if all(figures["targets_met"].values()) else "**not met**"
+    return ("`nl-lightning serve` vs a bare LitServe `LitAPI`, requests/s",
+            f"{figures['throughput_ratio']}x, {figures['ours']['errors']} errors (targets: {verdict})")
 
 
 if __name__ == "__main__":
