@@ -75,12 +75,16 @@ class _Sequence:
     steps: Iterator[Tensor] | None = field(default=None, repr=False)
 
     def sample(self) -> DecodeEvent:
+        """The next token from the logits of the last forward."""
         r = self.request
-        token = int(sample_next(self.logits[None], r.temperature, r.top_k, self.generator, r.top_p))
+        return self.record(int(sample_next(self.logits[None], r.temperature, r.top_k, self.generator, r.top_p)))
+
+    def record(self, token: int) -> DecodeEvent:
+        """Append ``token``; the event says whether it ends the sequence."""
         self.made += 1
         self.tokens.append(token)
-        finish: FinishReason | None = "stop" if token in r.stop_ids else None
-        if finish is None and self.made == r.max_new_tokens:
+        finish: FinishReason | None = "stop" if token in self.request.stop_ids else None
+        if finish is None and self.made == self.request.max_new_tokens:
             finish = "length"
         return DecodeEvent(self.key, token, finish)
 
@@ -89,22 +93,14 @@ def _generator(seed: int | None, device: torch.device) -> torch.Generator | None
     return None if seed is None else torch.Generator(device).manual_seed(seed)
 
 
-class BatchDecoder:
-    """Decode up to ``capacity`` sequences of ``model`` together (see the module docstring)."""
+class _Decoder:
+    """What both decoders share: up to ``capacity`` sequences, in ``rows``."""
 
     def __init__(self, model: Any, capacity: int, keep: int | None = None) -> None:
-        """``model``: a ``CausalLM`` in eval mode; ``keep``: tokens a full row is re-filled from
-        (default half of ``max_seq_len``, as ``generate``)."""
         if capacity < 1:
             raise ConfigError(f"capacity={capacity} must be >= 1.")
-        self.model = model
-        self.window, self.keep = window_keep(model, keep)
-        config, weight = model.config, next(model.parameters())
-        # one spare position: a full row takes its step token there before it is re-filled (see step)
-        self.caches = [RaggedKVCache(capacity, config.n_kv_heads, self.window + 1, config.head_dim, weight.device,
-                                     weight.dtype) for _ in range(config.n_layers)]
+        self.model, self.capacity, self.keep = model, capacity, keep
         self.rows: list[_Sequence] = []
-        self.device = weight.device
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -115,15 +111,33 @@ class BatchDecoder:
     @property
     def free(self) -> int:
         """Sequences that can still join."""
-        return self.caches[0].capacity - len(self.rows)
+        return self.capacity - len(self.rows)
 
-    @torch.inference_mode()
-    def add(self, key: Hashable, request: DecodeRequest) -> None:
-        """Prefill ``request`` now; its first token comes from the next ``step``."""
+    def _check_join(self, key: Hashable) -> None:
         if key in self:
             raise ConfigError(f"Sequence {key!r} is already being decoded.")
         if not self.free:
             raise ConfigError(f"The decoder is full ({len(self.rows)} sequences); wait for one to finish.")
+
+
+class BatchDecoder(_Decoder):
+    """Decode up to ``capacity`` sequences of ``model`` together (see the module docstring)."""
+
+    def __init__(self, model: Any, capacity: int, keep: int | None = None) -> None:
+        """``model``: a ``CausalLM`` in eval mode; ``keep``: tokens a full row is re-filled from
+        (default half of ``max_seq_len``, as ``generate``)."""
+        super().__init__(model, capacity, keep)
+        self.window, self.keep = window_keep(model, keep)
+        config, weight = model.config, next(model.parameters())
+        # one spare position: a full row takes its step token there before it is re-filled (see step)
+        self.caches = [RaggedKVCache(capacity, config.n_kv_heads, self.window + 1, config.head_dim, weight.device,
+                                     weight.dtype) for _ in range(config.n_layers)]
+        self.device = weight.device
+
+    @torch.inference_mode()
+    def add(self, key: Hashable, request: DecodeRequest) -> None:
+        """Prefill ``request`` now; its first token comes from the next ``step``."""
+        self._check_join(key)
         sequence = _Sequence(key, request, list(request.prompt), _generator(request.seed, self.device))
         kv, sequence.logits = self._prefill(sequence.tokens[-self.window:])
         for cache, (k, v) in zip(self.caches, kv):
@@ -177,29 +191,12 @@ class BatchDecoder:
             self.rows[row] = last
 
 
-class SequentialDecoder:
+class SequentialDecoder(_Decoder):
     """``BatchDecoder``'s interface for a model without a shared cache: each sequence advances its own
     ``generate_tokens`` (one forward per sequence and step), so output equals ``generate``'s too."""
 
-    def __init__(self, model: Any, capacity: int, keep: int | None = None) -> None:
-        if capacity < 1:
-            raise ConfigError(f"capacity={capacity} must be >= 1.")
-        self.model, self.capacity, self.keep = model, capacity, keep
-        self.rows: list[_Sequence] = []
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __contains__(self, key: Hashable) -> bool:
-        return any(s.key == key for s in self.rows)
-
-    @property
-    def free(self) -> int:
-        return self.capacity - len(self.rows)
-
     def add(self, key: Hashable, request: DecodeRequest) -> None:
-        if key in self or not self.free:
-            raise ConfigError(f"Sequence {key!r} cannot join: already decoding, or {len(self.rows)} sequences (full).")
+        self._check_join(key)
         r = request
         sequence = _Sequence(key, r, list(r.prompt), _generator(r.seed, torch.device("cpu")))
         prompt = torch.tensor([list(r.prompt)])
@@ -213,14 +210,8 @@ class SequentialDecoder:
     def step(self) -> list[DecodeEvent]:
         events = []
         for sequence in list(self.rows):
-            token = int(next(sequence.steps))
-            sequence.made += 1
-            r = sequence.request
-            finish: FinishReason | None = "stop" if token in r.stop_ids else None
-            if finish is None and sequence.made == r.max_new_tokens:
-                finish = "length"
-            events.append(DecodeEvent(sequence.key, token, finish))
-            if finish is not None:
+            events.append(sequence.record(int(next(sequence.steps))))
+            if events[-1].finish is not None:
                 self.rows.remove(sequence)
         return events
 
