@@ -54,7 +54,7 @@ class WorkerPlan:
     """The served LM's tokenizer (and chat template): a version with another one is refused."""
     server_pid: int | None = None
     """The ``nl-lightning serve`` process: the worker dies with it."""
-    rows_per_forward: int = 256
+    rows_per_forward: int = 128
 
 
 def tokenizer_identity(runner: Runner) -> str | None:
