@@ -68,14 +68,20 @@ class GenerateAPI(ModelAPI):
 
     def step(self, prev_outputs: Any = None) -> list[Output]:
         outputs: list[Output] = []
-        with self.live.use() as runner:
-            self._drop_cancelled(outputs)
-            self._admit(runner, outputs)
-            for key, (owner, decoder) in list(self.decoders.items()):
-                if len(decoder):
-                    self._advance(owner, decoder, outputs)
-                elif owner is not runner:
-                    del self.decoders[key]  # a reload: the old version's last generation finished
+        try:
+            with self.live.use() as runner:
+                self._drop_cancelled(outputs)
+                self._admit(runner, outputs)
+                for key, (owner, decoder) in list(self.decoders.items()):
+                    if len(decoder):
+                        self._advance(owner, decoder, outputs)
+                    elif owner is not runner:
+                        del self.decoders[key]  # a reload: the old version's last generation finished
+        except Exception:  # a bug: LitServe fails every request it tracks and forgets them; so do we
+            self.running.clear()
+            self.waiting.clear()
+            self.decoders.clear()
+            raise
         return outputs
 
     def encode_response(self, output: Any, **kwargs: Any) -> Any:

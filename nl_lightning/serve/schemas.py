@@ -47,11 +47,6 @@ class ServeRequest(BaseModel):
 
     __str__ = __repr__
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled into LitServe's request queue as a plain dict: the worker needs no schema class
-        # (these are built per server and would not be importable there) and never re-validates.
-        return dict, ({**self.__dict__, "request_id": self._request_id},)
-
 
 async def parse_body(request: Request, schema: type[T]) -> T:
     """The JSON body of ``request`` validated by ``schema`` in one pass of pydantic's parser (twice as

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 from pydantic import ValidationError
 
@@ -60,9 +58,8 @@ def validated_with_id(body: dict, request_id: str):
         REQUEST_ID.reset(token)
 
 
-def test_a_request_reaches_the_worker_as_a_plain_dict_with_its_id():
-    request = validated_with_id({"features": [[1.0, 2.0]]}, "req-1")
-    assert pickle.loads(pickle.dumps(request)) == {"features": [[1.0, 2.0]], "request_id": "req-1"}
+def test_a_request_carries_the_id_the_middleware_gave_it():
+    assert validated_with_id({"features": [[1.0, 2.0]]}, "req-1")._request_id == "req-1"
 
 
 def test_a_request_prints_without_its_inputs():
