@@ -196,6 +196,7 @@ class SequentialDecoder(_Decoder):
     ``generate_tokens`` (one forward per sequence and step), so output equals ``generate``'s too."""
 
     def add(self, key: Hashable, request: DecodeRequest) -> None:
+        """Start ``request`` (its prefill runs with its first ``step``)."""
         self._check_join(key)
         r = request
         sequence = _Sequence(key, r, list(r.prompt), _generator(r.seed, torch.device("cpu")))
@@ -205,9 +206,11 @@ class SequentialDecoder(_Decoder):
         self.rows.append(sequence)
 
     def remove(self, key: Hashable) -> None:
+        """Drop sequence ``key``; unknown keys are ignored."""
         self.rows = [s for s in self.rows if s.key != key]
 
     def step(self) -> list[DecodeEvent]:
+        """One token for every sequence, in row order; finished ones leave."""
         events = []
         for sequence in list(self.rows):
             events.append(sequence.record(int(next(sequence.steps))))

@@ -65,10 +65,12 @@ class RaggedKVCache(nn.Module):
 
     @property
     def rows(self) -> int:
+        """Sequences held now."""
         return len(self.lengths)
 
     @property
     def capacity(self) -> int:
+        """Most sequences it can hold."""
         return self.k.size(0)
 
     @property

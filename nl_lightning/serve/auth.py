@@ -59,6 +59,7 @@ class ApiKey:
         self._key = key.encode() if key else None
 
     def check(self, given: str | None) -> None:
+        """Raise LitServe's 401s for a missing or wrong key (nothing to check without one)."""
         if self._key is None:
             return
         if given is None:

@@ -56,6 +56,7 @@ class WorkerWatch:
         return self._dead
 
     def none_alive(self) -> bool:
+        """True when every worker that reported is dead (a restart is under way)."""
         dead = self.dead()
         return bool(self.pids) and len(dead) >= self.rollout.num_workers
 
@@ -71,6 +72,7 @@ class ModelSpec(LitSpec):
         self._watch: asyncio.Task | None = None
 
     def pre_setup(self, lit_api: Any) -> None:
+        """Register ``routes()`` (LitServe adds them to its app with the API's ``authorize``)."""
         for path, endpoint, methods in self.routes():
             self.add_endpoint(path, endpoint, methods)
 
@@ -194,4 +196,5 @@ def _fail(item: ResponseBufferItem, reason: str) -> None:
 
 
 def unavailable(reason: str) -> HTTPException:
+    """A 503 that tells the client to retry (``Retry-After``)."""
     return HTTPException(503, f"Service unavailable: {reason}; retry in a moment.", headers={"Retry-After": RETRY_AFTER})

@@ -43,9 +43,11 @@ class GenerateSpec(ModelSpec):
 
     @property
     def stream(self) -> bool:
+        """LitServe streams every generation to the HTTP process (it reads this to pick its handlers)."""
         return True  # every generation streams from the worker; non-streamed answers are joined here
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
+        """``/predict``, ``/v1/completions``, ``/v1/chat/completions`` and ``/v1/models``."""
         async def predict(request: Request) -> self.response:  # type: ignore[valid-type]
             """Continue a prompt (text or ids); `"stream": true` streams newline-delimited JSON events."""
             body = await parse_body(request, self.schema)
@@ -74,6 +76,7 @@ class GenerateSpec(ModelSpec):
                 ("/v1/chat/completions", chat_completions, ["POST"]), ("/v1/models", models, ["GET"])]
 
     def schemas(self) -> dict[str, type]:
+        """The request schema of each POST route."""
         return {"/predict": self.schema, "/v1/completions": self.completion_schema,
                 "/v1/chat/completions": self.chat_schema}
 

@@ -49,6 +49,7 @@ class GenerateAPI(ModelAPI):
     """LM requests decoded together (see the module docstring)."""
 
     def setup(self, device: str) -> None:
+        """Load the model (``ModelAPI``) and start with no generation."""
         super().setup(device)
         self.waiting: deque[tuple[str, dict[str, Any]]] = deque()  # appended by the loop's event-loop thread
         self.running: dict[str, Generation] = {}
@@ -57,6 +58,7 @@ class GenerateAPI(ModelAPI):
 
     # ---- LitServe's continuous-batching hooks --------------------------------------------------
     def add_request(self, uid: str, request: dict[str, Any]) -> None:
+        """Queue a generation (called from the loop's event-loop thread; ``step`` admits it)."""
         self.waiting.append((uid, request))
 
     def has_capacity(self) -> bool:
@@ -64,9 +66,11 @@ class GenerateAPI(ModelAPI):
         return len(self.running) + len(self.waiting) < 2 * self.max_batch_size
 
     def has_active_requests(self) -> bool:
+        """Generations running or waiting for a row."""
         return bool(self.running or self.waiting)
 
     def step(self, prev_outputs: Any = None) -> list[Output]:
+        """One token for every running generation; admissions and cancellations first."""
         outputs: list[Output] = []
         try:
             with self.live.use() as runner:
@@ -85,6 +89,7 @@ class GenerateAPI(ModelAPI):
         return outputs
 
     def encode_response(self, output: Any, **kwargs: Any) -> Any:
+        """Events are plain dicts already (LitServe writes them as JSON lines)."""
         return output
 
     # ---- the decode cycle ----------------------------------------------------------------------

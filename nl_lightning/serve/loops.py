@@ -33,6 +33,7 @@ class EagerBatchedLoop(BatchedLoop):
         self._full = False
 
     def get_batch_requests(self, lit_api: Any, request_queue: Queue, transport: Any) -> tuple[list, list]:
+        """The next batch: the first request as soon as it comes, then what is queued (see the module docstring)."""
         payloads: list = []
         timed_out: list = []
         item = self.get_request(request_queue, block=True, timeout=IDLE_POLL)
@@ -67,11 +68,13 @@ class DecodeLoop(ContinuousBatchingLoop):
         self._arrived: asyncio.Event | None = None
 
     def add_request(self, uid: str, request: Any, lit_api: Any, lit_spec: Any, transport: Any = None) -> None:
+        """LitServe's, then wake ``run``."""
         super().add_request(uid, request, lit_api, lit_spec, transport)
         if self._arrived is not None:
             self._arrived.set()
 
     async def run(self, lit_api: Any, *args: Any) -> None:
+        """Wait (up to ``IDLE_POLL``) for a generation, then LitServe's decoding loop."""
         if not lit_api.has_active_requests():
             self._arrived = self._arrived or asyncio.Event()
             self._arrived.clear()

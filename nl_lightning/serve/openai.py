@@ -32,6 +32,8 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class TextPart(BaseModel):
+    """One text part of a message's content (``{"type": "text", "text": ...}``)."""
+
     type: Literal["text"]
     text: str
 
@@ -44,10 +46,13 @@ class Message(BaseModel):
     content: str | list[TextPart]
 
     def text(self) -> str:
+        """The content as one string."""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
 class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with the token counts."""
+
     include_usage: bool = False
 
 
@@ -157,17 +162,20 @@ def prompt_ids(request: Any) -> list[int]:
 
 # ---- answers ----------------------------------------------------------------------------------
 def usage(final: dict[str, Any]) -> dict[str, int]:
+    """OpenAI's ``usage`` from a generation's last event."""
     prompt, completion = final["prompt_tokens"], final["completion_tokens"]
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def completion(uid: str, model: str, text: str, final: dict[str, Any]) -> dict[str, Any]:
+    """A whole ``text_completion``."""
     return {"id": f"cmpl-{uid}", "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": final["finish_reason"]}],
             "usage": usage(final)}
 
 
 def completion_chunk(uid: str, model: str, text: str, finish: str | None, usage_: dict | None = None) -> dict[str, Any]:
+    """One streamed ``text_completion`` chunk (or, with ``usage_``, the usage chunk without choices)."""
     choices = [] if usage_ is not None else [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]
     chunk = {"id": f"cmpl-{uid}", "object": "text_completion", "created": int(time.time()), "model": model,
              "choices": choices}
@@ -175,6 +183,7 @@ def completion_chunk(uid: str, model: str, text: str, finish: str | None, usage_
 
 
 def chat_completion(uid: str, model: str, text: str, final: dict[str, Any]) -> str:
+    """A whole ``chat.completion`` (LitServe's model), as JSON."""
     choice = ChatCompletionResponseChoice(index=0, message=ChatMessage(role="assistant", content=text),
                                           finish_reason=final["finish_reason"])
     return ChatCompletionResponse(id=f"chatcmpl-{uid}", model=model, choices=[choice],
@@ -183,6 +192,7 @@ def chat_completion(uid: str, model: str, text: str, final: dict[str, Any]) -> s
 
 def chat_chunk(uid: str, model: str, delta: ChoiceDelta | None, finish: str | None,
                usage_: dict | None = None) -> str:
+    """One ``chat.completion.chunk`` (LitServe's model), as JSON; ``delta=None``: the usage chunk."""
     choices = [] if delta is None else [ChatCompletionStreamingChoice(index=0, delta=delta, finish_reason=finish)]
     chunk = ChatCompletionChunk(id=f"chatcmpl-{uid}", model=model, choices=choices,
                                 usage=UsageInfo(**usage_) if usage_ else None)
@@ -190,5 +200,6 @@ def chat_chunk(uid: str, model: str, delta: ChoiceDelta | None, finish: str | No
 
 
 def models(model_id: str, created: int) -> dict[str, Any]:
+    """``GET /v1/models``: the one served model."""
     return {"object": "list", "data": [{"id": model_id, "object": "model", "created": created,
                                         "owned_by": "nl_lightning"}]}

@@ -41,6 +41,7 @@ class PredictSpec(ModelSpec):
         self.dtype = np.int64 if signature.inputs == "tokens" else np.float32
 
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
+        """``/predict`` and ``/batch_predict``."""
         async def predict(request: Request) -> self.response:  # type: ignore[valid-type]
             body = await parse_body(request, self.schema)
             return await self._run({"x": self._array(body), "request_id": body._request_id})
@@ -54,6 +55,7 @@ class PredictSpec(ModelSpec):
         return [("/predict", predict, ["POST"]), ("/batch_predict", batch_predict, ["POST"])]
 
     def schemas(self) -> dict[str, type]:
+        """The request schema of each route."""
         return {"/predict": self.schema, "/batch_predict": self.batch_schema}
 
     async def _run(self, payload: dict[str, Any]) -> Response:
