@@ -448,6 +448,16 @@ def render(f: dict[str, Any]) -> str:
         f"{lm['ttft_p50_ms']} ms / p95 {lm['ttft_p95_ms']} ms with {lm['clients']} clients. Targets: {verdict}.")
 
 
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    verdict = "met" if all(figures["targets_met"].values()) else "**not met**"
+    if "fastapi" not in figures:  # the results of this script's first version
+        return ("`nl-lightning serve` vs a bare LitServe `LitAPI`, requests/s",
+                f"{figures['throughput_ratio']}x, {figures['ours']['errors']} errors (targets: {verdict})")
+    return ("`nl-lightning serve`: p95 at concurrency 1, vs bare LitServe at 32 concurrent, LM 8 clients vs 1",
+            f"{figures['ours']['c1_p95_ms']} ms, {figures['rps_ratio']}x, {figures['lm']['ratio']}x (targets: {verdict})")
+
+
 def _render_thread_pool_results(figures: dict[str, Any]) -> str:
     """Results of this script's first version (a Python thread-pool client), rendered as it did until a new run."""
     rows = ["| server | req/s | p50 ms | p95 ms | p99 ms | errors | RSS before → after (MiB) |", "|---|---|---|---|---|---|---|"]

@@ -103,7 +103,8 @@ class Transformer(nn.Module):
         # which softmax ignores, so one bias serves rows of every length.
         bias = self.alibi(T, t_k) if self.alibi is not None else None
         if positions is not None:
-            return self._blocks(h, _position_mask(positions, t_k, bias, h.dtype), False, rope, kv_caches)
+            window = getattr(self.config, "sliding_window", None)  # sliding-window attention (Mistral), if any
+            return self._blocks(h, _position_mask(positions, t_k, bias, h.dtype, window), False, rope, kv_caches)
         if key_padding_mask is not None and key_padding_mask.shape != h.shape[:2]:
             raise DataError(
                 f"key_padding_mask has shape {tuple(key_padding_mask.shape)} but the input is "
@@ -204,10 +205,16 @@ class SequenceClassifier(nn.Module):
         return self.head(self.pool(h, key_padding_mask))
 
 
-def _position_mask(positions: Tensor, t_k: int, bias: Tensor | None, dtype: torch.dtype) -> Tensor:
+def _position_mask(positions: Tensor, t_k: int, bias: Tensor | None, dtype: torch.dtype,
+                   window: int | None = None) -> Tensor:
     """(B, 1, T, t_k) mask letting each token see the keys at or before its own position (the key at
-    index j of a ``RaggedKVCache`` row is that sequence's position j); additive when ALiBi biases it."""
-    allowed = (torch.arange(t_k, device=positions.device) <= positions[..., None])[:, None]
+    index j of a ``RaggedKVCache`` row is that sequence's position j), and with a sliding ``window``
+    only the ``window`` most recent of them; additive when ALiBi biases it."""
+    keys, query = torch.arange(t_k, device=positions.device), positions[..., None]
+    allowed = keys <= query
+    if window is not None:
+        allowed = allowed & (keys > query - window)
+    allowed = allowed[:, None]
     return allowed if bias is None else bias.to(dtype).masked_fill(~allowed, float("-inf"))
 
 

@@ -60,8 +60,5 @@ class RotaryEmbedding(nn.Module):
     def at(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Tables for each token's own position: ``positions`` (B, T) -> (B, 1, T, D/2) each, which
         ``apply_rope`` broadcasts over heads (rows of different lengths decoded together)."""
-        end = int(positions.max()) + 1
-        cos, sin = self.cos, self.sin
-        if end > cos.size(0):
-            cos, sin = rope_cache(end, self.head_dim, self.base, device=cos.device)
+        cos, sin = self(int(positions.max()) + 1)  # the tables of positions 0..max (extended if needed)
         return cos[positions][:, None], sin[positions][:, None]

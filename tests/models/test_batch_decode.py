@@ -117,3 +117,12 @@ def test_a_full_decoder_refuses_more(model):
         decoder.add(0, DecodeRequest([1], 3))
     with pytest.raises(ValueError, match="The decoder is full"):
         decoder.add(1, DecodeRequest([1], 3))
+
+
+def test_the_position_mask_keeps_a_sliding_window():
+    """Models with sliding-window attention (Mistral) see only the last `window` keys, row by row."""
+    from nl_lightning.models.transformer import _position_mask
+
+    mask = _position_mask(torch.tensor([[1], [4]]), 5, None, torch.float32, window=3)[:, 0, 0]
+    assert mask.tolist() == [[True, True, False, False, False], [False, False, True, True, True]]
+    assert _position_mask(torch.tensor([[4]]), 5, None, torch.float32)[0, 0, 0].all()
