@@ -77,6 +77,11 @@ class ModelAPI(ls.LitAPI):
         """LitServe's key (``LIT_SERVER_API_KEY``) on every route of the server, compared in constant time."""
         self.api_key.check(x_api_key)
 
+    def health(self) -> bool:
+        """LitServe's ``/health`` hook (HTTP process): not ready while every worker is down, even before
+        LitServe's monitor (every 2 s) notices and restarts it."""
+        return self.spec is None or not self.spec.workers.none_alive()
+
     # ---- worker start-up ---------------------------------------------------------------------
     def setup(self, device: str) -> None:
         import torch

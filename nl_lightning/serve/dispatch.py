@@ -103,7 +103,7 @@ class ModelSpec(LitSpec):
     def submit(self, payload: Any, stream: bool = False) -> tuple[str, ResponseBufferItem]:
         """Queue ``payload`` for a worker; raises 503 when no worker is alive."""
         self._ensure_watch()
-        if self._workers.none_alive():
+        if self.workers.none_alive():
             raise unavailable("every inference worker is down (restarting)")
         uid = uuid.uuid4().hex
         item = ResponseBufferItem(event=asyncio.Event(), response_queue=deque() if stream else None)
@@ -155,7 +155,8 @@ class ModelSpec(LitSpec):
 
     # ---- dead workers --------------------------------------------------------------------------
     @property
-    def _workers(self) -> WorkerWatch:
+    def workers(self) -> WorkerWatch:
+        """The inference workers' liveness, as this HTTP process sees it."""
         if not hasattr(self, "_watcher"):
             self._watcher = WorkerWatch(Rollout(self.state_dir, self.num_workers))
         return self._watcher
@@ -171,8 +172,8 @@ class ModelSpec(LitSpec):
             if not self._inflight:
                 assigned.clear()
                 continue
-            dead = await asyncio.to_thread(self._workers.dead)
-            pids, none_alive = self._workers.pids, self._workers.none_alive()
+            dead = await asyncio.to_thread(self.workers.dead)
+            pids, none_alive = self.workers.pids, self.workers.none_alive()
             for uid, item in list(self._inflight.items()):
                 if item.worker_id is None:  # still queued: a live worker will take it, unless there is none
                     if none_alive:

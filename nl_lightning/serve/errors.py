@@ -42,6 +42,8 @@ def install_error_handlers(app: FastAPI, fields: dict[str, list[str]], max_paylo
             detail = f"Request body exceeds max_payload_size={max_payload_bytes} bytes; send less data per request."
         elif exc.status_code == 504:
             detail = f"The request waited longer than timeout={timeout} s for a worker; retry, or add workers."
+        elif exc.status_code == 503:
+            detail = f"{exc.detail} (request id {request_id_of(request)})"
         elif exc.status_code >= 500:
             logger.error("Request %s failed with %s: %s", request_id_of(request), exc.status_code, exc.detail)
             detail = (f"{exc.detail}: the server failed on this request; it is logged with request id "

@@ -146,8 +146,7 @@ def _model_error(request: Request, last: dict) -> Response:
 
 
 async def _ndjson(first: dict, events: AsyncIterator[dict]) -> AsyncIterator[str]:
-    yield json.dumps(first) + "\n"
-    async for event in events:
+    async for event in _chain(first, events):
         yield json.dumps(event) + "\n"
 
 
@@ -178,9 +177,14 @@ async def _chat_sse(uid: str, model: str, first: dict, events: AsyncIterator[dic
 
 
 async def _chain(first: dict, events: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    """``first``, then the rest; a failure once the answer has started streaming (its worker died)
+    becomes a last ``{"error": ...}`` event, since the status line is sent already."""
     yield first
-    async for event in events:
-        yield event
+    try:
+        async for event in events:
+            yield event
+    except HTTPException as err:
+        yield {"error": err.detail, "status": err.status_code}
 
 
 def _sse(data: dict) -> str:

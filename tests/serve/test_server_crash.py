@@ -4,6 +4,8 @@ die with it, the port frees, and the next server sweeps the runtime folder it le
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import tempfile
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_files import classifier, save
+from model_files import classifier, lm, save
 from servers import Client, ServerProcess, port_is_free
 
 from nl_lightning.serve.server import RUNTIME_PREFIX
@@ -64,7 +66,8 @@ def test_a_killed_worker_answers_503_at_once_and_is_restarted(model_dir, tmp_pat
         assert {r.status for _, _, r in after} <= {200, 503} and any(r.status == 503 for _, _, r in after)
         assert max(received - max(sent, killed) for sent, received, _ in after) < 1.0  # answered at once, no hang
         unavailable = next(r for _, _, r in after if r.status == 503)
-        assert "Service unavailable" in unavailable.json()["detail"] and unavailable.headers["retry-after"] == "1"
+        assert unavailable.json()["detail"].startswith("Service unavailable: ") and "retry in a moment" in \
+            unavailable.json()["detail"] and unavailable.headers["retry-after"] == "1"
         wait_for(lambda: client.get("/health").status == 200, 120, "the restarted worker")
         assert client.post("/predict", {"features": [[0.0] * 4]}).status == 200
         assert client.get("/info").json()["workers"][0]["pid"] != worker
@@ -96,3 +99,27 @@ def test_a_killed_server_takes_its_children_along_and_the_next_one_starts(model_
         first.kill()
         if second is not None:
             second.kill()
+
+
+def test_a_stream_whose_worker_dies_ends_at_once_with_an_error_event(tmp_path):
+    save(lm(0), tmp_path / "lm" / "1" / "model.ckpt")
+    (tmp_path / "server").mkdir()
+    server = ServerProcess(tmp_path / "server", model_dir=str(tmp_path / "lm"),
+                           limits={"max_new_tokens": 4000, "default_new_tokens": 8}).start()
+    try:
+        worker = server.client().get("/info").json()["workers"][0]["pid"]
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        body = {"prompt": "x", "max_new_tokens": 4000, "stream": True}
+        conn.request("POST", "/predict", json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.readline())["tokens"]
+        killed = time.monotonic()
+        os.kill(worker, signal.SIGKILL)
+        lines = [json.loads(line) for line in response.read().splitlines() if line]
+        assert time.monotonic() - killed < 3.0  # ended at once, not after 4000 tokens or a timeout
+        assert server.client().get("/health").status == 503  # not ready until the worker is back
+        assert lines[-1]["status"] == 503 and "inference worker 0 died" in lines[-1]["error"], lines[-1]
+        wait_for(lambda: server.client().get("/health").status == 200, 120, "the restarted worker")
+        assert server.client().post("/predict", {"prompt": "y", "max_new_tokens": 2}).status == 200
+    finally:
+        server.kill()
