@@ -127,13 +127,17 @@ def test_concurrent_generations_are_decoded_together_and_each_is_its_own(server,
     assert tokens == sum(lengths) and steps < sum(lengths)  # fewer forwards than tokens: rows shared them
 
 
-def test_a_client_that_disconnects_frees_its_slot(server, client):
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_disconnects_frees_its_slot(server, client, stream):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    body = {"prompt": "x", "max_new_tokens": 4000, "stream": True}
+    body = {"prompt": "x", "max_new_tokens": 4000, "stream": stream}
     conn.request("POST", "/predict", json.dumps(body), {"Content-Type": "application/json"})
-    response = conn.getresponse()
-    assert response.status == 200 and json.loads(response.readline())["tokens"]
-    conn.sock.close()  # the client goes away after its first token
+    if stream:
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.readline())["tokens"]
+    else:
+        wait_for_decoding(client)
+    conn.sock.close()  # the client goes away mid-generation
     conn.close()
     time.sleep(1.0)  # the server notices at its next write, the worker at its next step
     first = _metric(client.get("/metrics").body.decode(), "nl_serve_batch_size_sum")
@@ -225,6 +229,15 @@ def test_sigint_stops_every_process_and_frees_the_port(server):
     assert server.stop(signal.SIGINT) == 0
     assert server.survivors() == []
     assert port_is_free(server.port)
+
+
+def wait_for_decoding(client, timeout: float = 30.0) -> None:
+    """Until the worker has decoded at least one more step."""
+    start = _metric(client.get("/metrics").body.decode(), "nl_serve_batch_size_count")
+    deadline = time.monotonic() + timeout
+    while _metric(client.get("/metrics").body.decode(), "nl_serve_batch_size_count") == start:
+        assert time.monotonic() < deadline, "no decoding started"
+        time.sleep(0.05)
 
 
 def _metric(text: str, name: str) -> float:
