@@ -23,7 +23,9 @@ from nl_lightning._io import staged_dir
 from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.export.inputs import batch_input
 from nl_lightning.export.signature import ModelSignature, signature_of
-from nl_lightning.export.manifest import MANIFEST_NAME, artifact_entry, build_manifest, listed_files, write_manifest
+from nl_lightning.export.manifest import (
+    MANIFEST_NAME, artifact_entry, build_manifest, file_entries, listed_files, write_manifest,
+)
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
 from nl_lightning.export.ort import OptimizationLevel
 from nl_lightning.export.parity import (
@@ -126,6 +128,7 @@ def export_formats(
     with staged_dir(out_dir) as build:
         manifest = _write_all(net, build, signature, config, calibration, checks)
         manifest.update(source=source, source_sha256=source_sha256, **signature.manifest_task(), **(about or {}))
+        manifest.update(_tokenizer_entry(model, signature, build))
         write_manifest(build, manifest)
     failures = [a["format"] for a in manifest["artifacts"] if not a["parity_ok"]]
     if failures:
@@ -177,6 +180,16 @@ def _write_all(net: nn.Module, out_dir: Path, signature: ModelSignature, config:
         artifacts.append(entry)
     opset = config.opset if any(f.startswith("onnx") for f in config.formats) else None
     return build_manifest(artifacts, signature.manifest_input(), opset)
+
+
+def _tokenizer_entry(model: nn.Module, signature: ModelSignature, out_dir: Path) -> dict[str, Any]:
+    """An LM's tokenizer (and chat template) beside its graph, listed and hashed like the artifacts,
+    so a server of the export turns text into the ids the model was trained on; nothing for bytes."""
+    codec = getattr(model, "codec", None)
+    if signature.task != "lm" or codec is None:
+        return {}
+    files = codec.save(out_dir / "tokenizer")
+    return {"tokenizer": {"files": file_entries(files, out_dir)}} if files else {}
 
 
 def _take(batches: Iterable[Any] | None, n: int) -> list[Any] | None:

@@ -99,8 +99,15 @@ def read_manifest(path: str | Path, verify: bool = True, checkpoint: str | Path 
 
 
 def listed_files(manifest: dict[str, Any]) -> set[str]:
-    """Relative paths of every artifact file, plus ``manifest.json`` itself."""
-    return {f["path"] for a in manifest.get("artifacts", []) for f in a.get("files", [])} | {MANIFEST_NAME}
+    """Relative paths of every artifact file and the tokenizer's, plus ``manifest.json`` itself."""
+    return {f["path"] for f in _entries(manifest)} | {MANIFEST_NAME}
+
+
+def _entries(manifest: dict[str, Any]) -> list[Any]:
+    """Every file entry: the artifacts', then the tokenizer's (an LM's ``tokenizer/`` folder)."""
+    tokenizer = manifest.get("tokenizer")
+    extra = tokenizer.get("files", []) if isinstance(tokenizer, dict) else []
+    return [f for a in manifest.get("artifacts", []) for f in a.get("files", [])] + list(extra)
 
 
 def _file_list(manifest: Any, path: Path, verify: bool) -> list[dict[str, Any]]:
@@ -115,7 +122,7 @@ def _file_list(manifest: Any, path: Path, verify: bool) -> list[dict[str, Any]]:
             f"{path} has manifest_version {manifest.get('manifest_version', 1)}, which records no checksums, so "
             "its files cannot be verified. Re-export with this version of nl_lightning (or read it with verify=False)."
         )
-    entries = [f for a in artifacts for f in a.get("files", [])]
+    entries = _entries(manifest)
     for entry in entries:
         name = entry.get("path") if isinstance(entry, dict) else None
         pure = PurePosixPath(name) if isinstance(name, str) else None

@@ -156,3 +156,32 @@ def test_manifest_records_the_task_a_server_needs(kind, models, tmp_path):
     manifest = export_formats(model, tmp_path / "export", config)
     assert {k: manifest[k] for k in ("task", "num_outputs") if k in manifest} == expected
     assert read_manifest(tmp_path / "export") == manifest
+
+
+def test_an_lm_export_carries_its_tokenizer_listed_and_hashed(trained_tokenizer, tmp_path):
+    """The server of an export must encode text as the model was trained: the tokenizer (and chat
+    template) sit beside the graph, listed in the manifest like the artifacts and verified on read."""
+    import json
+    import shutil
+
+    from nl_lightning.data.tokenizer import load_codec
+    from nl_lightning.export.manifest import ManifestError, read_manifest
+    from nl_lightning.models import TransformerLM
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    shutil.copy(trained_tokenizer, folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages[0]['content'] }}"}))
+    model = TransformerLM(TransformerConfig(vocab_size=512, n_layers=1, d_model=32, n_heads=4, max_seq_len=16),
+                          tokenizer=str(folder))
+    manifest = export_formats(model, tmp_path / "export", ExportConfig(formats=["onnx"], parity_batch_sizes=[1]))
+    assert [f["path"] for f in manifest["tokenizer"]["files"]] == ["tokenizer/tokenizer.json",
+                                                                   "tokenizer/tokenizer_config.json"]
+    codec = load_codec(tmp_path / "export" / "tokenizer")
+    assert codec.to_json() == model.codec.to_json() and codec.chat_template == model.codec.chat_template
+    (tmp_path / "export" / "tokenizer" / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ManifestError, match=r"tokenizer_config\.json does not match"):
+        read_manifest(tmp_path / "export")
+    byte_lm = export_formats(TransformerLM(TransformerConfig(n_layers=1, d_model=32, n_heads=4, max_seq_len=16)),
+                             tmp_path / "bytes", ExportConfig(formats=["onnx"], parity_batch_sizes=[1]))
+    assert "tokenizer" not in byte_lm  # the byte vocabulary needs no file
