@@ -41,7 +41,6 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ls.LitServer:
     bad checkpoint or export fails now with its own message rather than in every worker."""
     from nl_lightning.serve.errors import install_error_handlers
     from nl_lightning.serve.metrics import PrometheusCallback, process_metrics
-    from nl_lightning.serve.middleware import RequestContextMiddleware
     from nl_lightning.serve.registry import ModelRegistry
     from nl_lightning.serve.rollout import Rollout
     from nl_lightning.serve.routes import ServingInfo, add_routes
