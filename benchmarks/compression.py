@@ -99,6 +99,11 @@ def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, se
     builder = VariantBuilder(model, work_dir / name, calibration=val, calibration_batches=8, threads=threads)
     rows = compare_variants(builder, settings["variants"], val, settings["eval_batches"])
     runners = {row["variant"]: builder.build(row["variant"]).run for row in rows}
+    if settings.get("unfused"):  # the same variants from the plain graph: what the fusion adds
+        plain = VariantBuilder(model, work_dir / f"{name}_unfused", calibration=val, threads=threads, fuse=False)
+        for row in compare_variants(plain, settings["unfused"], val, settings["eval_batches"])[1:]:
+            runners[f"{row['variant']}_unfused"] = plain.build(row["variant"]).run
+            rows.append({**row, "variant": f"{row['variant']}_unfused"})
     if settings["prune"]:
         pruned = prune_and_fine_tune(model, data, steps=40)
         pruned_builder = VariantBuilder(pruned, work_dir / f"{name}_pruned", threads=threads)

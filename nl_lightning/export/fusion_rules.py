@@ -145,11 +145,11 @@ class CausalRopeAttention(pattern.RewriteRuleClassBase):
         attrs = dict(num_heads=f["heads"], kv_num_heads=f["kv_heads"], do_rotary=1, rotary_interleaved=0)
         if f["scale"] is not None:
             attrs["scale"] = float(f["scale"])
-        out, _, _ = op.GroupQueryAttention(
-            q_lin, k_lin, v_lin, None, None, seqlens, total, f["cos"], f["sin"], _domain="com.microsoft", _outputs=3,
-            **attrs,
+        # Only the attention output: asking for present_key / present_value (a KV cache nobody reads)
+        # makes ORT's CPU kernel 2-3x slower (measured: 0.21 vs 0.60 ms per layer at batch 1).
+        return op.GroupQueryAttention(
+            q_lin, k_lin, v_lin, None, None, seqlens, total, f["cos"], f["sin"], _domain="com.microsoft", **attrs,
         )
-        return out
 
 
 def _rope_table(value: ir.Value, head_dim: int) -> ir.Value | None:
