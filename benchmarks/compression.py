@@ -206,7 +206,7 @@ def render(figures: dict[str, Any]) -> str:
             if r["variant"] == "eager":
                 continue
             agree = f"{r['agreement']:.1f}%" if r.get("agreement") is not None else "-"
-            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {_cell(r, 1)} | {_cell(r, 32)} | "
+            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {latency_cell(r, 1)} | {latency_cell(r, 32)} | "
                          f"{agree} | {r['accuracy_delta']:+.2f} pt |")
     t, thresholds = figures["targets"], figures["targets"]["thresholds"]
     verdicts = "; ".join(
@@ -219,7 +219,8 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(row: dict[str, Any], b: int) -> str:
+def latency_cell(row: dict[str, Any], b: int) -> str:
+    """A README cell: latency ratio against eager fp32, and against ORT fp32 in brackets."""
     vs_ort = row.get(f"latency_b{b}_vs_ort_fp32")
     return f"{row[f'latency_b{b}_vs_eager']:.2f}x" + (f" ({vs_ort:.2f}x)" if vs_ort is not None else "")
 

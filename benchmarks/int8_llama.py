@@ -28,7 +28,7 @@ from typing import Any
 import lightning as L
 import torch
 from _results import write_result
-from compression import print_table, train_lm
+from compression import latency_cell, print_table, train_lm
 from compression import measure as measure_variants
 
 from nl_lightning.export.isa import cpu_isa, has_vnni
@@ -40,7 +40,7 @@ TARGET_VARIANT = "ort_int8_dynamic"
 SEQ_LEN = 128
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "quick": {"layers": 2, "steps": 15, "eval_batches": 2, "warmup": 1, "iters": 3, "rounds": 2,
+    "quick": {"layers": 2, "steps": 10, "eval_batches": 2, "warmup": 1, "iters": 2, "rounds": 1,
               "variants": ["ort_fp32", "ort_int8_dynamic"], "unfused": []},
     "full": {"layers": 4, "steps": 600, "eval_batches": 16, "warmup": 3, "iters": 10, "rounds": 6,
              "variants": ["ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static"],
@@ -108,17 +108,12 @@ def render(figures: dict[str, Any]) -> str:
     for r in figures["task"]["variants"]:
         if r["variant"] != "eager":
             agree = f"{r['agreement']:.2f}%" if r.get("agreement") is not None else "-"
-            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {_cell(r, 1)} | {_cell(r, 32)} | {agree} |")
+            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {latency_cell(r, 1)} | {latency_cell(r, 32)} | {agree} |")
     t = figures["targets"]
     checks = "; ".join(f"{k} {t[k]:.2f} (>= {v}: {'met' if t['met'][k] else '**not met**'})"
                        for k, v in t["thresholds"].items())
     lines += ["", f"Targets for `{t['variant']}`: {checks}."]
     return "\n".join(lines)
-
-
-def _cell(row: dict[str, Any], b: int) -> str:
-    vs_ort = row.get(f"latency_b{b}_vs_ort_fp32")
-    return f"{row[f'latency_b{b}_vs_eager']:.2f}x" + (f" ({vs_ort:.2f}x)" if vs_ort is not None else "")
 
 
 if __name__ == "__main__":
