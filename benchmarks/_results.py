@@ -26,8 +26,10 @@ PACKAGES = ("torch", "lightning", "nl-lightning", "onnxruntime", "litserve", "op
 
 
 def machine() -> dict[str, Any]:
-    """What the figures depend on: CPU, cores, threads, load, versions, commit."""
+    """What the figures depend on: CPU and its instruction sets, cores, threads, load, versions, commit."""
     import torch
+
+    from nl_lightning.export.isa import cpu_isa
 
     versions = {}
     for name in PACKAGES:
@@ -39,6 +41,7 @@ def machine() -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        "isa": cpu_isa(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -80,7 +83,8 @@ def machine_line(record: dict[str, Any]) -> str:
     """One line naming where and how a result was measured (for README sections)."""
     m = record["machine"]
     v = m.get("versions", {})
-    return (f"_Measured {m['time_utc'][:10]} on {m['cores']}-core {m['cpu']}, torch {v.get('torch', '?')}, "
+    isa = f" ({', '.join(m['isa'])})" if m.get("isa") else ""
+    return (f"_Measured {m['time_utc'][:10]} on {m['cores']}-core {m['cpu']}{isa}, torch {v.get('torch', '?')}, "
             f"{m['torch_threads']} torch thread(s), {_load(m)}; "
             f"`{record['command']}` → `benchmarks/results/{record['name']}.json`._")
 

@@ -100,6 +100,11 @@ def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, se
     builder = VariantBuilder(model, work_dir / name, calibration=val, calibration_batches=8, threads=threads)
     rows = compare_variants(builder, settings["variants"], val, settings["eval_batches"])
     runners = {row["variant"]: builder.build(row["variant"]).run for row in rows}
+    if settings.get("unfused"):  # the same variants from the plain graph: what the fusion adds
+        plain = VariantBuilder(model, work_dir / f"{name}_unfused", calibration=val, threads=threads, fuse=False)
+        for row in compare_variants(plain, settings["unfused"], val, settings["eval_batches"])[1:]:
+            runners[f"{row['variant']}_unfused"] = plain.build(row["variant"]).run
+            rows.append({**row, "variant": f"{row['variant']}_unfused"})
     if settings["prune"]:
         pruned = prune_and_fine_tune(model, data, steps=40)
         pruned_builder = VariantBuilder(pruned, work_dir / f"{name}_pruned", threads=threads)
@@ -202,7 +207,7 @@ def render(figures: dict[str, Any]) -> str:
             if r["variant"] == "eager":
                 continue
             agree = f"{r['agreement']:.1f}%" if r.get("agreement") is not None else "-"
-            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {_cell(r, 1)} | {_cell(r, 32)} | "
+            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {latency_cell(r, 1)} | {latency_cell(r, 32)} | "
                          f"{agree} | {r['accuracy_delta']:+.2f} pt |")
     t, thresholds = figures["targets"], figures["targets"]["thresholds"]
     verdicts = "; ".join(
@@ -215,7 +220,8 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(row: dict[str, Any], b: int) -> str:
+def latency_cell(row: dict[str, Any], b: int) -> str:
+    """A README cell: latency ratio against eager fp32, and against ORT fp32 in brackets."""
     vs_ort = row.get(f"latency_b{b}_vs_ort_fp32")
     return f"{row[f'latency_b{b}_vs_eager']:.2f}x" + (f" ({vs_ort:.2f}x)" if vs_ort is not None else "")
 

@@ -489,12 +489,5 @@ def _features_line_v1(figures: dict[str, Any]) -> str:
             f"(range {low}–{high}): the cost of schema validation, request ids, Prometheus and versions.")
 
 
-def headline(figures: dict[str, Any]) -> tuple[str, str]:
-    """README's table of headline figures: (what was measured, the figure)."""
-    verdict = "met" if all(figures["targets_met"].values()) else "**not met**"
-    return ("`nl-lightning serve` vs a bare LitServe `LitAPI`, requests/s",
-            f"{figures['throughput_ratio']}x, {figures['ours']['errors']} errors (targets: {verdict})")
-
-
 if __name__ == "__main__":
     main()

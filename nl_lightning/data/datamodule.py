@@ -12,13 +12,15 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from nl_lightning.data.cache import CacheKind, make_cache
 from nl_lightning.data.dataset import ArrayDataset, collate_batch
+from nl_lightning.data.group_sampler import RowGroupSampler, group_members
 from nl_lightning.data.readers.base import Reader
 from nl_lightning.data.resumable import EpochSampler, ResumableDataLoader, SkippingBatchSampler
 from nl_lightning.data.sampler import ArrayBatchSampler
+from nl_lightning.data.shared_batches import SharedBatchLoader
 from nl_lightning.data.split import split_rows
 from nl_lightning.data.stats import feature_moments
 from nl_lightning.data.transforms import Compose, Normalize, Transform
@@ -232,13 +234,22 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         dataset, train = self.datasets[split], split == "train"
         if not train:
             batches = ArrayBatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
-            return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
-                              pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
+            return SharedBatchLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
+                                     pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
         # Training: order from (seed, epoch) only, and resumable mid-epoch (``data/resumable.py``).
-        sampler = EpochSampler(dataset, self.seed) if self.shuffle else SequentialSampler(dataset)
-        batches = SkippingBatchSampler(sampler, self.batch_size, drop_last=self.drop_last)
+        batches = SkippingBatchSampler(self._train_sampler(dataset), self.batch_size, drop_last=self.drop_last)
         return ResumableDataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
                                    pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
+
+    def _train_sampler(self, dataset: ArrayDataset) -> Sampler[int]:
+        """Sequential, a uniform shuffle, or, over row groups too many to keep decoded, a shuffle
+        of groups then of rows within a window of groups (``data/group_sampler.py``)."""
+        if not self.shuffle:
+            return SequentialSampler(dataset)
+        groups = dataset.features.row_groups()
+        if groups is None:
+            return EpochSampler(dataset, self.seed)
+        return RowGroupSampler(group_members(dataset.rows, groups), groups.window, self.seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", "fit")

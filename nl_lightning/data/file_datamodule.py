@@ -51,10 +51,11 @@ class FileDataModule(ReaderDataModule):
             targets: key or column of the targets; null for unlabelled data.
             npz_compressed: compressed NPZ cannot be memory-mapped: ``load`` the key into memory
                 once (with a warning) or raise an ``error``.
-            parquet_cache_mb: MiB of decoded Parquet row groups kept per process and file. Shuffled
-                batches touch every row group: a file whose decoded columns fit is decoded once
-                per process (each DataLoader worker has its own cache); in a bigger one most groups are
-                decoded again for every batch.
+            parquet_cache_mb: MiB of decoded Parquet row groups kept per process and file. A file
+                whose decoded columns fit is decoded once per process (each DataLoader worker has its
+                own cache) and shuffled uniformly; a bigger one is shuffled by row groups: groups in
+                random order, rows shuffled within as many groups as the cache holds
+                (``RowGroupSampler``), so each group is decoded about once per epoch.
             **kwargs: loader, split, validation, transform and cache settings of ReaderDataModule.
         """
         super().__init__(**kwargs)

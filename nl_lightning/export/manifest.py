@@ -2,8 +2,8 @@
 
 Per artifact: its files with sizes and SHA-256, the tolerance it was checked against, the measured
 errors at every (batch, seq) pair and, for INT8, the agreement with eager on real batches; plus
-the source checkpoint and its SHA-256, the opset, the model's input (``ModelSignature.manifest_input``)
-and the library versions.
+the source checkpoint and its SHA-256, the opset, the model's input (``ModelSignature.manifest_input``),
+the library versions and the exporting CPU's instruction sets (INT8 speed and its recipe depend on them).
 ``read_manifest`` checks every file against its recorded hash, so a folder whose files come
 from different exports (or were edited) is refused, naming the file.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 from nl_lightning._io import file_sha256, path_sha256, write_json
 from nl_lightning.errors import MissingFileError, NLUserError
+from nl_lightning.export.isa import cpu_isa
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
@@ -60,6 +61,7 @@ def build_manifest(
         "opset": opset,
         "input": model_input,
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}},
+        "isa": cpu_isa(),
         "artifacts": artifacts,
     }
 

@@ -41,8 +41,9 @@ def _qkv(n_kv: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, t
 
 # Which SDPA kernels this machine has, decided up front from the hardware, not from whether the code
 # under test happened to run: a regression that disables a kernel fails instead of turning into a skip.
-# torch's CPU build has the math and the flash kernel (any mask, GQA); the memory-efficient one is CUDA-only.
-AVAILABLE = {"auto", "math", "flash"} | ({"efficient"} if torch.cuda.is_available() else set())
+# These tests run on CPU tensors, where torch has the math and the flash kernel (any mask, GQA); the
+# memory-efficient one is CUDA-only, also on a GPU machine (test_attention_cuda.py runs it there).
+AVAILABLE = {"auto", "math", "flash"}
 
 
 def _sdpa_where_available(*args, backend: str, **kwargs) -> torch.Tensor | None:
