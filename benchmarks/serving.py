@@ -57,6 +57,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_result  # noqa: E402
 
+#: Code that runs only in child processes, hashed with each result (``_results.code_files``).
+MEASURES = ("nl_lightning/serve", "nl_lightning/predict", "nl_lightning/cli.py", "nl_lightning/commands")
+
 BATCHING = {"max_batch_size": 8, "batch_timeout": 0.005}
 KINDS = ("ours", "bare", "bare_async_auth", "fastapi")
 STEPS, FEATURES = 16, 8

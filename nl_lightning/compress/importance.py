@@ -22,8 +22,11 @@ from nl_lightning.errors import ConfigError
 
 __all__ = ["IMPORTANCES", "Importance", "Scores", "TaylorScores", "magnitude_scores", "taylor_scores"]
 
+#: How a unit's importance is scored: weight magnitude, or first-order Taylor (the size of weight times gradient).
 Importance = Literal["magnitude", "taylor"]
+#: The accepted values of :data:`Importance`, for validation messages.
 IMPORTANCES: tuple[str, ...] = ("magnitude", "taylor")
+#: Module name -> one score per unit of that module (compared only within the module).
 Scores = dict[str, Tensor]
 
 

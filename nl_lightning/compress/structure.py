@@ -5,6 +5,7 @@ parameters belong to which *unit*. Scoring (``importance.py``) sums over a unit'
 slicing (``structured.py``) keeps whole units, so both read the layout from this one place.
 
 Units:
+
 - attention with ``n_kv_heads > 1`` (MHA, GQA): one KV group = its key and value head and the
   ``n_heads / n_kv_heads`` query heads that read them (rows of ``q_proj``, the k and v rows of the
   fused ``kv_proj``, columns of ``out_proj``), so a pruned model is still a plain GQA model;
@@ -27,6 +28,7 @@ from nl_lightning.nn.mlp import GluMlp, Mlp
 
 __all__ = ["SHARED", "Slice", "UnitKind", "UnitMap", "attention_units", "mlp_units", "unit_maps", "unit_sums"]
 
+#: What a unit is: an attention head group (``"heads"``) or an MLP hidden channel (``"mlp"``).
 UnitKind = Literal["heads", "mlp"]
 SHARED = -1
 """Unit id of a row or column that belongs to no unit (the shared key/value head of MQA)."""

@@ -44,6 +44,8 @@ __all__ = [
 
 Plan = dict[str, Tensor]
 """Module name -> sorted ids of the units it keeps."""
+
+#: The per-layer width fields of ``TransformerConfig`` that structured pruning changes.
 WIDTH_FIELDS: tuple[str, ...] = ("n_heads", "n_kv_heads", "head_dim", "mlp_hidden")
 
 
