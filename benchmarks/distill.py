@@ -221,5 +221,17 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    c = figures.get("classifier")
+    if not c:
+        return ("distillation into a smaller student", "see its page")
+    a, t = c["accuracy"], figures["targets"]["classifier"]
+    return (f"digits classifier distilled into a {c['size_ratio']:.1f}x smaller student, accuracy",
+            f"teacher {a['teacher']:.2f}%, alone {a['alone']:.2f}%, distilled {a['distilled']:.2f}% "
+            f"({'met' if t['met'] else '**not met**'})")
+
+
 if __name__ == "__main__":
     main()

@@ -116,5 +116,15 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    t = figures["targets"]
+    checks = ", ".join(f"{k} {t[k]:.2f}" for k in t["thresholds"])
+    vnni = "with" if figures["vnni"] else "without"
+    return (f"llama-preset LM, `{t['variant']}` vs eager fp32 ({vnni} VNNI)",
+            f"{checks} ({'met' if all(t['met'].values()) else '**not met**'})")
+
+
 if __name__ == "__main__":
     main()

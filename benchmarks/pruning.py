@@ -262,5 +262,14 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    t = figures["targets"]
+    parts = [f"{TITLES.get(n, n)}: {t[n]['size_ratio']:.2f}x smaller, >= {t[n]['latency_ratio']:.2f}x faster, "
+             f"{-t[n]['accuracy_drop']:+.2f} pt ({'met' if t[n]['met'] else '**not met**'})" for n in figures["tasks"]]
+    return ("structured pruning (heads + MLP channels) then fine-tuning, vs the unpruned model", "; ".join(parts))
+
+
 if __name__ == "__main__":
     main()

@@ -126,3 +126,16 @@ def test_the_position_mask_keeps_a_sliding_window():
     mask = _position_mask(torch.tensor([[1], [4]]), 5, None, torch.float32, window=3)[:, 0, 0]
     assert mask.tolist() == [[True, True, False, False, False], [False, False, True, True, True]]
     assert _position_mask(torch.tensor([[4]]), 5, None, torch.float32)[0, 0, 0].all()
+
+
+def test_batched_greedy_equals_one_at_a_time_with_a_sliding_window(model):
+    """A Mistral-style model (RoPE, GQA, ``sliding_window`` 5 < max_seq_len 16): rows at different
+    lengths keep their own window, inside and past the 16-token context, as ``generate`` does alone."""
+    lm = model(position="rope", n_kv_heads=2, sliding_window=5)
+    requests = [DecodeRequest(p, n) for p, n in zip(prompts([2, 7, 13, 18], seed=3), [20, 9, 6, 14])]
+    got = decode_all(BatchDecoder(lm, capacity=2), enumerate(requests))
+    expected = [alone(lm, r) for r in requests]
+    assert [got[i] for i in range(len(requests))] == expected
+    full = model(position="rope", n_kv_heads=2)
+    full.load_state_dict(lm.state_dict())
+    assert expected != [alone(full, r) for r in requests]  # the same weights without the window differ
