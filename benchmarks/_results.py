@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS_DIR.parent.parent
 #: The 1-minute load when the benchmark started (this module is imported first thing): the load at the
 #: end includes the benchmark's own processes, so it alone cannot say whether the machine was idle.
 LOAD_AT_START = round(os.getloadavg()[0], 2)
@@ -26,8 +27,10 @@ PACKAGES = ("torch", "lightning", "nl-lightning", "onnxruntime", "litserve", "op
 
 
 def machine() -> dict[str, Any]:
-    """What the figures depend on: CPU, cores, threads, load, versions, commit."""
+    """What the figures depend on: CPU and its instruction sets, cores, threads, load, versions, commit."""
     import torch
+
+    from nl_lightning.export.isa import cpu_isa
 
     versions = {}
     for name in PACKAGES:
@@ -39,6 +42,7 @@ def machine() -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        "isa": cpu_isa(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -52,24 +56,49 @@ def machine() -> dict[str, Any]:
 
 
 def write_result(name: str, figures: dict[str, Any], args: Any = None, quick: bool = False) -> Path | None:
-    """Write ``results/<name>.json`` (figures, arguments, machine). ``--quick`` runs are not kept:
-    they are smoke tests, and README figures come from full runs only. Prints the JSON line."""
+    """Write ``results/<name>.json`` (figures, arguments, machine, the code measured). ``--quick`` runs
+    are not kept: they are smoke tests, and README figures come from full runs only. Prints the JSON line."""
+    from nl_lightning._io import write_json
+
     record = {
         "name": name,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) if sys.argv else name,
         "args": vars(args) if args is not None and hasattr(args, "__dict__") else args,
         "machine": machine(),
+        "code": code_files(),
         "figures": figures,
     }
     print(json.dumps(record, default=str))
     if quick:
         return None
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(RESULTS_DIR / f"{name}.json", record, default=str)
+
+
+def code_files() -> dict[str, str]:
+    """The code a result measures, file -> SHA-256: every ``nl_lightning`` module this process imported,
+    the script itself, and the files under the paths in the script's ``MEASURES`` (code that runs only
+    in child processes: a server, a CLI run). ``report.py`` marks the figure stale when one changes."""
+    from nl_lightning._io import file_sha256
+
+    files = {Path(m.__file__).resolve() for m in list(sys.modules.values())
+             if getattr(m, "__name__", "").startswith("nl_lightning") and getattr(m, "__file__", None)}
+    main = sys.modules.get("__main__")
+    if getattr(main, "__file__", None):
+        files.add(Path(main.__file__).resolve())
+    for extra in getattr(main, "MEASURES", ()):
+        path = ROOT / extra
+        files.update(p.resolve() for p in ([path] if path.is_file() else path.rglob("*")) if p.suffix in (".py", ".yaml"))
+    return {p.relative_to(ROOT).as_posix(): file_sha256(p) for p in sorted(files) if p.is_relative_to(ROOT)}
+
+
+def changed_code(record: dict[str, Any]) -> list[str] | None:
+    """Files the result measured that changed (or vanished) since it was written; None when the result
+    predates code hashes, so it cannot be checked."""
+    from nl_lightning._io import file_sha256
+
+    if "code" not in record:
+        return None
+    return [f for f, digest in record["code"].items() if not (ROOT / f).is_file() or file_sha256(ROOT / f) != digest]
 
 
 def read_result(name: str) -> dict[str, Any]:
@@ -80,7 +109,8 @@ def machine_line(record: dict[str, Any]) -> str:
     """One line naming where and how a result was measured (for README sections)."""
     m = record["machine"]
     v = m.get("versions", {})
-    return (f"_Measured {m['time_utc'][:10]} on {m['cores']}-core {m['cpu']}, torch {v.get('torch', '?')}, "
+    isa = f" ({', '.join(m['isa'])})" if m.get("isa") else ""
+    return (f"_Measured {m['time_utc'][:10]} on {m['cores']}-core {m['cpu']}{isa}, torch {v.get('torch', '?')}, "
             f"{m['torch_threads']} torch thread(s), {_load(m)}; "
             f"`{record['command']}` → `benchmarks/results/{record['name']}.json`._")
 

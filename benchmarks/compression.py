@@ -29,7 +29,7 @@ import lightning as L
 import torch
 from _results import write_result
 
-from nl_lightning.callbacks import PruningCallback
+from nl_lightning.callbacks import StructuredPruningCallback
 from nl_lightning.data import CharTextDataModule, SyntheticSequenceDataModule
 from nl_lightning.export.compare import compare_variants
 from nl_lightning.export.profile import profile
@@ -45,7 +45,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "classifier": dict(config=dict(input_dim=8, n_layers=2, d_model=64, n_heads=4, max_seq_len=16,
                                        position="none", causal=False), samples=2048, epochs=3),
         "variants": ["ort_fp32", "ort_int8_dynamic", "ort_int8_static"],
-        "eval_batches": 8, "warmup": 2, "iters": 5, "rounds": 3, "prune": False,
+        "eval_batches": 8, "warmup": 2, "iters": 5, "rounds": 3, "prune": True,
     },
     "full": {
         "lm": dict(config=dict(n_layers=4, d_model=128, n_heads=4, max_seq_len=128), seq_len=128, steps=400),
@@ -78,10 +78,11 @@ def train_classifier(spec: dict[str, Any]) -> tuple[TransformerClassifier, Synth
 
 
 def prune_and_fine_tune(model: L.LightningModule, data: L.LightningDataModule, steps: int) -> L.LightningModule:
-    """50% global L1 pruning of the Linear weights after ``steps // 2`` steps, then ``steps // 2`` of fine-tuning."""
+    """Half the attention heads and MLP channels removed (structured: a smaller dense model, not masks), then
+    ``steps`` of fine-tuning; ``benchmarks/pruning.py`` measures pruning on its own."""
     pruned = copy.deepcopy(model)
-    callback = PruningCallback(amount=0.5, scope="global", start_epoch=0)
-    trainer = _trainer(max_epochs=2, limit_train_batches=max(1, steps // 2), callbacks=[callback])
+    callback = StructuredPruningCallback(heads=0.5, mlp=0.5, start_epoch=0)
+    trainer = _trainer(max_epochs=1, limit_train_batches=steps, callbacks=[callback])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(pruned, data)
@@ -99,6 +100,11 @@ def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, se
     builder = VariantBuilder(model, work_dir / name, calibration=val, calibration_batches=8, threads=threads)
     rows = compare_variants(builder, settings["variants"], val, settings["eval_batches"])
     runners = {row["variant"]: builder.build(row["variant"]).run for row in rows}
+    if settings.get("unfused"):  # the same variants from the plain graph: what the fusion adds
+        plain = VariantBuilder(model, work_dir / f"{name}_unfused", calibration=val, threads=threads, fuse=False)
+        for row in compare_variants(plain, settings["unfused"], val, settings["eval_batches"])[1:]:
+            runners[f"{row['variant']}_unfused"] = plain.build(row["variant"]).run
+            rows.append({**row, "variant": f"{row['variant']}_unfused"})
     if settings["prune"]:
         pruned = prune_and_fine_tune(model, data, steps=40)
         pruned_builder = VariantBuilder(pruned, work_dir / f"{name}_pruned", threads=threads)
@@ -201,7 +207,7 @@ def render(figures: dict[str, Any]) -> str:
             if r["variant"] == "eager":
                 continue
             agree = f"{r['agreement']:.1f}%" if r.get("agreement") is not None else "-"
-            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {_cell(r, 1)} | {_cell(r, 32)} | "
+            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {latency_cell(r, 1)} | {latency_cell(r, 32)} | "
                          f"{agree} | {r['accuracy_delta']:+.2f} pt |")
     t, thresholds = figures["targets"], figures["targets"]["thresholds"]
     verdicts = "; ".join(
@@ -214,7 +220,8 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(row: dict[str, Any], b: int) -> str:
+def latency_cell(row: dict[str, Any], b: int) -> str:
+    """A README cell: latency ratio against eager fp32, and against ORT fp32 in brackets."""
     vs_ort = row.get(f"latency_b{b}_vs_ort_fp32")
     return f"{row[f'latency_b{b}_vs_eager']:.2f}x" + (f" ({vs_ort:.2f}x)" if vs_ort is not None else "")
 

@@ -11,13 +11,20 @@ is a page-cache-warm steady state:
 
 Raw and loader passes alternate and the best of ``--repeats`` is kept. Each fast loader is also
 compared with a bare torch DataLoader returning the raw slices with the same workers
-(``_vs_bare_torch``: per-batch DataLoader and worker IPC costs are the same for any Dataset).
-Finally the shuffled path on HDF5: Hdf5Reader's one read per batch of sorted random rows vs one
-h5py read per row through an already open dataset, interleaved, for a contiguous and a chunked
-dataset. The folder is deleted at the end.
+(``_vs_bare_torch``): it hands batches from workers over through torch's per-batch shared memory,
+ours through preallocated slots (``data/shared_batches.py``). Then:
 
-    python benchmarks/data_throughput.py            # 1 GiB per format
-    python benchmarks/data_throughput.py --quick    # 64 MiB per format, under a minute on 2 cores
+- ``transform``: a CPU-heavy per-sample transform (FFT round trips, ``transform_on="sample"``),
+  samples/s with each worker count against 0 workers: what workers are for;
+- ``parquet_shuffled``: the default shuffled path over a Parquet file 4x ``parquet_cache_mb``
+  (row-group shuffle, ``data/group_sampler.py``) against a sequential pyarrow read;
+- the shuffled path on HDF5: Hdf5Reader's one read per batch of sorted random rows vs one h5py
+  read per row through an already open dataset, for a contiguous and a chunked dataset.
+
+The folder is deleted at the end.
+
+    python benchmarks/data_throughput.py            # 256 MiB per format
+    python benchmarks/data_throughput.py --quick    # 32 MiB per format, under a minute on 2 cores
 
 Figures go to ``benchmarks/results/data_throughput.json`` (the last stdout line is the same JSON).
 """
@@ -42,6 +49,7 @@ from _results import write_result
 
 from nl_lightning.data import FileDataModule
 from nl_lightning.data.readers import Hdf5Reader
+from nl_lightning.data.transforms import Transform
 
 SAMPLE_SHAPE = (64, 16)  # 4 KiB of float32 per sample
 
@@ -179,6 +187,69 @@ def measure(fmt: str, spec: dict, n: int, batch: int, workers: list[int], repeat
     return row
 
 
+class FftRoundTrips(Transform):
+    """A CPU-heavy per-sample augmentation: ``rounds`` 2-D FFT round trips of each sample, one at a
+    time (small tensors: torch runs each on one thread, in workers and main process alike)."""
+
+    def __init__(self, rounds: int = 8) -> None:
+        self.rounds = rounds
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for i, sample in enumerate(x):
+            for _ in range(self.rounds):
+                sample = torch.fft.irfft2(torch.fft.rfft2(sample), s=sample.shape)
+            out[i] = sample
+        return out
+
+
+def transform_scaling(spec: dict, batch: int, workers: list[int], repeats: int, batches: int) -> dict[str, float]:
+    """Samples/s with a CPU-heavy per-sample transform, per worker count, and each against 0 workers."""
+    makers = {}
+    for w in workers:
+        dm = FileDataModule(train_path=spec["path"], features=spec["features"], targets=None, batch_size=batch,
+                            num_workers=w, shuffle=False, validate=False, transforms=[FftRoundTrips()],
+                            transform_on="sample", pin_memory=False)
+        dm.setup("fit")
+        makers[f"workers{w}"] = (lambda loader: lambda: loader)(dm.train_dataloader())
+    best = interleaved(makers, repeats, dict.fromkeys(makers, batches))
+    row = {k: round(v) for k, v in best.items()}
+    row.update({f"{k}_vs_workers0": round(v / best["workers0"], 3) for k, v in best.items() if k != "workers0"})
+    return row
+
+
+def parquet_shuffled(folder: Path, n: int, batch: int, workers: list[int], repeats: int,
+                     batches: int) -> dict[str, float]:
+    """The default (shuffled) loader over a Parquet file 4x its cache vs a sequential pyarrow read.
+
+    Its rows are the benchmark's Parquet file; the cache is set to a quarter of its decoded size.
+    """
+    path, cache_mb = str(folder / "x.parquet"), n * math.prod(SAMPLE_SHAPE) * 4 / 2**20 / 4
+    makers = {"sequential": lambda: raw_batches("parquet", path, batch)}
+    for w in workers:
+        dm = FileDataModule(train_path=path, features="x", targets=None, feature_shape=list(SAMPLE_SHAPE),
+                            batch_size=batch, num_workers=w, validate=False, parquet_cache_mb=cache_mb,
+                            pin_memory=False)
+        dm.setup("fit")
+        makers[f"workers{w}"] = _new_epoch_each_pass(dm.train_dataloader())
+    best = interleaved(makers, repeats, {k: batches for k in makers if k != "sequential"})
+    row = {"cache_mb": round(cache_mb, 1), **{k: round(v) for k, v in best.items()}}
+    row.update({f"{k}_vs_sequential": round(v / best["sequential"], 3) for k, v in best.items() if k != "sequential"})
+    return row
+
+
+def _new_epoch_each_pass(loader: torch.utils.data.DataLoader) -> Callable[[], Iterable]:
+    """A maker whose every pass is a new epoch (a new order), as in training: no pass starts on the
+    row groups the previous one left in the cache."""
+    epochs = iter(range(10**6))
+
+    def make() -> Iterable:
+        loader.batch_sampler.sampler.set_epoch(next(epochs))
+        return loader
+
+    return make
+
+
 def shuffled_hdf5(folder: Path, batch: int, n_batches: int, size_mb: int,
                   repeats: int) -> dict[str, dict[str, float]]:
     """Random batches from HDF5 files: the reader's one sorted read vs one h5py read per row (the
@@ -204,18 +275,19 @@ def shuffled_hdf5(folder: Path, batch: int, n_batches: int, size_mb: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="64 MiB files, a smaller shuffled test")
-    parser.add_argument("--size-mb", type=int, default=None, help="MiB per format (default 1024, quick 64)")
+    parser.add_argument("--quick", action="store_true", help="32 MiB files, smaller shuffled and transform tests")
+    parser.add_argument("--size-mb", type=int, default=None, help="MiB per format (default 256, quick 32)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per figure (best is kept)")
     parser.add_argument("--default-batches", type=int, default=None,
                         help="batches per timed pass of the default (shuffled) path: random reads can be too slow "
                              "for a full pass (default 100, quick 20)")
     parser.add_argument("--dir", default=None, help="parent of the temporary folder (default: system temp)")
     args = parser.parse_args()
-    size_mb = args.size_mb or (64 if args.quick else 1024)
-    args.default_batches = args.default_batches or (20 if args.quick else 100)
+    torch.set_num_threads(1)  # as workers run: a transform in the main process gets no extra threads
+    size_mb = args.size_mb or (32 if args.quick else 256)
+    args.default_batches = args.default_batches or (10 if args.quick else 100)
     n = size_mb * 2**20 // (math.prod(SAMPLE_SHAPE) * 4)
     folder = Path(tempfile.mkdtemp(prefix="nl_data_bench_", dir=args.dir))
     results: dict = {"size_mb": size_mb, "samples": n, "batch_size": args.batch_size, "sample_bytes": 4096,
@@ -227,6 +299,12 @@ def main() -> None:
         for fmt, spec in specs.items():
             results[fmt] = measure(fmt, spec, n, args.batch_size, args.workers, args.repeats, args.default_batches)
             print(f"{fmt:8s} " + "  ".join(f"{k}={v}" for k, v in results[fmt].items()), flush=True)
+        results["transform"] = transform_scaling(specs["npy"], args.batch_size, args.workers, args.repeats,
+                                                 4 if args.quick else 20)
+        print("transform " + "  ".join(f"{k}={v}" for k, v in results["transform"].items()), flush=True)
+        results["parquet_shuffled"] = parquet_shuffled(folder, n, args.batch_size, args.workers, args.repeats,
+                                                       args.default_batches)
+        print("parquet shuffled " + "  ".join(f"{k}={v}" for k, v in results["parquet_shuffled"].items()), flush=True)
         shuffled = shuffled_hdf5(folder, args.batch_size, 8 if args.quick else 32, 32 if args.quick else 64,
                                  args.repeats)
         results["hdf5_shuffled"] = {k: {m: round(v, 1) for m, v in d.items()} for k, d in shuffled.items()}
@@ -238,6 +316,9 @@ def main() -> None:
 
 
 TARGET = 0.9  # fast path / raw loop, NPY and HDF5, 0 workers
+#: With 2 workers (issue 20): NPY / HDF5 fast path vs the raw loop and vs a bare torch DataLoader; a
+#: CPU-heavy transform vs 0 workers; the shuffled Parquet path (file 4x the cache) vs a sequential read.
+WORKER_TARGETS = {"vs_raw": 0.5, "vs_bare_torch": 1.5, "transform_vs_workers0": 1.7, "parquet_shuffled": 0.5}
 PARQUET_CACHE_MB = inspect.signature(FileDataModule).parameters["parquet_cache_mb"].default
 
 
@@ -249,18 +330,20 @@ def render(figures: dict) -> str:
         f"{figures['sample_bytes'] // 1024} KiB samples; best of {figures['repeats']} interleaved passes. "
         "*fast*: `shuffle=False, validate=False`, full passes; *default*: no settings (`shuffle=True, "
         f"validate=True`), passes of {figures.get('default_batches', 'all')} batches; its NaN/Inf scan runs once in "
-        "`setup`, shown apart:",
+        "`setup`, shown apart; *vs bare*: fast / a bare torch DataLoader over the raw slices with as many workers:",
         "",
-        "| format | workers | raw loop | fast | fast / raw | default | default / raw | default setup |",
-        "|---|---|---|---|---|---|---|---|",
+        "| format | workers | raw loop | fast | fast / raw | vs bare | default | default / raw | default setup |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for fmt in ("npy", "hdf5", "parquet"):
         row = figures[fmt]
         for w in figures.get("workers", [0, 1, 2]):
+            bare = row.get(f"workers{w}_fast_vs_bare_torch")
             lines.append(
                 f"| {fmt} | {w} | {_rate(row[f'workers{w}_raw'])} | {_rate(row[f'workers{w}_fast'])} | "
-                f"{row[f'workers{w}_fast_ratio']:.2f}x | {_rate(row[f'workers{w}_default'])} | "
-                f"{row[f'workers{w}_default_ratio']:.2f}x | {row[f'workers{w}_default_setup_s']:.2f} s |"
+                f"{row[f'workers{w}_fast_ratio']:.2f}x | {f'{bare:.2f}x' if bare is not None else '-'} | "
+                f"{_rate(row[f'workers{w}_default'])} | {row[f'workers{w}_default_ratio']:.2f}x | "
+                f"{row[f'workers{w}_default_setup_s']:.2f} s |"
             )
     ratios = {fmt: figures[fmt]["workers0_fast_ratio"] for fmt in ("npy", "hdf5")
               if "workers0_fast_ratio" in figures[fmt]}
@@ -273,8 +356,41 @@ def render(figures: dict) -> str:
     if figures["size_mb"] <= PARQUET_CACHE_MB:
         lines += ["", (f"The Parquet file fits `parquet_cache_mb` ({PARQUET_CACHE_MB} MiB by default): after a loader's "
                        "first pass its row groups are served decoded from memory, while the raw loop decodes them on "
-                       "every pass. In files bigger than the cache most row groups are decoded again for every shuffled batch.")]
+                       "every pass. Files bigger than the cache are shuffled by row groups (`RowGroupSampler`).")]
+    if "transform" in figures:
+        lines += ["", _worker_targets(figures)]
     return "\n".join(lines)
+
+
+def worker_checks(figures: dict) -> dict[str, tuple[float, float]]:
+    """``{check: (measured, target)}`` for the 2-worker targets."""
+    checks = {}
+    for fmt in ("npy", "hdf5"):
+        checks[f"{fmt} 2 workers / raw"] = (figures[fmt]["workers2_fast_ratio"], WORKER_TARGETS["vs_raw"])
+        checks[f"{fmt} 2 workers / bare torch"] = (figures[fmt]["workers2_fast_vs_bare_torch"],
+                                                   WORKER_TARGETS["vs_bare_torch"])
+    checks["CPU-heavy transform, 2 workers / 0"] = (figures["transform"]["workers2_vs_workers0"],
+                                                    WORKER_TARGETS["transform_vs_workers0"])
+    parquet = figures["parquet_shuffled"]
+    best = max((k for k in parquet if k.endswith("_vs_sequential")), key=lambda k: parquet[k])
+    checks[f"shuffled Parquet 4x its cache ({best.split('_')[0]}) / sequential"] = (
+        parquet[best], WORKER_TARGETS["parquet_shuffled"])
+    return checks
+
+
+def _worker_targets(figures: dict) -> str:
+    t, p = figures["transform"], figures["parquet_shuffled"]
+    checks = worker_checks(figures)
+    return (
+        f"With a CPU-heavy per-sample transform (8 FFT round trips per sample): "
+        + ", ".join(f"{k.removeprefix('workers')} workers {_rate(v)}" for k, v in t.items() if "_vs_" not in k)
+        + ". Shuffled Parquet, file 4x `parquet_cache_mb` "
+        f"({p['cache_mb']} MiB): sequential read {_rate(p['sequential'])}, "
+        + ", ".join(f"{k.removeprefix('workers')} workers {_rate(v)}" for k, v in p.items()
+                    if k.startswith("workers") and not k.endswith("_sequential"))
+        + ". Targets: " + "; ".join(f"{name} {value:.2f}x (>= {target}: {'met' if value >= target else '**not met**'})"
+                                    for name, (value, target) in checks.items()) + "."
+    )
 
 
 def _rate(samples_per_s: float) -> str:

@@ -3,6 +3,10 @@
     python benchmarks/report.py               # rewrite README.md and docs/*.md in place
     python benchmarks/report.py --check       # exit 1 if one differs from what the results give
     python benchmarks/report.py --pages DIR   # write the docs site's benchmark pages into DIR
+    python benchmarks/report.py --stale       # list results whose measured code changed; exit 1 if any
+
+Each result records the SHA-256 of every file of the code it measured (``_results.code_files``); a
+figure whose code changed since is shown with a **Stale** note, and the headline row says so.
 
 A document marks each section ``<!-- bench:NAME -->`` ... ``<!-- /bench:NAME -->``; the text between
 is replaced by ``render(result)`` from ``benchmarks/NAME.py`` applied to ``results/NAME.json``,
@@ -22,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _results import RESULTS_DIR, machine_line, read_result  # noqa: E402
+from _results import RESULTS_DIR, changed_code, machine_line, read_result  # noqa: E402
 
 README = HERE.parent / "README.md"
 DOCUMENTS = [README, *sorted((HERE.parent / "docs").glob("*.md"))]
@@ -41,7 +45,27 @@ def render_section(name: str) -> str:
     if not (RESULTS_DIR / f"{name}.json").is_file():
         return f"_No result yet: run `python benchmarks/{name}.py` (writes `benchmarks/results/{name}.json`)._\n"
     record = read_result(name)
-    return _script(name).render(record["figures"]).rstrip("\n") + "\n\n" + machine_line(record) + "\n"
+    return (stale_note(name, record) + _script(name).render(record["figures"]).rstrip("\n") + "\n\n"
+            + machine_line(record) + "\n")
+
+
+def stale_note(name: str, record: dict) -> str:
+    """A warning above figures whose measured code changed since (or that predate code hashes)."""
+    changed = changed_code(record)
+    if changed is None:
+        return (f"> **Unverified:** this result predates code hashes; rerun `python benchmarks/{name}.py` to "
+                "tie it to the code it measures.\n\n")
+    if not changed:
+        return ""
+    shown = ", ".join(f"`{f}`" for f in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return (f"> **Stale:** the code measured here changed since ({shown}); rerun "
+            f"`python benchmarks/{name}.py`.\n\n")
+
+
+def freshness(name: str) -> str:
+    """'fresh', 'stale' or 'unverified' for the headline table and ``--stale``."""
+    changed = changed_code(read_result(name))
+    return "unverified" if changed is None else "stale" if changed else "fresh"
 
 
 def result_names() -> list[str]:
@@ -55,8 +79,9 @@ def render_headlines() -> str:
     for name in result_names():
         record, script = read_result(name), _script(name)
         what, figure = script.headline(record["figures"]) if hasattr(script, "headline") else ("see its page", "")
-        m = record["machine"]
-        rows.append(f"| `benchmarks/{name}.py` | {what} | {figure} | {m['time_utc'][:10]}, {m['cores']}-core "
+        m, state = record["machine"], freshness(name)
+        mark = "" if state == "fresh" else f" **({state}: rerun)**"
+        rows.append(f"| `benchmarks/{name}.py` | {what} | {figure}{mark} | {m['time_utc'][:10]}, {m['cores']}-core "
                     f"{m['cpu']}, {m['torch_threads']} thread(s) |")
     return "\n".join(rows) + "\n"
 
@@ -107,7 +132,13 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only check that the documents are up to date")
     parser.add_argument("--readme", type=Path, default=None, help="one document instead of README.md and docs/*.md")
     parser.add_argument("--pages", type=Path, help="write the docs site's benchmark pages into this folder")
+    parser.add_argument("--stale", action="store_true", help="list results whose measured code changed since")
     args = parser.parse_args()
+    if args.stale:
+        states = {name: freshness(name) for name in result_names()}
+        for name, state in states.items():
+            print(f"{state:10} benchmarks/{name}.py")
+        return 1 if any(s != "fresh" for s in states.values()) else 0
     if args.pages:
         print(f"wrote {len(render_pages(args.pages))} page(s) into {args.pages}")
         return 0

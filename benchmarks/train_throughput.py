@@ -23,6 +23,11 @@ default): on a machine shared with other jobs, two OpenMP threads slow down many
 another job takes a core, while one thread gives steady ratios. Figures go to
 ``benchmarks/results/train_throughput.json`` (the last stdout line is the same JSON); README's
 section comes from it through ``render``.
+
+``--accelerator cuda --precision bf16-mixed`` runs every side on the GPU under bf16 autocast (the
+plain loops with ``torch.autocast``, as Lightning's precision plugin does); ``benchmarks/gpu.sh``
+runs it in fp32 and bf16-mixed and collects both into ``results/gpu.json``, so GPU runs write no
+file of their own.
 """
 
 from __future__ import annotations
@@ -48,8 +53,15 @@ CLIP = 1.0
 TARGET = 0.95
 
 
+PRECISIONS = ("32-true", "bf16-mixed")
+DEVICE = torch.device("cpu")  # set by main() from --accelerator
+
+
 def clock() -> tuple[float, float]:
-    """(wall, this process's CPU) seconds: CPU time is less disturbed by other jobs on the machine."""
+    """(wall, this process's CPU) seconds: CPU time is less disturbed by other jobs on the machine.
+    On CUDA, queued kernels finish first."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter(), time.process_time()
 
 
@@ -91,7 +103,7 @@ Run = tuple[tuple[float, float], float]  # ((wall s, CPU s), final loss)
 def run_lightning(config: dict[str, Any], dm: CharTextDataModule, args: argparse.Namespace) -> Run:
     model, timer = make_model(config, args.lr), StepTimer(first=args.warmup)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision="32-true", max_steps=args.warmup + args.steps,
+        accelerator=args.accelerator, devices=1, precision=args.precision, max_steps=args.warmup + args.steps,
         gradient_clip_val=CLIP, gradient_clip_algorithm="norm", callbacks=[timer],
         enable_progress_bar=False, logger=False, enable_checkpointing=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0,
@@ -103,15 +115,18 @@ def run_lightning(config: dict[str, Any], dm: CharTextDataModule, args: argparse
 def run_plain(config: dict[str, Any], dm: CharTextDataModule, args: argparse.Namespace,
               metric: bool = False) -> Run:
     """What a user writes by hand; ``metric=True`` adds the train perplexity ``training_step`` keeps."""
-    lm = make_model(config, args.lr)
+    lm = make_model(config, args.lr).to(DEVICE)
     model, optimizer = lm.model.train(), build_optimizer(lm, lm.optimizer_config)
+    autocast = torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     start = clock()
     for step, (idx, targets) in enumerate(make_loader(dm)):
         if step == args.warmup:
             start = clock()
         if step == args.warmup + args.steps:
             break
-        logits = model(idx)  # (B, T, V)
+        idx, targets = idx.to(DEVICE, non_blocking=True), targets.to(DEVICE, non_blocking=True)
+        with autocast:
+            logits = model(idx)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         if metric:
             float(loss.detach().exp())  # the train perplexity training_step logs (a sync, as self.log's)
@@ -142,7 +157,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: steady on a shared machine; 0 = torch's default)")
+    parser.add_argument("--accelerator", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="32-true")
     args = parser.parse_args()
+    if args.accelerator == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--accelerator cuda: torch {torch.__version__} sees no CUDA device.")
     args.n_layers = args.n_layers or (2 if args.quick else 4)
     args.d_model = args.d_model or (64 if args.quick else 128)
     args.batch_size = args.batch_size or (8 if args.quick else 32)
@@ -155,7 +174,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    global DEVICE
     args = parse_args()
+    DEVICE = torch.device(args.accelerator)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run banners
     config = dict(vocab_size=256, n_layers=args.n_layers, d_model=args.d_model, n_heads=4, max_seq_len=args.seq_len)
     dm = CharTextDataModule(seq_len=args.seq_len, batch_size=args.batch_size)
@@ -167,7 +188,8 @@ def main() -> None:
     losses: dict[str, float] = {}
     print(f"TransformerLM {config}, batch {args.batch_size} x {args.seq_len} tokens, {args.steps} timed steps "
           f"after {args.warmup} warm-up, {args.repeats} repeats per side, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; Trainer timed by callback (start-up excluded)")
+          f"{torch.get_num_threads()} threads, {args.accelerator} {args.precision}; Trainer timed by callback "
+          "(start-up excluded)")
     for r in range(args.repeats):
         for name in names[r % 3:] + names[:r % 3]:  # rotate the order every repeat
             gc.collect()  # the previous run's objects (a Trainer is full of cycles) go before timing starts
@@ -184,9 +206,11 @@ def main() -> None:
     figures = {
         "model": config, "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": args.steps,
         "warmup": args.warmup, "repeats": args.repeats, **summary, "target": TARGET,
+        "accelerator": args.accelerator, "precision": args.precision,
         "final_loss": {k: round(v, 5) for k, v in losses.items()},  # same weights, batches and updates
     }
-    write_result("train_throughput", figures, args, quick=args.quick)
+    on_cpu = args.accelerator == "cpu" and args.precision == "32-true"  # others: collected by benchmarks/gpu.sh
+    write_result("train_throughput", figures, args, quick=args.quick or not on_cpu)
 
 
 def render(figures: dict[str, Any]) -> str:

@@ -33,6 +33,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _results import write_result  # noqa: E402
 
+#: Code that runs only in child processes, hashed with each result (``_results.code_files``).
+MEASURES = ("nl_lightning/tune", "nl_lightning/cli.py", "nl_lightning/models", "nl_lightning/data", "configs")
+
 CONFIGS = HERE.parent / "configs"
 FIT = {  # the classifier config, smaller: a trial is a few seconds
     "trainer.max_epochs": 12, "trainer.limit_train_batches": 8, "trainer.limit_val_batches": 4,

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,33 @@ def write_json(path: str | Path, data: Any, *, durable: bool = True, default: Ca
 def bytes_sha256(data: bytes) -> str:
     """Hex SHA-256 of bytes in memory."""
     return hashlib.sha256(data).hexdigest()
+
+
+def arrays_sha256(named: Iterable[tuple[str, Any]]) -> str:
+    """Hex SHA-256 of named tensors / NumPy arrays (a state dict's items, a batch's fields): each
+    name, dtype, shape and raw bytes, in order, without joining them in memory; any other value
+    counts by its ``repr``. Tensors are read on the CPU."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for name, value in named:
+        if hasattr(value, "detach") and hasattr(value, "view"):  # a torch tensor
+            tensor = value.detach().cpu().contiguous()
+            head, data = f"{name}:{tensor.dtype}:{tuple(tensor.shape)}", _tensor_bytes(tensor)
+        elif isinstance(value, np.ndarray):
+            head, data = f"{name}:{value.dtype}:{value.shape}", np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+        else:
+            head, data = f"{name}={value!r}", None
+        digest.update(head.encode() + b"\0")
+        if data is not None:
+            digest.update(memoryview(data))
+    return digest.hexdigest()
+
+
+def _tensor_bytes(tensor: Any) -> Any:
+    import torch
+
+    return tensor.reshape(-1).view(torch.uint8).numpy() if tensor.numel() else b""
 
 
 def file_sha256(path: str | Path) -> str:

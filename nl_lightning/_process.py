@@ -1,5 +1,6 @@
 """Process lifecycle helpers: whether a pid runs, dying with the parent, sending output to a
-file, and why a child process ended (for stale locks, runtime folders and trial processes)."""
+file, and why a child process ended (for stale locks, runtime folders, trial processes and the
+server's workers)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,46 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+def process_running(pid: int) -> bool:
+    """True while ``pid`` runs: exists and is not a zombie (a killed child stays a zombie until its
+    parent reaps it, and ``pid_alive`` still sees it)."""
+    if not pid_alive(pid):
+        return False
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False  # gone between the two checks
+    return state not in ("Z", "X")
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere). ``parent``: the pid
+    the parent had (checked after the request, so a parent that died first is caught); None = any
+    parent but init. Linux ties this to the parent *thread* that created the process."""
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() == 1 if parent is None else os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+_FORK_PARENT: list[int] = []
+
+
+def forks_die_with_parent() -> None:
+    """From now on, every child this process forks (``os.fork`` and multiprocessing's fork context,
+    not spawn) dies when this process dies, even by SIGKILL; children of those children likewise."""
+    if not sys.platform.startswith("linux") or _FORK_PARENT:
+        return
+    _FORK_PARENT.append(os.getpid())
+    os.register_at_fork(before=_remember_parent, after_in_child=lambda: die_with_parent(_FORK_PARENT[0]))
+
+
+def _remember_parent() -> None:
+    _FORK_PARENT[0] = os.getpid()  # inherited by the child: the pid its parent had when it forked
 
 
 def redirect_output(path: str | Path) -> None:

@@ -11,7 +11,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import lightning as L
 from jsonargparse import ArgumentError
@@ -60,13 +60,20 @@ class NLLightningCLI(LightningCLI):
             return
         root = (section.get("trainer") or {}).get("default_root_dir")
         section["ckpt_path"] = path = resolve_ckpt_path(str(section["ckpt_path"]), root)
-        if path in ("best", "hpc", "registry") or path.startswith("registry:"):
+        if path in ("hpc", "registry") or path.startswith("registry:"):
             return  # Lightning's own meanings, resolved by the Trainer
         strategy = str((section.get("trainer") or {}).get("strategy") or "")
         if Path(path).is_dir() and (Path(path) / ".metadata").is_file() and "ModelParallel" in strategy:
             return  # a sharded checkpoint, resumed by the strategy that wrote it
-        check_checkpoint_against_config(path, section.get("model"), subcommand)
+        check_checkpoint_against_config(path, section.get("model"), subcommand, section.get("trust") or ())
         super()._parse_ckpt_path()
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """``--trust [mypkg.models.MyModel]``: your own classes a checkpoint may name (``models/trust.py``)."""
+        parser.add_argument(
+            "--trust", type=Optional[list[str]], default=None,
+            help="Your own model classes a checkpoint may name (--ckpt_path, or the Predictor's source), e.g. "
+                 "[mypkg.models.MyModel]: importable (installed or on PYTHONPATH). Only these are imported.")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """An unknown ``--config configs/track/<backend>.yaml`` is named as a backend, not a missing file;
@@ -86,14 +93,18 @@ class NLLightningCLI(LightningCLI):
         """Tracking: logger packages present, fragment loggers named after the run (``track/cli_config.py``)."""
         from nl_lightning.track.cli_config import prepare_loggers
 
-        prepare_loggers(self.config[self.subcommand] if self.subcommand else self.config)
+        section = self.config[self.subcommand] if self.subcommand else self.config
+        prepare_loggers(section)
+        _pass_trust(section)
+        _place_evaluation_logs(section, self.subcommand)
 
     def before_fit(self) -> None:
         """Check every logger's folder / tracking URI before the first step (``track.check_loggers``),
         lock the run folder against a second live run writing into it (``callbacks/run_lock.py``),
-        write checkpoints atomically (``models/checkpoint_io.py``), and record run metadata and
-        curves.png for every run."""
+        write checkpoints atomically (``models/checkpoint_io.py``), keep ``last.ckpt`` the final
+        state (``callbacks/last_checkpoint.py``), and record run metadata and curves.png for every run."""
         from nl_lightning.callbacks.curves import CurvesCallback
+        from nl_lightning.callbacks.last_checkpoint import LastCheckpoint
         from nl_lightning.callbacks.run_lock import RunLock
         from nl_lightning.callbacks.run_metadata import RunMetadata
         from nl_lightning.models.checkpoint_io import install
@@ -104,9 +115,41 @@ class NLLightningCLI(LightningCLI):
         install(self.trainer)
         # Every `nl-lightning fit` locks its run folder, records its metadata and draws curves.png
         # at the end, whether or not the config lists these callbacks.
-        for callback in (RunLock, RunMetadata, CurvesCallback):
+        for callback in (RunLock, LastCheckpoint, RunMetadata, CurvesCallback):
             if not any(isinstance(cb, callback) for cb in self.trainer.callbacks):
                 self.trainer.callbacks.append(callback())
+
+
+#: Loggers that create ``<save_dir>/<name>/version_<N>/`` (a folder ``serve`` would list as a version).
+_VERSIONED_LOGGERS = ("TensorBoardLogger", "CSVLogger")
+
+
+def _place_evaluation_logs(section: Any, subcommand: str | None) -> None:
+    """``validate`` / ``test`` / ``predict`` log beside what they evaluate, not as a new version of the
+    run (a ``version_N`` without checkpoints, which ``serve`` would list and fail to load): into
+    ``<run>/<subcommand>/`` of the checkpoint's run, else ``<save_dir>/<name>-<subcommand>/``."""
+    from nl_lightning.models.runs import run_of_checkpoint
+
+    if subcommand not in ("validate", "test", "predict"):
+        return
+    loggers = (section.get("trainer") or {}).get("logger")
+    run = run_of_checkpoint(section.get("ckpt_path"))
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init_args = logger.get("init_args") if hasattr(logger, "get") else None
+        if init_args is None or not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
+            continue
+        if run is not None:
+            init_args["save_dir"], init_args["name"] = str(run), subcommand
+        else:
+            init_args["name"] = f"{init_args.get('name') or 'lightning_logs'}-{subcommand}"
+
+
+def _pass_trust(section: Any) -> None:
+    """``--trust`` reaches a model that loads checkpoints itself (``Predictor(trust=...)``)."""
+    trust = section.get("trust")
+    init_args = (section.get("model") or {}).get("init_args") if hasattr(section.get("model"), "get") else None
+    if trust and init_args is not None and "trust" in init_args:
+        init_args["trust"] = list(dict.fromkeys([*(init_args["trust"] or []), *trust]))
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, **kwargs: Any) -> NLLightningCLI:

@@ -13,3 +13,31 @@ def test_readme_figures_match_the_results_files():
     done = subprocess.run([sys.executable, "benchmarks/report.py", "--check"], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_result_is_stale_once_the_code_it_measured_changes(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import _results
+
+    measured = tmp_path / "nl_lightning" / "measured.py"
+    measured.parent.mkdir()
+    measured.write_text("SPEED = 1\n")
+    monkeypatch.setattr(_results, "ROOT", tmp_path)
+    main = type(sys)("__main__")
+    main.__file__, main.MEASURES = str(measured), ("nl_lightning",)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    code = _results.code_files()
+    assert code == {"nl_lightning/measured.py": _results_sha(measured)}
+    record = {"code": code}
+    assert _results.changed_code(record) == []
+    measured.write_text("SPEED = 2\n")
+    assert _results.changed_code(record) == ["nl_lightning/measured.py"]
+    measured.unlink()
+    assert _results.changed_code(record) == ["nl_lightning/measured.py"]
+    assert _results.changed_code({}) is None  # written before code hashes: cannot be checked
+
+
+def _results_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -11,6 +11,7 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["nl_lightning", "nl_lightning.nn", "nl_lightning.compress.distill",
+                                    "nl_lightning.compress.structured", "nl_lightning.compress.optimizer_state",
                                     "nl_lightning.export.parity"])
 def test_module_imports_without_lightning(module):
     code = (f"import sys, {module}\n"

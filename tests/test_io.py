@@ -138,3 +138,21 @@ def test_staged_dir_keep_existing_lets_the_first_writer_win(old_export, tmp_path
         (build / "a.npy").write_bytes(b"first")
     assert _tree(tmp_path / "fresh") == {"a.npy": b"first"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "fresh"]
+
+
+def test_arrays_sha256_sees_values_names_dtypes_and_shapes():
+    import numpy as np
+    import torch
+
+    from nl_lightning._io import arrays_sha256
+
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    base = arrays_sha256([("x", x), ("n", 3)])
+    assert arrays_sha256([("x", x.clone()), ("n", 3)]) == base  # the same content, another tensor
+    changed = x.clone()
+    changed[2, 3] += 1
+    assert len({base, arrays_sha256([("x", changed), ("n", 3)]), arrays_sha256([("y", x), ("n", 3)]),
+                arrays_sha256([("x", x.reshape(4, 3)), ("n", 3)]), arrays_sha256([("x", x.view(torch.int32)), ("n", 3)]),
+                arrays_sha256([("x", x), ("n", 4)])}) == 6
+    assert arrays_sha256([("x", x.numpy())]) == arrays_sha256([("x", x.numpy().copy())])
+    assert arrays_sha256([("b", torch.zeros(2, dtype=torch.bfloat16)), ("e", torch.zeros(0)), ("a", np.zeros(0))])

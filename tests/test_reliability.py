@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +42,11 @@ def _ckpt_variant(tmp: Path, good: dict, name: str, edit: Callable[[dict], None]
     edit(checkpoint)
     torch.save(checkpoint, tmp / name)
     return str(tmp / name)
+
+
+def _naming(tmp: Path, good: dict, name: str, class_path: str) -> str:
+    """The classifier checkpoint, saying it was written by ``class_path``."""
+    return _ckpt_variant(tmp, good, name, lambda c: c["hyper_parameters"].update(_class_path=class_path))
 
 
 def _bytes(tmp: Path, name: str, data: bytes) -> str:
@@ -118,8 +122,7 @@ CASES = [
          lambda t, g: ["generate", "--ckpt_path", _save(t / "bare.pt", {"weight": torch.zeros(2)})],
          r"bare\.pt is not a Lightning checkpoint \(no 'state_dict'\)", 1),
     Case("crafted class path in a checkpoint (write_json)",
-         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "crafted.ckpt", lambda c: c["hyper_parameters"].update(
-             _class_path="nl_lightning._io.write_json"))],
+         lambda t, g: ["export", "--ckpt_path", _naming(t, g, "crafted.ckpt", "nl_lightning._io.write_json")],
          r"names the model class 'nl_lightning\._io\.write_json', which is not on nl_lightning's allow-list", 1),
     Case("an LM checkpoint given to a classifier config",
          lambda t, g: ["fit", "--config", CLASSIFIER, "--ckpt_path", g["lm"], *QUICK],
@@ -186,6 +189,36 @@ CASES = [
          r"storage postgresql://user:\*\*\*@127\.0\.0\.1:9/db cannot be opened: .*Check that the server runs", 1),
     Case("tune metric the model never logs", lambda t, g: _tune(t, metric="val/accuracy"),
          r"The study optimizes 'val/accuracy', but the model logged no such validation metric", 1),
+    # Checkpoints a command should not trust, or cannot use as asked
+    Case("sharded checkpoint whose .metadata would run code (consolidate)", lambda t, g: ["consolidate", _crafted_dcp(t)],
+         r"\.metadata names builtins\.print, which is not part of torch\.distributed\.checkpoint metadata", 1),
+    Case("your own model class, not listed in trust",
+         lambda t, g: ["export", "--ckpt_path", _naming(t, g, "mine.ckpt", "mypkg.models.MyModel")],
+         r"'mypkg\.models\.MyModel', which is not on nl_lightning's allow-list.*trust: \[mypkg\.models\.MyModel\]", 1),
+    Case("a model class defined in a script (__main__)",
+         lambda t, g: ["export", "--ckpt_path", _naming(t, g, "script.ckpt", "__main__.MyModel")],
+         r"'__main__\.MyModel', defined in the script that saved it, which no other process can import.*Move the class", 1),
+    Case("static INT8 export of a checkpoint without its data",
+         lambda t, g: ["export", "--ckpt_path", _ckpt_variant(t, g, "nodata.ckpt", lambda c: c.pop("datamodule_hyper_parameters")),
+                       "--formats=[onnx,onnx_int8_static]"],
+         r"nodata\.ckpt records no DataModule to calibrate static INT8 on.*--random_calibration=true", 1),
+    Case("--ckpt_path best of a run that monitors nothing",
+         lambda t, g: ["test", "--config", CLASSIFIER, "--ckpt_path", "best", f"--trainer.default_root_dir={_unmonitored_run(t, g)}",
+                       *QUICK],
+         r"--ckpt_path best: .*last\.ckpt records no monitored best checkpoint", 1),
+    # Batch prediction
+    Case("predict format that does not exist", lambda t, g: _predict(t, g, "--trainer.callbacks.init_args.format=csv"),
+         r"format: Expected a typing\.Literal\['parquet', 'npy', 'npz', 'jsonl'\]\. Got value: csv", 2),
+    Case("prediction record that is not JSON", lambda t, g: _predict(t, g, records={"part-0-000-000000.npz.json": b'{"path'}),
+         r"part-0-000-000000\.npz\.json is not a JSON record of nl_lightning's predictions", 1),
+    Case("prediction record naming a file outside its folder",
+         lambda t, g: _predict(t, g, records={"part-0-000-000000.npz.json": b'{"path": "../../etc/passwd"}'}),
+         r"names the file '\.\./\.\./etc/passwd', not its own shard 'part-0-000-000000\.npz'", 1),
+    Case("predict resumed into the folder of another model", lambda t, g: _predict_after_another_model(t, g),
+         r"predictions holds predictions of another model \(torch .* then, torch .* now\): resuming would mix", 1),
+    Case("predict input longer than the model takes",
+         lambda t, g: _predict(t, g, f"--data.init_args.predict_path={_features(t, 20, 'long.npy')}"),
+         r"20 steps; the model takes at most max_seq_len=16 \(input rows 0, 1, 2, 3, 4 \.\.\.\); the server answers 422", 1),
 ]
 
 
@@ -214,6 +247,51 @@ def _model_folder(tmp: Path, drop: str | None = None, model_type: str | None = N
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+PREDICT = str(REPO / "configs" / "predict_files.yaml")
+
+
+def _features(tmp: Path, steps: int = 16, name: str = "features.npy") -> str:
+    """(24, steps, 8) features for the fit classifier (it takes 16 steps), saved as ``name``."""
+    np.save(tmp / name, np.random.default_rng(0).standard_normal((24, steps, 8)).astype(np.float32))
+    return str(tmp / name)
+
+
+def _predict(tmp: Path, good: dict, *extra: str, ckpt: str | None = None, records: dict | None = None) -> list[str]:
+    """`nl-lightning predict` of the fit classifier on (24, 16, 8) features into tmp/predictions."""
+    if not (tmp / "features.npy").exists():
+        _features(tmp)
+    for name, data in (records or {}).items():
+        _bytes(_mkdir(tmp / "predictions" / "_records"), name, data)
+    return ["predict", "--config", PREDICT, f"--model.init_args.source={ckpt or good['classifier']}",
+            "--data.init_args.predict_path=features.npy", "--data.init_args.batch_size=8",
+            "--trainer.callbacks.init_args.rows_per_shard=8", "--trainer.enable_progress_bar=false", *extra]
+
+
+def _predict_after_another_model(tmp: Path, good: dict) -> list[str]:
+    assert main(_predict(tmp, good)) == 0
+    (tmp / "predictions" / "manifest.json").unlink()  # as if the job had been killed
+    other = _ckpt_variant(tmp, good, "other.ckpt", lambda c: c["state_dict"].update(
+        {k: v + 1.0 for k, v in c["state_dict"].items() if v.is_floating_point() and v.dim() == 2}))
+    return _predict(tmp, good, ckpt=other)
+
+
+def _crafted_dcp(tmp: Path) -> str:
+    import pickle
+
+    folder = _mkdir(tmp / "crafted.ckpt")
+    (folder / ".metadata").write_bytes(pickle.dumps(_Payload()))
+    return str(folder)
+
+
+def _unmonitored_run(tmp: Path, good: dict) -> str:
+    """A run whose last.ckpt records no monitored ModelCheckpoint."""
+    checkpoint = torch.load(good["classifier"], weights_only=True)
+    checkpoint["callbacks"] = {}
+    _mkdir(tmp / "run" / "version_0" / "checkpoints")
+    torch.save(checkpoint, tmp / "run" / "version_0" / "checkpoints" / "last.ckpt")
+    return str(tmp / "run")
 
 
 def _dcp(tmp: Path) -> str:
@@ -268,6 +346,7 @@ def test_bad_input_gives_one_clear_line(case: Case, good, tmp_path, capsys, monk
     assert code == case.code
     for folder in (tmp_path, Path(good["lm"]).parent):
         line = line.replace(str(folder), "<tmp>")
+    line = re.sub(r"sha256 [0-9a-f]{12}", "sha256 <digest>", line)  # of files that hold their run's paths
     _results[case.what] = (line.replace(str(REPO), "<repo>"), code)
 
 

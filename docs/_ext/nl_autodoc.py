@@ -11,7 +11,8 @@
   itself public (``nl_lightning.data.cache.SampleCache``); autodoc writes a reference to it, which
   has no page. On the API pages such a reference is kept as plain text when the name exists in the
   package; a name that does not exist still fails the build, and so does any unresolved reference in
-  a guide.
+  a guide. So is a library's private type (``_T_co``, a class in a private module) that no inventory
+  lists.
 """
 
 from __future__ import annotations
@@ -70,10 +71,32 @@ def _candidates(node: Any) -> list[str]:
     return [name for name in names if name.startswith("nl_lightning.")]
 
 
+def _private_elsewhere(node: Any) -> bool:
+    """A library's private type in one of our signatures (``torch.utils.data``'s ``_T_co``,
+    ``onnxscript.rewriter._rewrite_rule.RewriteRuleSet``, ``litserve.loops.continuous_batching_loop.Output``):
+    no inventory lists it, so it has no page to link to."""
+    target = node.get("reftarget", "").lstrip("~.")
+    if target.startswith("nl_lightning."):
+        return False
+    parts = target.split(".")
+    return any(p.startswith("_") for p in parts) or (len(parts) > 1 and _importable(target))
+
+
+def _importable(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        return all((obj := getattr(obj, attr, None)) is not None for attr in parts[split:])
+    return False
+
+
 def _internal_type(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py" or not node.get("refdoc", "").startswith("api/"):
         return None
-    return contnode if any(exists(name) for name in _candidates(node)) else None
+    return contnode if any(exists(name) for name in _candidates(node)) or _private_elsewhere(node) else None
 
 
 def setup(app: Any) -> dict[str, Any]:

@@ -18,12 +18,14 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from nl_lightning.callbacks.export import model_on_rank_zero, run_dir, validation_batches
+from nl_lightning.callbacks.best_weights import ExportWeights, exported_weights
+from nl_lightning.callbacks.export import model_on_rank_zero, run_dir, validation_batches, validation_source
 from nl_lightning.compress.quantize import QuantizationConfig
 from nl_lightning._imports import ONNX_AVAILABLE, ORT_AVAILABLE, TORCHAO_AVAILABLE, require
 from nl_lightning._io import write_json
 from nl_lightning.errors import SetupError
 from nl_lightning.export.compare import compare_variants
+from nl_lightning.export.signature import signature_of
 from nl_lightning.export.variants import VariantBuilder
 
 REPORT_NAME = "quantization.json"
@@ -33,14 +35,17 @@ LOGGED = ("size_ratio", "agreement", "accuracy_delta", "loss_delta")
 class QuantizationCallback(L.Callback):
     """Quantize ``pl_module.model`` (or the module) at the end of ``fit``."""
 
-    def __init__(self, dirpath: str | None = None, config: QuantizationConfig | None = None) -> None:
+    def __init__(self, dirpath: str | None = None, config: QuantizationConfig | None = None,
+                 weights: ExportWeights = "best") -> None:
         """
         Args:
             dirpath: output folder (default: ``quantized/`` in the run's folder, the first logger's
                 ``log_dir``; ``<default_root_dir>/quantized`` without a logger).
             config: methods and how much validation data to use (default: ORT dynamic INT8).
+            weights: ``best``: the checkpoint a ``ModelCheckpoint(monitor=...)`` kept as best (the final
+                weights when none monitors a metric); ``last``: the weights at the end of fit.
         """
-        self.dirpath = dirpath
+        self.dirpath, self.weights = dirpath, weights
         self.config = QuantizationConfig(**config) if isinstance(config, dict) else (config or QuantizationConfig())
         self.results: list[dict[str, Any]] = []
 
@@ -64,9 +69,12 @@ class QuantizationCallback(L.Callback):
             return
         out_dir = Path(self.dirpath or run_dir(trainer) / "quantized")
         cfg = self.config
-        builder = VariantBuilder(model, out_dir, calibration=loader, calibration_batches=cfg.calibration_batches)
+        net, weights = exported_weights(trainer, model, self.weights)
+        builder = VariantBuilder(net, out_dir, signature=signature_of(model), calibration=loader,
+                                 calibration_batches=cfg.calibration_batches)
         self.results = compare_variants(builder, cfg.methods, loader, cfg.eval_batches)
-        write_json(out_dir / REPORT_NAME, {"config": asdict(cfg), "results": self.results})
+        write_json(out_dir / REPORT_NAME, {"config": asdict(cfg), "weights": weights,
+                                           "data": validation_source(trainer), "results": self.results})
         metrics = self.metrics()
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

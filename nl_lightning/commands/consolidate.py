@@ -2,7 +2,8 @@
 
     nl-lightning consolidate runs/char_lm/version_0/checkpoints/last.ckpt --output last.consolidated.ckpt
 
-Only for folders you wrote: the folder's ``.metadata`` is pickled and is unpickled here.
+The folder is untrusted input: its pickled ``.metadata`` is read with an allow-list of DCP's own
+metadata classes and every value with ``weights_only=True``; anything else is refused.
 """
 
 from __future__ import annotations

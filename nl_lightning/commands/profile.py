@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         raise MissingFileError(f"--onnx file(s) not found: {missing}; pass files written by `nl-lightning export`.")
     model = load_checkpoint(find_checkpoint(args.ckpt_path), merge_lora=True)
     with tempfile.TemporaryDirectory(prefix="nl-profile-") as tmp:
-        builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads)
+        # latency only: a static INT8 variant may be calibrated on random inputs
+        builder = VariantBuilder(model, args.work_dir or tmp, threads=args.threads, random_calibration=True)
         seq = builder.signature.clamp_seq(args.seq_len)
         with torch_threads(args.threads):
             runners = {name: builder.build(name).run for name in names}

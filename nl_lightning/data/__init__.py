@@ -9,7 +9,9 @@ from nl_lightning.data.cache import DiskCache, HybridCache, MemoryCache
 from nl_lightning.data.datamodule import ReaderDataModule
 from nl_lightning.data.dataset import ArrayDataset, collate_batch
 from nl_lightning.data.file_datamodule import FileDataModule
+from nl_lightning.data.group_sampler import RowGroupSampler
 from nl_lightning.data.readers import Reader, open_reader, open_source
+from nl_lightning.data.shared_batches import SharedBatchLoader
 from nl_lightning.data.synthetic import SyntheticSequenceDataModule
 from nl_lightning.data.text import CharTextDataModule
 from nl_lightning.data.tokenized import TokenizedTextDataModule
@@ -32,6 +34,8 @@ __all__ = [
     "RandomScale",
     "Reader",
     "ReaderDataModule",
+    "RowGroupSampler",
+    "SharedBatchLoader",
     "SyntheticSequenceDataModule",
     "TextCodec",
     "TokenizedTextDataModule",

@@ -12,13 +12,15 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from nl_lightning.data.cache import CacheKind, make_cache
 from nl_lightning.data.dataset import ArrayDataset, collate_batch
+from nl_lightning.data.group_sampler import RowGroupSampler, group_members
 from nl_lightning.data.readers.base import Reader
 from nl_lightning.data.resumable import EpochSampler, ResumableDataLoader, SkippingBatchSampler
 from nl_lightning.data.sampler import ArrayBatchSampler
+from nl_lightning.data.shared_batches import SharedBatchLoader
 from nl_lightning.data.split import split_rows
 from nl_lightning.data.stats import feature_moments
 from nl_lightning.data.transforms import Compose, Normalize, Transform
@@ -124,6 +126,11 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         """How to give ``split`` a source, for error messages."""
         return f"give the DataModule {split} data"
 
+    def source_files(self, split: Split) -> list[str]:
+        """The files ``split`` is read from (none for data in memory); ``val`` / ``test`` held out by
+        a fraction are read from the training files."""
+        return []
+
     def setup(self, stage: str | None = None) -> None:
         for split in STAGE_SPLITS.get(stage, STAGE_SPLITS[None]):
             if split not in self.datasets:
@@ -227,13 +234,22 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         dataset, train = self.datasets[split], split == "train"
         if not train:
             batches = ArrayBatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
-            return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
-                              pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
+            return SharedBatchLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
+                                     pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
         # Training: order from (seed, epoch) only, and resumable mid-epoch (``data/resumable.py``).
-        sampler = EpochSampler(dataset, self.seed) if self.shuffle else SequentialSampler(dataset)
-        batches = SkippingBatchSampler(sampler, self.batch_size, drop_last=self.drop_last)
+        batches = SkippingBatchSampler(self._train_sampler(dataset), self.batch_size, drop_last=self.drop_last)
         return ResumableDataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
                                    pin_memory=self.pin_memory, collate_fn=collate_batch, **workers)
+
+    def _train_sampler(self, dataset: ArrayDataset) -> Sampler[int]:
+        """Sequential, a uniform shuffle, or, over row groups too many to keep decoded, a shuffle
+        of groups then of rows within a window of groups (``data/group_sampler.py``)."""
+        if not self.shuffle:
+            return SequentialSampler(dataset)
+        groups = dataset.features.row_groups()
+        if groups is None:
+            return EpochSampler(dataset, self.seed)
+        return RowGroupSampler(group_members(dataset.rows, groups), groups.window, self.seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", "fit")
@@ -311,3 +327,10 @@ def _check_args(batch_size: int, num_workers: int, prefetch_factor: int | None, 
         raise ConfigError(f"transform_on must be 'sample' or 'batch'; got {transform_on!r}.")
     if cache not in ("none", "memory", "disk", "hybrid"):
         raise ConfigError(f"cache must be 'none', 'memory', 'disk' or 'hybrid'; got {cache!r}.")
+
+
+def describe_data(datamodule: L.LightningDataModule, split: Split) -> dict[str, Any]:
+    """What ``split`` of ``datamodule`` is, for a manifest: its class and the files it reads."""
+    cls = type(datamodule)
+    files = datamodule.source_files(split) if isinstance(datamodule, ReaderDataModule) else []
+    return {"datamodule": f"{cls.__module__}.{cls.__qualname__}", "split": split, "files": files}

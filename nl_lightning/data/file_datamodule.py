@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,19 @@ class FileDataModule(ReaderDataModule):
             targets: key or column of the targets; null for unlabelled data.
             npz_compressed: compressed NPZ cannot be memory-mapped: ``load`` the key into memory
                 once (with a warning) or raise an ``error``.
-            parquet_cache_mb: MiB of decoded Parquet row groups kept per process and file. Shuffled
-                batches touch every row group: a file whose decoded columns fit is decoded once
-                per process (each DataLoader worker has its own cache); in a bigger one most groups are
-                decoded again for every batch.
+            parquet_cache_mb: MiB of decoded Parquet row groups kept per process and file. A file
+                whose decoded columns fit is decoded once per process (each DataLoader worker has its
+                own cache) and shuffled uniformly; a bigger one is shuffled by row groups: groups in
+                random order, rows shuffled within as many groups as the cache holds
+                (``RowGroupSampler``), so each group is decoded about once per epoch.
             **kwargs: loader, split, validation, transform and cache settings of ReaderDataModule.
         """
         super().__init__(**kwargs)
+        # Plain values only (the checkpoint loads with weights_only=True; `nl-lightning export` rebuilds
+        # this DataModule from them to calibrate INT8): transforms are objects, and training-only. The
+        # frame is passed so that Lightning keeps no reference cycle to it (which would hold this
+        # DataModule, and its open files, until the next garbage collection).
+        self.save_hyperparameters(ignore=["transforms"], frame=inspect.currentframe())
         if val_path is not None and self.val_fraction > 0:
             raise ConfigError("Set val_path or val_fraction, not both (val_fraction holds out training rows).")
         if test_path is not None and self.test_fraction > 0:
@@ -67,6 +74,10 @@ class FileDataModule(ReaderDataModule):
 
     def missing_hint(self, split: Split) -> str:
         return f"set {split}_path (e.g. --data.init_args.{split}_path=data.h5)"
+
+    def source_files(self, split: Split) -> list[str]:
+        paths = self.paths["train"] if split in ("val", "test") and self._fraction(split) > 0 else self.paths[split]
+        return [] if paths is None else [str(p) for p in ([paths] if isinstance(paths, str) else paths)]
 
     def open_split(self, split: Split) -> tuple[Reader, Reader | None] | None:
         paths = self.paths[split]

@@ -9,7 +9,8 @@ checkpoint and calls ``load_state_dict`` before iterating again. Three pieces ma
 - :class:`SkippingBatchSampler`: batches of index arrays that can start ``skip`` batches in;
   skipped batches are index arithmetic, no data is read.
 - :class:`ResumableDataLoader`: counts the batches it has handed out this epoch (in the main
-  process, so worker prefetching does not count) and restores that count as the skip.
+  process, so worker prefetching does not count) and restores that count as the skip. Its
+  workers hand batches over through shared memory (``data/shared_batches.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import RandomSampler
 
 from nl_lightning.data.sampler import ArrayBatchSampler
 from nl_lightning.errors import WrongTypeError
+from nl_lightning.data.shared_batches import SharedBatchLoader
 
 
 class EpochSampler(RandomSampler):
@@ -50,7 +52,7 @@ class SkippingBatchSampler(ArrayBatchSampler):
                 yield batch
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableDataLoader(SharedBatchLoader):
     """A ``DataLoader`` with ``state_dict`` / ``load_state_dict``: the batches handed out this epoch.
 
     Use it with a :class:`SkippingBatchSampler` (``batch_sampler=``); Lightning re-creates the

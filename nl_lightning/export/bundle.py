@@ -2,7 +2,9 @@
 
 The one entry point behind ``ExportCallback`` and ``nl-lightning export``. ONNX-derived formats
 (optimized, INT8 dynamic / static) are built from ``model.onnx``, which is therefore always written
-when any of them is asked for. The whole export is built in a hidden folder beside ``out_dir``
+when any of them is asked for: from its graph fused for ONNX Runtime (``export/fusion.py``;
+``fuse=False`` to skip), INT8 with the recipe of the exporting CPU's instruction sets
+(``ort.int8_recipe``); the manifest records the fusions, the recipe and the instruction sets. The whole export is built in a hidden folder beside ``out_dir``
 and replaces it in one step, so ``out_dir`` always holds one complete export (see ``atomic``).
 """
 
@@ -21,11 +23,14 @@ from torch import Tensor, nn
 
 from nl_lightning._io import staged_dir
 from nl_lightning.errors import ConfigError, DataError
+from nl_lightning.export.fusion import fuse_onnx
 from nl_lightning.export.inputs import batch_input
 from nl_lightning.export.signature import ModelSignature, signature_of
-from nl_lightning.export.manifest import MANIFEST_NAME, artifact_entry, build_manifest, listed_files, write_manifest
+from nl_lightning.export.manifest import (
+    MANIFEST_NAME, artifact_entry, build_manifest, file_entries, listed_files, write_manifest,
+)
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
-from nl_lightning.export.ort import OptimizationLevel
+from nl_lightning.export.ort import Int8Recipe, OptimizationLevel, int8_recipe
 from nl_lightning.export.parity import (
     AgreementTolerance, ParityError, Tolerance, check_agreement, check_parity, parity_inputs,
 )
@@ -43,6 +48,8 @@ FILENAMES: dict[str, str] = {
     "tensorrt": "model.trt.ep",
 }
 QUANTIZED_FORMATS = ("onnx_int8_dynamic", "onnx_int8_static")
+DERIVED_FORMATS = ("onnx_optimized", *QUANTIZED_FORMATS)
+FUSED_NAME = "model.fused.onnx"
 
 
 @dataclass
@@ -66,8 +73,16 @@ class ExportConfig:
     check_batches: int = 8
     """Batches of the validation / calibration data the INT8 check runs on."""
     calibration_batches: int = 8
+    fuse: bool = True
+    """Build onnx_optimized and the INT8 formats from the graph fused for ONNX Runtime (attention,
+    norms, rotary in ORT's fused kernels); ``model.onnx`` itself stays plain ONNX."""
     per_channel: bool = True
-    """Per-channel weight scales for static INT8."""
+    """Per-channel weight scales for INT8 (dynamic and static)."""
+    reduce_range: bool | None = None
+    """7-bit INT8 weights; None = from the exporting CPU: True without VNNI / AMX (``ort.int8_recipe``)."""
+    random_calibration: bool = False
+    """Calibrate static INT8 on random inputs when no data is given. Off: that is an error, since
+    ranges measured on noise do not match real data (pass the data, e.g. ``--data``)."""
     strict: bool = True
     """Raise ``ParityError`` when a format fails its check (the export and manifest are written first)."""
 
@@ -94,19 +109,25 @@ class ExportConfig:
     def quantized_tolerance(self) -> AgreementTolerance:
         return AgreementTolerance(self.min_agreement, self.max_relative_error)
 
+    def int8_recipe(self) -> Int8Recipe:
+        """The INT8 settings: this config's per_channel / reduce_range over the CPU's recipe."""
+        reduce_range = int8_recipe().reduce_range if self.reduce_range is None else self.reduce_range
+        return Int8Recipe(per_channel=self.per_channel, reduce_range=reduce_range)
+
 
 def export_formats(
     model: nn.Module, out_dir: str | Path, config: ExportConfig | None = None,
     signature: ModelSignature | None = None, calibration: Iterable[Any] | None = None, source: str | None = None,
-    source_sha256: str | None = None, validation: Iterable[Any] | None = None,
+    source_sha256: str | None = None, validation: Iterable[Any] | None = None, about: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``config.formats`` of ``model`` into ``out_dir`` and return the manifest (also saved).
 
     ``calibration``: batches for static INT8 (e.g. a ``val_dataloader()``); None = random inputs.
     ``validation``: batches INT8 artifacts are checked on (default: ``calibration``); without
     either, they are checked on random inputs, by their error only. ``source`` /
-    ``source_sha256`` name the checkpoint the model came from. ``out_dir`` must be new, empty or
-    an earlier export: it is replaced as a whole.
+    ``source_sha256`` name the checkpoint the model came from; ``about`` adds entries to the
+    manifest (``weights``: which checkpoint, ``data``: what INT8 was calibrated on). ``out_dir``
+    must be new, empty or an earlier export: it is replaced as a whole.
     """
     config = config or ExportConfig()
     if "tensorrt" in config.formats:
@@ -121,7 +142,8 @@ def export_formats(
     checks = _check_inputs(signature, validation if validation is not None else calibration, config)
     with staged_dir(out_dir) as build:
         manifest = _write_all(net, build, signature, config, calibration, checks)
-        manifest.update(source=source, source_sha256=source_sha256, **signature.manifest_task())
+        manifest.update(source=source, source_sha256=source_sha256, **signature.manifest_task(), **(about or {}))
+        manifest.update(_tokenizer_entry(model, signature, build))
         write_manifest(build, manifest)
     failures = [a["format"] for a in manifest["artifacts"] if not a["parity_ok"]]
     if failures:
@@ -157,9 +179,11 @@ def check_replaceable(out_dir: Path) -> None:
 def _write_all(net: nn.Module, out_dir: Path, signature: ModelSignature, config: ExportConfig,
                calibration: list[Any] | None, checks: tuple[list[Tensor], str] | None) -> dict[str, Any]:
     inputs = parity_inputs(signature.example, config.parity_batch_sizes, _seq_lens(signature, config))
-    artifacts = []
+    artifacts, fusions = [], None
     for fmt in _ordered(config.formats):
         path = out_dir / FILENAMES[fmt]
+        if fmt in DERIVED_FORMATS and fusions is None and config.fuse:
+            fusions = fuse_onnx(out_dir / FILENAMES["onnx"], out_dir / FUSED_NAME)
         runner = _WRITERS[fmt](net, path, signature, config, out_dir, calibration)
         tol = config.tolerance(fmt)
         records = check_parity(net, runner, inputs, tol, name=fmt, strict=False)
@@ -171,8 +195,30 @@ def _write_all(net: nn.Module, out_dir: Path, signature: ModelSignature, config:
             entry["agreement"] = check_agreement(net, runner, checks[0], qtol, data=checks[1])
             entry["parity_ok"] = entry["parity_ok"] and entry["agreement"]["ok"]
         artifacts.append(entry)
+    for file in onnx_files(out_dir / FUSED_NAME) if fusions is not None else []:
+        file.unlink()  # an intermediate: the formats built from it are the artifacts
     opset = config.opset if any(f.startswith("onnx") for f in config.formats) else None
-    return build_manifest(artifacts, signature.manifest_input(), opset)
+    manifest = build_manifest(artifacts, signature.manifest_input(), opset)
+    if fusions is not None:
+        manifest["fusions"] = fusions
+    if any(f in QUANTIZED_FORMATS for f in config.formats):
+        manifest["int8_recipe"] = config.int8_recipe().to_dict()
+    return manifest
+
+
+def _tokenizer_entry(model: nn.Module, signature: ModelSignature, out_dir: Path) -> dict[str, Any]:
+    """An LM's tokenizer (and chat template) beside its graph, listed and hashed like the artifacts,
+    so a server of the export turns text into the ids the model was trained on; nothing for bytes."""
+    codec = getattr(model, "codec", None)
+    if signature.task != "lm" or codec is None:
+        return {}
+    files = codec.save(out_dir / "tokenizer")
+    return {"tokenizer": {"files": file_entries(files, out_dir)}} if files else {}
+
+
+def _fused_source(out_dir: Path, config: ExportConfig) -> Path:
+    """What the ONNX-derived formats are built from: the fused graph, or ``model.onnx``."""
+    return out_dir / (FUSED_NAME if config.fuse else FILENAMES["onnx"])
 
 
 def _take(batches: Iterable[Any] | None, n: int) -> list[Any] | None:
@@ -232,7 +278,7 @@ def _write_optimized(
 ) -> Runner:
     from nl_lightning.export.ort import optimize_onnx, ort_runner, ort_session
 
-    optimize_onnx(out_dir / FILENAMES["onnx"], path, config.optimization_level)
+    optimize_onnx(_fused_source(out_dir, config), path, config.optimization_level)
     return ort_runner(ort_session(path))
 
 
@@ -241,7 +287,7 @@ def _write_int8_dynamic(
 ) -> Runner:
     from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_dynamic
 
-    quantize_onnx_dynamic(out_dir / FILENAMES["onnx"], path)
+    quantize_onnx_dynamic(_fused_source(out_dir, config), path, config.int8_recipe())
     return ort_runner(ort_session(path))
 
 
@@ -251,8 +297,8 @@ def _write_int8_static(
     from nl_lightning.export.calibration import calibration_reader
     from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_static
 
-    reader = calibration_reader(signature, calibration, config.calibration_batches)
-    quantize_onnx_static(out_dir / FILENAMES["onnx"], path, reader, per_channel=config.per_channel)
+    reader = calibration_reader(signature, calibration, config.calibration_batches, config.random_calibration)
+    quantize_onnx_static(_fused_source(out_dir, config), path, reader, config.int8_recipe())
     return ort_runner(ort_session(path))
 
 

@@ -70,11 +70,21 @@ def tensor_batches(inputs: Iterable[Tensor]) -> list[tuple[Tensor]]:
 
 def calibration_reader(
     signature: ModelSignature, batches: Iterable[Any] | None = None, num_batches: int = 8,
+    random_calibration: bool = False,
 ) -> DataLoaderCalibrationReader:
-    """A reader over ``batches``; without data, over random inputs (with a warning: ranges will be off)."""
+    """A reader over ``batches``. Without data, an error, unless ``random_calibration`` asks for random
+    inputs (with a warning): activation ranges measured on noise do not match real data, and an
+    INT8 model calibrated on them can disagree with fp32 on real inputs while passing its checks."""
     if batches is None:
+        if not random_calibration:
+            raise ConfigError(
+                "Static INT8 needs calibration data and none was given: pass the data the model will see "
+                "(`nl-lightning export --data ...`, or a checkpoint whose DataModule is recorded; ExportCallback "
+                "and QuantizationCallback use the validation data), or set random_calibration: true to calibrate "
+                "on random inputs (activation ranges will not match real data)."
+            )
         warnings.warn(
-            "Static INT8 is calibrated on random inputs because no data was given; pass the validation "
+            "Static INT8 is calibrated on random inputs (random_calibration=True); pass the validation "
             "DataLoader (ExportCallback and QuantizationCallback do; `nl-lightning export --data ...`) so the "
             "activation ranges match real data.",
             stacklevel=2,

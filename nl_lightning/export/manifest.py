@@ -2,8 +2,8 @@
 
 Per artifact: its files with sizes and SHA-256, the tolerance it was checked against, the measured
 errors at every (batch, seq) pair and, for INT8, the agreement with eager on real batches; plus
-the source checkpoint and its SHA-256, the opset, the model's input (``ModelSignature.manifest_input``)
-and the library versions.
+the source checkpoint and its SHA-256, the opset, the model's input (``ModelSignature.manifest_input``),
+the library versions and the exporting CPU's instruction sets (INT8 speed and its recipe depend on them).
 ``read_manifest`` checks every file against its recorded hash, so a folder whose files come
 from different exports (or were edited) is refused, naming the file.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 from nl_lightning._io import file_sha256, path_sha256, write_json
 from nl_lightning.errors import MissingFileError, NLUserError
+from nl_lightning.export.isa import cpu_isa
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
@@ -60,6 +61,7 @@ def build_manifest(
         "opset": opset,
         "input": model_input,
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}},
+        "isa": cpu_isa(),
         "artifacts": artifacts,
     }
 
@@ -99,8 +101,15 @@ def read_manifest(path: str | Path, verify: bool = True, checkpoint: str | Path 
 
 
 def listed_files(manifest: dict[str, Any]) -> set[str]:
-    """Relative paths of every artifact file, plus ``manifest.json`` itself."""
-    return {f["path"] for a in manifest.get("artifacts", []) for f in a.get("files", [])} | {MANIFEST_NAME}
+    """Relative paths of every artifact file and the tokenizer's, plus ``manifest.json`` itself."""
+    return {f["path"] for f in _entries(manifest)} | {MANIFEST_NAME}
+
+
+def _entries(manifest: dict[str, Any]) -> list[Any]:
+    """Every file entry: the artifacts', then the tokenizer's (an LM's ``tokenizer/`` folder)."""
+    tokenizer = manifest.get("tokenizer")
+    extra = tokenizer.get("files", []) if isinstance(tokenizer, dict) else []
+    return [f for a in manifest.get("artifacts", []) for f in a.get("files", [])] + list(extra)
 
 
 def _file_list(manifest: Any, path: Path, verify: bool) -> list[dict[str, Any]]:
@@ -115,7 +124,7 @@ def _file_list(manifest: Any, path: Path, verify: bool) -> list[dict[str, Any]]:
             f"{path} has manifest_version {manifest.get('manifest_version', 1)}, which records no checksums, so "
             "its files cannot be verified. Re-export with this version of nl_lightning (or read it with verify=False)."
         )
-    entries = [f for a in artifacts for f in a.get("files", [])]
+    entries = _entries(manifest)
     for entry in entries:
         name = entry.get("path") if isinstance(entry, dict) else None
         pure = PurePosixPath(name) if isinstance(name, str) else None

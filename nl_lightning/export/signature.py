@@ -85,6 +85,29 @@ class ModelSignature:
             return torch.randint(0, self.vocab_size, (batch_size, seq_len), generator=g)
         return torch.randn(batch_size, seq_len, self.input_dim, generator=g)
 
+    def input_problems(self, x: Tensor, max_seq_len: int | None = None) -> dict[int, str]:
+        """Why rows of a batch ``x`` cannot be answered, by row position (empty when all can): the
+        rules a server request is held to (its 422s), so batch inference refuses what the server
+        refuses. ``max_seq_len`` overrides the model's (a server's ``limits.max_seq_len``)."""
+        limit = max_seq_len or self.max_seq_len
+        if self.inputs == "tokens":
+            shape_ok, what = x.dim() == 2 and not x.is_floating_point(), "(batch, seq) integer token ids"
+        elif self.tabular:
+            shape_ok, what = x.dim() == 2 or (x.dim() == 3 and x.shape[-1] == 1), "(batch, features) rows"
+        else:
+            shape_ok, what = x.dim() == 3 and x.shape[-1] == self.input_dim, f"(batch, seq, {self.input_dim}) features"
+        if not shape_ok:
+            return dict.fromkeys(range(len(x)), f"input shape {tuple(x.shape[1:])} (dtype {x.dtype}); the model takes {what}")
+        if limit is not None and x.shape[1] > limit:
+            return dict.fromkeys(range(len(x)), f"{x.shape[1]} steps; the model takes at most max_seq_len={limit}")
+        if self.inputs == "tokens":
+            bad = ((x < 0) | (x >= self.vocab_size)).flatten(1).any(1)
+            reason = f"token ids outside [0, {self.vocab_size})"
+        else:
+            bad = ~torch.isfinite(x.float()).flatten(1).all(1)
+            reason = "NaN or Inf features"
+        return {int(i): reason for i in torch.nonzero(bad).flatten().tolist()}
+
     def clamp_seq(self, seq_len: int) -> int:
         return seq_len if self.max_seq_len is None else min(seq_len, self.max_seq_len)
 

@@ -22,6 +22,7 @@ from nl_lightning._io import save_torch
 from nl_lightning.errors import ConfigError
 from nl_lightning.export.signature import ModelSignature, signature_of
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
+from nl_lightning.export.ort import Int8Recipe
 
 VariantName = Literal[
     "eager", "compile", "ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static",
@@ -53,18 +54,21 @@ def resolve_variant(name: str) -> str:
 
 
 class VariantBuilder:
-    """Builds variants of ``model`` into ``work_dir``; ``calibration`` feeds static INT8."""
+    """Builds variants of ``model`` into ``work_dir``; ``calibration`` feeds static INT8 (without it,
+    static INT8 is an error unless ``random_calibration``: for timing only, as ``profile`` does)."""
 
     def __init__(
         self, model: nn.Module, work_dir: str | Path, signature: ModelSignature | None = None,
         calibration: Iterable[Any] | None = None, calibration_batches: int = 8, threads: int | None = None,
-        opset: int = DEFAULT_OPSET,
+        opset: int = DEFAULT_OPSET, random_calibration: bool = False, fuse: bool = True,
+        recipe: Int8Recipe | None = None,
     ) -> None:
         self.signature = signature or signature_of(model)
         self.net = inference_copy(model)
         self.work_dir = Path(work_dir)
         self.calibration, self.calibration_batches = calibration, calibration_batches
-        self.threads, self.opset = threads, opset
+        self.threads, self.opset, self.random_calibration = threads, opset, random_calibration
+        self.fuse, self.recipe = fuse, recipe
 
     def build(self, name: str) -> Variant:
         name = resolve_variant(name)
@@ -87,26 +91,38 @@ class VariantBuilder:
             export_onnx(self.net, path, self.signature, self.opset)
         return path
 
+    def fused_path(self) -> Path:
+        """The graph the optimized and INT8 variants start from: fused, or ``model.onnx`` itself."""
+        from nl_lightning.export.fusion import fuse_onnx
+
+        if not self.fuse:
+            return self.onnx_path()
+        path = self.work_dir / "model.fused.onnx"
+        if not path.exists():
+            fuse_onnx(self.onnx_path(), path)
+        return path
+
     def _ort(self, name: str) -> Variant:
         from nl_lightning.export import ort
 
-        src = self.onnx_path()
         path = self.work_dir / {"ort_fp32": "model.onnx", "ort_optimized": "model.optimized.onnx",
                                 "ort_int8_dynamic": "model.int8_dynamic.onnx",
                                 "ort_int8_static": "model.int8_static.onnx"}[name]
-        if name == "ort_optimized":
-            ort.optimize_onnx(src, path)
+        if name == "ort_fp32":
+            self.onnx_path()
+        elif name == "ort_optimized":
+            ort.optimize_onnx(self.fused_path(), path)
         elif name == "ort_int8_dynamic":
-            ort.quantize_onnx_dynamic(src, path)
+            ort.quantize_onnx_dynamic(self.fused_path(), path, self.recipe)
         elif name == "ort_int8_static":
-            ort.quantize_onnx_static(src, path, self._reader())
+            ort.quantize_onnx_static(self.fused_path(), path, self._reader(), self.recipe)
         size = sum(p.stat().st_size for p in onnx_files(path))
         return Variant(name, ort.ort_runner(ort.ort_session(path, self.threads)), path, size)
 
     def _reader(self) -> Any:
         from nl_lightning.export.calibration import calibration_reader
 
-        return calibration_reader(self.signature, self.calibration, self.calibration_batches)
+        return calibration_reader(self.signature, self.calibration, self.calibration_batches, self.random_calibration)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,9 @@ class TaskModule(L.LightningModule):
     and test steps below call it."""
 
     model: torch.nn.Module
+    structured_pruning: dict[str, Any] | None = None
+    """``{"original": widths}`` once ``self.model`` was pruned structurally (see ``record_structure``);
+    checkpoints carry it, so a resumed run rebuilds the pruned shapes before its weights load."""
     flops_per_batch: int | None = None
     _given_example: Any = None  # what the example_input_array setter was given (Lightning's attribute is its own)
     """Training FLOPs of one batch, read by Lightning's ``ThroughputMonitor`` for FLOP/s and MFU; set
@@ -152,19 +155,35 @@ class TaskModule(L.LightningModule):
             keep = adapter_keys(self)
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
             checkpoint["nl_lightning"]["lora_base"] = dict(self.lora_base)
-
         source = getattr(self, "pretrained_source", None)
         if source is not None:  # the folder this model started from, and its hash
             checkpoint["nl_lightning"]["pretrained"] = source.record()
-
+        if self.structured_pruning:
+            checkpoint["nl_lightning"]["structured_pruning"] = dict(self.structured_pruning)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """An adapter-only checkpoint: check it was trained on this model's base, then complete its
-        state dict with the base weights this model was built with."""
+        """Before Lightning loads the weights: a structurally pruned model's checkpoint shrinks
+        ``self.model`` to its widths; an adapter-only (LoRA) checkpoint is checked against this model's
+        base and completed with the base weights this model was built with."""
+        record = (checkpoint.get("nl_lightning") or {}).get("structured_pruning")
+        config = (checkpoint.get("hyper_parameters") or {}).get("config")
+        if record and isinstance(config, dict) and hasattr(self, "config"):
+            from nl_lightning.compress.structured import match_widths
+            from nl_lightning.models.config import TransformerConfig
+
+            match_widths(self.model, TransformerConfig.from_dict(config))
+            self.record_structure(record["original"])
         stored = (checkpoint.get("nl_lightning") or {}).get("lora_base")
         if stored is not None:
             check_base(stored, self.lora_base)
             checkpoint["state_dict"] = complete_state(self, checkpoint["state_dict"])
+
+    def record_structure(self, original: dict[str, Any]) -> None:
+        """After structured pruning of ``self.model``: its config becomes this module's (and the
+        checkpoint's), and the widths before pruning are kept beside it."""
+        self.config = self.model.config
+        self.hparams["config"] = self.config.to_dict()
+        self.structured_pruning = {"original": dict(original)}
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> "TaskModule":

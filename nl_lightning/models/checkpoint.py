@@ -7,7 +7,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -51,8 +51,8 @@ def _check_path(path: Path) -> None:
         if (path / ".metadata").is_file():
             raise CheckpointError(
                 f"{path} is a sharded torch.distributed.checkpoint folder (written by ModelParallelStrategy / FSDP2). "
-                "Resume it with the same strategy, or consolidate it once into a single file (this trusts the "
-                "folder's pickled metadata, so only for checkpoints you wrote): " + CONSOLIDATE.format(dir=path)
+                "Resume it with the same strategy, or consolidate it once into a single file: "
+                + CONSOLIDATE.format(dir=path)
             )
         try:
             hint = f"; the newest checkpoint in it is {find_checkpoint(path)}"
@@ -110,7 +110,7 @@ def _load(path: Path, map_location: str | torch.device) -> Any:
 
 def load_checkpoint(
     path: str | Path, expected: "type[L.LightningModule] | None" = None, map_location: str | torch.device = "cpu",
-    merge_lora: bool = False,
+    merge_lora: bool = False, trust: Sequence[str] = (),
 ) -> "L.LightningModule":
     """Rebuild an nl_lightning LightningModule from its checkpoint's hyperparameters and weights.
 
@@ -119,7 +119,8 @@ def load_checkpoint(
     ``TaskModule.merge_lora``); otherwise a LoRA model comes back as it trained.
 
     The class the file names must be on the allow-list (``nl_lightning.models.trust``), be
-    ``expected`` itself, or be a subclass of ``expected`` that your code has imported; its stored
+    ``expected`` itself, a subclass of ``expected`` that your code has imported, or listed in
+    ``trust`` (class paths you vouch for: the ``trust:`` setting of the commands); its stored
     arguments are checked against the class's signature before it is called.
     """
     from lightning import LightningModule
@@ -137,7 +138,7 @@ def load_checkpoint(
             "load_checkpoint(path, expected=MyModel)."
         )
     try:
-        cls = expected if class_path is None else resolve_class(class_path, LightningModule, "model", path, expected)
+        cls = expected if class_path is None else resolve_class(class_path, LightningModule, "model", path, expected, trust)
     except UntrustedClassError as err:
         raise CheckpointError(str(err)) from None
     if expected is not None and not issubclass(cls, expected):

@@ -31,6 +31,9 @@ class TransformerConfig:
     n_heads: int = 4
     n_kv_heads: int | None = None
     """Key/value heads: None = n_heads (MHA), 1 = MQA, a divisor of n_heads = GQA."""
+    head_dim: int | None = None
+    """Size of one attention head; None = d_model // n_heads. Set when the heads do not span d_model,
+    e.g. after ``prune_structured`` removed heads (fewer heads, same head size)."""
     mlp_hidden: int | None = None
     """MLP width; None = 4 * d_model (gelu) or 8/3 * d_model (gated), rounded to 32."""
     max_seq_len: int = 256
@@ -71,6 +74,7 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
+        explicit_head_dim = self.head_dim is not None
         _choice("position", self.position, POSITIONS)
         _choice("mlp", self.mlp, tuple(MLPS))
         _choice("norm", self.norm, tuple(NORMS))
@@ -82,12 +86,16 @@ class TransformerConfig:
             _positive("input_dim", self.input_dim)
         if self.mlp_hidden is not None:
             _positive("mlp_hidden", self.mlp_hidden)
-        if self.d_model % self.n_heads:
+        if explicit_head_dim:
+            _positive("head_dim", self.head_dim)
+        elif self.d_model % self.n_heads:
             divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64]
             raise ConfigError(
                 f"TransformerConfig.n_heads={self.n_heads} must divide d_model={self.d_model}; "
-                f"use one of {divisors} or change d_model."
+                f"use one of {divisors} or change d_model (or set head_dim)."
             )
+        else:
+            self.head_dim = self.d_model // self.n_heads
         if self.n_heads % self.n_kv_heads:
             divisors = [h for h in range(1, self.n_heads + 1) if self.n_heads % h == 0]
             raise ConfigError(
@@ -96,8 +104,9 @@ class TransformerConfig:
             )
         if self.position == "rope" and self.head_dim % 2:
             raise ConfigError(
-                f"TransformerConfig.position='rope' needs an even head size, got d_model/n_heads="
-                f"{self.head_dim}; change d_model or n_heads."
+                f"TransformerConfig.position='rope' needs an even head size, got "
+                f"{'head_dim' if explicit_head_dim else 'd_model/n_heads'}={self.head_dim}; change d_model, n_heads "
+                f"or head_dim."
             )
         for name in ("dropout", "attn_dropout", "drop_path"):
             value = getattr(self, name)
@@ -146,17 +155,18 @@ class TransformerConfig:
         if not isinstance(self.embed_norm, bool):
             raise ConfigError(f"TransformerConfig.embed_norm={self.embed_norm!r} must be true or false.")
 
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
     def resolved(self, **task_defaults: Any) -> "TransformerConfig":
         """A copy with the task's defaults in every field left unset (None); set fields are kept."""
         unset = {k: v for k, v in task_defaults.items() if getattr(self, k) is None}
         return replace(self, **unset) if unset else self
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values; ``head_dim`` only where it differs from ``d_model // n_heads`` (as in a pruned
+        model), so the configs and checkpoints of every other model read as they did before the field."""
+        values = asdict(self)
+        if self.n_heads * self.head_dim == self.d_model:
+            del values["head_dim"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TransformerConfig":

@@ -19,19 +19,30 @@ from nl_lightning.compress.distill import distillation_loss, validate_distillati
 from nl_lightning.errors import ConfigError, DataError, SetupError, WrongTypeError
 from nl_lightning.models.base import TaskModule, _plain
 from nl_lightning.models.checkpoint import load_checkpoint
+from nl_lightning.models.lm import TransformerLM
 from nl_lightning.models.optim import OptimizerConfig, SchedulerConfig
 from nl_lightning.models.trust import bind_arguments, resolve_class
 
+#: (alpha, temperature) when left unset, by the student's task; measured by ``benchmarks/distill.py``.
+#: A classifier teacher is almost one-hot on its training data, so its dark knowledge (which wrong
+#: classes look alike) shows only at a high temperature: T=8 closed the gap to the teacher on digits
+#: where T=2-4 closed half of it. An LM's next-byte distribution is already soft; flattening it
+#: more blurs it: on the char LM T=1 with alpha 0.5 closed most of the gap, T=2 about a third, and
+#: alpha 0.9 at T=2 nothing.
+TASK_DEFAULTS: dict[str, tuple[float, float]] = {"language_model": (0.5, 1.0), "classification": (0.9, 8.0)}
+
 
 class DistillationModule(TaskModule):
-    """loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * task loss; batches as the student's."""
+    """loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * task loss; batches as the student's.
+
+    ``alpha`` and ``T`` default by the student's task (``TASK_DEFAULTS``)."""
 
     def __init__(
         self,
         student: TaskModule,
         teacher: nn.Module | str | None = None,
-        alpha: float = 0.5,
-        temperature: float = 2.0,
+        alpha: float | None = None,
+        temperature: float | None = None,
         optimizer: OptimizerConfig | None = None,
         scheduler: SchedulerConfig | None = None,
         compile: bool = False,
@@ -42,13 +53,19 @@ class DistillationModule(TaskModule):
                 ``{"class_path": ..., "init_args": ...}``).
             teacher: a trained module, or the path of its checkpoint. None only for loading a
                 finished student (training and validation need the teacher).
-            alpha: weight of the teacher term (1 - alpha goes to the task loss).
-            temperature: softmax temperature of both distributions.
+            alpha: weight of the teacher term (1 - alpha goes to the task loss); None = the
+                student task's default (``TASK_DEFAULTS``: 0.5 for a language model, 0.9 for a classifier).
+            temperature: softmax temperature of both distributions; None = the task's default
+                (1 for a language model, 8 for a classifier).
             optimizer: default: the student's optimizer settings.
             scheduler: default: the student's schedule.
         """
         student, spec = _build_student(student)
         super().__init__(optimizer or student.optimizer_config, scheduler or student.scheduler_config, compile)
+        task_alpha, task_temperature = TASK_DEFAULTS["language_model" if isinstance(student, TransformerLM)
+                                                     else "classification"]
+        alpha = task_alpha if alpha is None else alpha  # resolved before save_hyperparameters reads them
+        temperature = task_temperature if temperature is None else temperature
         validate_distillation(alpha, temperature)
         if getattr(student, "task", "classification") != "classification":
             raise ConfigError(

@@ -74,10 +74,12 @@ class TransformerLM(TaskModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The tokenizer's JSON goes into the checkpoint (a plain string), replacing its path on load."""
+        """The tokenizer (its JSON, with the folder's chat template and special tokens) goes into the
+        checkpoint as a plain string, replacing its path on load."""
         super().on_save_checkpoint(checkpoint)
-        if self.codec.to_json() is not None:
-            checkpoint["nl_lightning"].setdefault("arguments", {})["tokenizer"] = self.codec.to_json()
+        stored = self.codec.to_checkpoint()
+        if stored is not None:
+            checkpoint["nl_lightning"].setdefault("arguments", {})["tokenizer"] = stored
 
     def forward(self, idx: Tensor) -> Tensor:
         return self.model(idx)

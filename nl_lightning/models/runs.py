@@ -1,12 +1,21 @@
 """Run directories: each ``fit`` writes ``runs/<name>/version_<N>/`` (logs, ``config.yaml``,
 ``checkpoints/``), so runs never overwrite each other; commands that take a checkpoint also take
-a run folder and use the newest ``last.ckpt`` in it."""
+a run folder and use the newest ``last.ckpt`` in it. Evaluations (``validate`` / ``test``) log
+into the run of the checkpoint they evaluate (``<run>/test/``), never as a new version."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from nl_lightning.errors import CheckpointError
+
+
+def run_of_checkpoint(ckpt_path: str | Path | None) -> Path | None:
+    """The run folder of a checkpoint in ``<run>/checkpoints/``, else None."""
+    if not ckpt_path:
+        return None
+    folder = Path(ckpt_path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" and Path(ckpt_path).exists() else None
 
 
 def find_checkpoint(path: str | Path) -> Path:

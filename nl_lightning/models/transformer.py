@@ -36,7 +36,7 @@ def build_block(config: TransformerConfig, drop_path: float) -> TransformerBlock
     ls = (lambda: LayerScale(d, config.layer_scale)) if config.layer_scale is not None else (lambda: None)
     return TransformerBlock(
         attn=SelfAttention(d, config.n_heads, config.n_kv_heads, config.bias, config.attn_dropout, config.attn_backend,
-                           qkv_bias=config.qkv_bias),
+                           qkv_bias=config.qkv_bias, head_dim=config.head_dim),
         mlp=build_mlp(config.mlp, d, config.mlp_hidden, config.bias if config.mlp_bias is None else config.mlp_bias,
                       config.dropout, config.gelu_approximate),
         norm1=build_norm(config.norm, d, config.norm_eps),
@@ -93,23 +93,30 @@ class Transformer(nn.Module):
 
     def forward(
         self, x: Tensor, key_padding_mask: Tensor | None = None, kv_caches: list[KVCache] | None = None,
-        embedded: bool = False, token_type_ids: Tensor | None = None,
+        embedded: bool = False, token_type_ids: Tensor | None = None, positions: Tensor | None = None,
     ) -> Tensor:
         """``key_padding_mask``: (B, T) bool, True = padding. ``kv_caches``: one per layer (decoding).
-        ``token_type_ids``: (B, T) segment ids when the config has token types (default: all 0)."""
+        ``token_type_ids``: (B, T) segment ids when the config has token types (default: all 0).
+        ``positions``: (B, T) position of each token, for rows of different lengths decoded together
+        (``RaggedKVCache``, causal models): each token sees the keys at or before its position."""
         h = x if embedded else self.embed_inputs(x)  # (B, T, D)
         T = h.size(1)
         offset = kv_caches[0].length if kv_caches else 0
         if self.pos_emb is not None:
-            h = self.pos_emb(h, offset)
+            h = self.pos_emb(h, offset if positions is None else positions)
         if self.type_emb is not None:
             h = h + (self.type_emb(token_type_ids) if token_type_ids is not None else self.type_emb.weight[0])
         if self.embed_norm is not None:
             h = self.embed_norm(h)
         h = self.drop(h)
         t_k = offset + T
-        rope = self.rope(T, offset) if self.rope is not None else None
+        rope = None if self.rope is None else self.rope(T, offset) if positions is None else self.rope.at(positions)
+        # ALiBi's bias depends on distances only: a row's shift from ``t_k`` is constant over its keys,
+        # which softmax ignores, so one bias serves rows of every length.
         bias = self.alibi(T, t_k) if self.alibi is not None else None
+        if positions is not None:
+            window = getattr(self.config, "sliding_window", None)  # sliding-window attention (Mistral), if any
+            return self._blocks(h, _position_mask(positions, t_k, bias, h.dtype, window), False, rope, kv_caches)
         if key_padding_mask is not None and key_padding_mask.shape != h.shape[:2]:
             raise DataError(
                 f"key_padding_mask has shape {tuple(key_padding_mask.shape)} but the input is "
@@ -123,8 +130,12 @@ class Transformer(nn.Module):
         mask = None
         if not fast_causal:
             mask = build_attn_mask(T, t_k, self.config.causal, key_padding_mask, bias, h.device, h.dtype, window)
+        return self._blocks(h, mask, fast_causal, rope, kv_caches)
+
+    def _blocks(self, h: Tensor, mask: Tensor | None, is_causal: bool, rope: tuple[Tensor, Tensor] | None,
+                kv_caches: list[KVCache] | None) -> Tensor:
         for i, block in enumerate(self.blocks):
-            h = block(h, mask, fast_causal, rope, kv_caches[i] if kv_caches else None)
+            h = block(h, mask, is_causal, rope, kv_caches[i] if kv_caches else None)
         return self.norm(h)
 
     def new_kv_caches(self, batch_size: int, max_len: int) -> list[KVCache]:
@@ -161,8 +172,9 @@ class CausalLM(nn.Module):
         """Share the input embedding with the LM head (again after weights were assigned from a file)."""
         self.lm_head.weight = self.transformer.embed.weight
 
-    def forward(self, idx: Tensor, kv_caches: list[KVCache] | None = None) -> Tensor:
-        return self.lm_head(self.transformer(idx, kv_caches=kv_caches))
+    def forward(self, idx: Tensor, kv_caches: list[KVCache] | None = None, positions: Tensor | None = None) -> Tensor:
+        """``positions``: (B, T) per-token positions for rows of different lengths (see ``Transformer``)."""
+        return self.lm_head(self.transformer(idx, kv_caches=kv_caches, positions=positions))
 
 
 class SequenceClassifier(nn.Module):
@@ -212,6 +224,19 @@ class SequenceClassifier(nn.Module):
                 token_type_ids = torch.cat([token_type_ids.new_zeros(h.size(0), 1), token_type_ids], 1)
         h = self.transformer(h, key_padding_mask, embedded=True, token_type_ids=token_type_ids)
         return self.head(self.pool(h, key_padding_mask))
+
+
+def _position_mask(positions: Tensor, t_k: int, bias: Tensor | None, dtype: torch.dtype,
+                   window: int | None = None) -> Tensor:
+    """(B, 1, T, t_k) mask letting each token see the keys at or before its own position (the key at
+    index j of a ``RaggedKVCache`` row is that sequence's position j), and with a sliding ``window``
+    only the ``window`` most recent of them; additive when ALiBi biases it."""
+    keys, query = torch.arange(t_k, device=positions.device), positions[..., None]
+    allowed = keys <= query
+    if window is not None:
+        allowed = allowed & (keys > query - window)
+    allowed = allowed[:, None]
+    return allowed if bias is None else bias.to(dtype).masked_fill(~allowed, float("-inf"))
 
 
 def _init_weights(module: nn.Module) -> None:

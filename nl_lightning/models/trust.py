@@ -7,7 +7,12 @@ allow-list *before* anything is imported, checked again after (it must be a clas
 the expected base), and its arguments are bound to the class's own signature before the call.
 
 Our task modules and DataModules are allowed by name; a user's own class is allowed by
-:func:`allow_class`, or implicitly when the caller passes it (``MyModel.load(path)``).
+:func:`allow_class`, implicitly when the caller passes it (``MyModel.load(path)``), or from the
+command line by the ``trust:`` setting of ``serve`` / ``predict`` / ``export`` (``--trust
+[mypkg.MyModel]``): a list of class paths the user vouches for, passed to the loader as ``trust``
+(never a switch that trusts everything). A class defined in a script is recorded as
+``__main__.MyModel``, which no other process can import; it is resolved only to a listed class
+of the same name (the user moved it into a module), and otherwise refused with how to do that.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from typing import Any, Mapping
+import warnings
+from typing import Any, Mapping, Sequence
 
-from nl_lightning.errors import NLUserError, WrongTypeError
+from nl_lightning.errors import ConfigError, NLUserError, WrongTypeError
 
 #: Classes of nl_lightning a file may name, by the path Lightning / LightningCLI records (jsonargparse
 #: < 4.42 records the shortest public import path: ``nl_lightning.TransformerClassifier``).
@@ -53,24 +59,78 @@ def allow_class(cls: type) -> type:
     return cls
 
 
-def resolve_class(path: Any, base: type, what: str, source: Any, expected: type | None = None) -> type:
+def check_trust(trust: Sequence[str] | None, setting: str = "trust") -> tuple[str, ...]:
+    """The class paths of a ``trust:`` setting, checked for form (nothing is imported yet)."""
+    paths = tuple(trust or ())
+    for path in paths:
+        if not isinstance(path, str) or "." not in path or any(not part.isidentifier() for part in path.split(".")):
+            raise ConfigError(f"{setting}: {path!r} is not a dotted class path; write e.g. {setting}: [mypkg.models.MyModel].")
+        if path.startswith("__main__."):
+            raise ConfigError(f"{setting}: {path!r} is a class of a script, {_MOVE_TO_MODULE.format(name=path[9:])}")
+    return paths
+
+
+_MOVE_TO_MODULE = (
+    "which no other process can import (a server worker, a batch job, another command). Move the class {name} "
+    "into a module (e.g. mypkg/models.py, installed or on PYTHONPATH), import it from there in your script, and "
+    "list it: trust: [mypkg.models.{name}] (or --trust [mypkg.models.{name}])."
+)
+
+
+def resolve_class(path: Any, base: type, what: str, source: Any, expected: type | None = None,
+                  trust: Sequence[str] = ()) -> type:
     """The class a file names, if allowed: on the allow-list for ``base`` (or registered, or
-    ``expected`` itself, or an already imported subclass of ``expected``), and a subclass of ``base``."""
+    ``expected`` itself, or an already imported subclass of ``expected``, or listed in ``trust``),
+    and a subclass of ``base``."""
     if not isinstance(path, str) or not path or any(not part.isidentifier() for part in path.split(".")):
         raise UntrustedClassError(f"{source}: the {what} class path {path!r} is not a dotted class name.")
-    cls = _lookup(path, base, expected)
+    cls = _lookup(path, base, expected) or _trusted(path, tuple(trust), source)
     if cls is None:
         name = path.rpartition(".")[2]
+        if path.startswith("__main__."):
+            raise UntrustedClassError(f"{source} names the {what} class {path!r}, defined in the script that saved "
+                                      f"it, {_MOVE_TO_MODULE.format(name=name)}")
         call = f"`{name}.load(path)` or " if name[:1].isupper() else ""
         raise UntrustedClassError(
             f"{source} names the {what} class {path!r}, which is not on nl_lightning's allow-list, so it is "
-            f"neither imported nor called. If it is your own class, import it and load explicitly "
+            f"neither imported nor called. If it is your own class, list it in the trust setting of serve / "
+            f"predict / export (trust: [{path}], or --trust [{path}]); in Python, import it and load explicitly "
             f"({call}load_checkpoint(path, expected=YourClass)), or trust it with "
             "nl_lightning.models.trust.allow_class(YourClass)."
         )
     if not (inspect.isclass(cls) and issubclass(cls, base)):
         raise UntrustedClassError(f"{source}: {path!r} is not a {base.__name__} subclass; refusing to call it.")
     return cls
+
+
+def _trusted(path: str, trust: tuple[str, ...], source: Any) -> Any:
+    """The class ``path`` if the user listed it in ``trust`` (imported on their word, not the file's);
+    for ``__main__.Name``, the one listed class called ``Name``."""
+    check_trust(trust)
+    if path in trust:
+        return _import_trusted(path)
+    if path.startswith("__main__."):
+        name = path.rpartition(".")[2]
+        same = [t for t in trust if t.rpartition(".")[2] == name]
+        if len(same) == 1:
+            warnings.warn(f"{source} records its class as {path} (it was defined in a script); loading it as "
+                          f"{same[0]}, listed in trust.", stacklevel=3)
+            return _import_trusted(same[0])
+    return None
+
+
+def _import_trusted(path: str) -> Any:
+    module_name, _, name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(
+            f"trust: cannot import {path!r} ({type(err).__name__}: {err}). Install the package that defines it, or "
+            "add its folder to PYTHONPATH."
+        ) from None
+    if not hasattr(module, name):
+        raise ConfigError(f"trust: module {module_name!r} has no class {name!r}; check the spelling of {path!r}.")
+    return getattr(module, name)
 
 
 def bind_arguments(cls: type, arguments: Mapping[str, Any], source: Any) -> dict[str, Any]:

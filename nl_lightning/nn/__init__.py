@@ -11,7 +11,7 @@ from nl_lightning.nn.attention import (
 )
 from nl_lightning.nn.block import TransformerBlock
 from nl_lightning.nn.drop import DropPath, drop_path, drop_path_schedule
-from nl_lightning.nn.kv_cache import KVCache
+from nl_lightning.nn.kv_cache import KVCache, RaggedKVCache
 from nl_lightning.nn.layer_scale import LayerScale
 from nl_lightning.nn.lora import LoRALinear
 from nl_lightning.nn.mlp import MLPS, GluMlp, Mlp, build_mlp
@@ -25,8 +25,8 @@ from nl_lightning.nn.rope_scaling import ROPE_SCALINGS, scale_inv_freq, validate
 __all__ = [
     "ALiBi", "ATTN_BACKENDS", "AttentionPool", "ClsPool", "DropPath", "FeatureNorm", "FirstTokenPooler", "GeMPool",
     "GluMlp", "KVCache", "LayerScale", "LearnedPositionalEmbedding", "LoRALinear", "MLPS", "MeanPool", "Mlp", "NORMS",
-    "POOLINGS", "POSITIONS", "ROPE_SCALINGS", "RotaryEmbedding", "SelfAttention", "TransformerBlock", "alibi_bias",
-    "alibi_slopes", "apply_rope", "build_attn_mask", "build_mlp", "build_norm", "build_pooling", "drop_path",
+    "POOLINGS", "POSITIONS", "ROPE_SCALINGS", "RaggedKVCache", "RotaryEmbedding", "SelfAttention", "TransformerBlock",
+    "alibi_bias", "alibi_slopes", "apply_rope", "build_attn_mask", "build_mlp", "build_norm", "build_pooling", "drop_path",
     "drop_path_schedule", "naive_attention", "repeat_kv", "rope_cache", "scale_inv_freq",
     "scaled_dot_product", "validate_rope_scaling",
 ]

@@ -145,17 +145,24 @@ class SelfAttention(nn.Module):
     def __init__(
         self, d_model: int, n_heads: int, n_kv_heads: int | None = None, bias: bool = True,
         attn_dropout: float = 0.0, backend: str = "auto", qkv_bias: bool | None = None,
+        head_dim: int | None = None,
     ) -> None:
+        """``head_dim`` None = ``d_model // n_heads``; set it when the heads do not span ``d_model``
+        (a model whose heads were pruned keeps their size)."""
         super().__init__()
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
-        if n_heads < 1 or n_kv_heads < 1 or d_model % n_heads or n_heads % n_kv_heads:
+        derived = head_dim is None
+        if n_heads < 1 or n_kv_heads < 1 or (derived and d_model % n_heads) or n_heads % n_kv_heads:
             raise ConfigError(
                 f"SelfAttention needs n_heads ({n_heads}) to divide d_model ({d_model}) and "
                 f"n_kv_heads ({n_kv_heads}) to divide n_heads."
             )
+        if not derived and head_dim < 1:
+            raise ConfigError(f"SelfAttention head_dim={head_dim} must be >= 1 (or None for d_model // n_heads).")
         if backend not in ATTN_BACKENDS:
             raise ConfigError(f"Unknown attention backend {backend!r}; choose one of {ATTN_BACKENDS}.")
-        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, d_model // n_heads
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = d_model // n_heads if head_dim is None else head_dim
         qkv_bias = bias if qkv_bias is None else qkv_bias
         self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=qkv_bias)
         self.kv_proj = nn.Linear(d_model, 2 * n_kv_heads * self.head_dim, bias=qkv_bias)

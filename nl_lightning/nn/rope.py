@@ -28,7 +28,8 @@ def rope_cache(
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x`` (B, H, T, D) with tables (T, D/2) using the half-split (GPT-NeoX/llama) layout."""
+    """Rotate ``x`` (B, H, T, D) with tables (T, D/2), or (B, 1, T, D/2) per row, using the half-split
+    (GPT-NeoX/llama) layout."""
     x1, x2 = x.float().chunk(2, dim=-1)
     rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return rotated.to(x.dtype)
@@ -69,3 +70,9 @@ class RotaryEmbedding(nn.Module):
             cos, sin = rope_cache(end, self.head_dim, self.base, self.cos.device, self.scaling)
             return cos[offset:end], sin[offset:end]
         return self.cos[offset:end], self.sin[offset:end]
+
+    def at(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Tables for each token's own position: ``positions`` (B, T) -> (B, 1, T, D/2) each, which
+        ``apply_rope`` broadcasts over heads (rows of different lengths decoded together)."""
+        cos, sin = self(int(positions.max()) + 1)  # the tables of positions 0..max (extended if needed)
+        return cos[positions][:, None], sin[positions][:, None]

@@ -9,6 +9,7 @@ rank's records, written by rank 0 at the end. ``read_predictions`` reads it all 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from nl_lightning.predict.shards import SUFFIXES, Columns, column_specs, decode_
 
 MANIFEST = "manifest.json"
 RECORDS = "_records"
+_SHARD_NAME = re.compile(r"part-\d+-\d{3,}-\d{6,}\.(parquet|npy|npz|jsonl)")
+_FIX = ("predict into a new output_dir, or set overwrite: true on PredictionWriter (--trainer.callbacks.init_args."
+        "overwrite=true) to replace what it holds")
 
 
 class ShardError(NLUserError, ValueError):
@@ -58,34 +62,79 @@ def completed_shards(root: Path, rank: int) -> dict[tuple[int, int], dict[str, A
     """``(dataloader_idx, shard) -> record`` for this rank's shards that are on disk and intact."""
     done = {}
     for path in sorted((root / RECORDS).glob(f"part-*-{rank:03d}-*.json")):
-        record = read_record(path)
+        record = read_shard_record(path)
         shard = root / record["path"]
         if shard.is_file() and shard.stat().st_size == record["bytes"] and file_sha256(shard) == record["sha256"]:
             done[(record["dataloader_idx"], record["shard"])] = record
     return done
 
 
+def read_shard_record(path: Path) -> dict[str, Any]:
+    """One shard record, checked: a JSON object (``read_record``) naming the shard it is named after, a
+    file of the output folder itself. Records are untrusted input: one naming ``../x`` or
+    ``/etc/passwd`` would otherwise be kept on resume and listed in the manifest."""
+    record = read_record(path)
+    shard = path.name.removesuffix(".json")
+    named = record.get("path")
+    if named != shard or not _SHARD_NAME.fullmatch(shard):
+        raise ShardError(
+            f"Shard record {path} names the file {named!r}, not its own shard {shard!r}; a prediction folder lists "
+            f"only the shards inside it, so the record is refused. Delete it, or {_FIX}."
+        )
+    if (path.parent.parent / shard).is_symlink():
+        raise ShardError(f"Shard {path.parent.parent / shard} is a symbolic link; a prediction folder holds its "
+                         f"own shards. Delete it, or {_FIX}.")
+    return record
+
+
 def check_plan(root: Path, rank: int, plan: dict[str, Any]) -> None:
-    """Record this rank's plan, or check it against the one a previous (interrupted) run recorded."""
+    """Record this rank's plan, or check it against the one a previous (interrupted) run recorded:
+    the same model (``plan["model"]``), data sizes, batch size, devices and format."""
     path = root / RECORDS / f"plan-{rank:03d}.json"
-    if path.is_file():
-        before = read_record(path)
-        if before != plan:
-            changed = sorted(k for k in set(before) | set(plan) if before.get(k) != plan.get(k))
-            raise ShardError(
-                f"{root} holds predictions of a run with other settings ({', '.join(changed)}: "
-                f"{ {k: before.get(k) for k in changed} } then, { {k: plan.get(k) for k in changed} } now). "
-                "Resume with the same data, batch size, devices, format and rows_per_shard, pass "
-                "overwrite=True to start over, or choose another output_dir."
-            )
+    if not path.is_file():
+        write_json(path, plan)
         return
-    write_json(path, plan)
+    before = read_record(path)
+    if before.get("model") != plan.get("model"):
+        raise ShardError(
+            f"{root} holds predictions of another model ({_model_name(before.get('model'))} then, "
+            f"{_model_name(plan.get('model'))} now): resuming would mix the two models' rows; {_FIX}."
+        )
+    if before != plan:
+        changed = sorted(k for k in set(before) | set(plan) if before.get(k) != plan.get(k))
+        raise ShardError(
+            f"{root} holds predictions of a run with other settings ({', '.join(changed)}: "
+            f"{ {k: before.get(k) for k in changed} } then, { {k: plan.get(k) for k in changed} } now). "
+            f"Resume with the same data, batch size, devices, format and rows_per_shard, or {_FIX}."
+        )
 
 
-def merge_manifest(root: Path, fmt: str, world_size: int) -> dict[str, Any]:
+def check_inputs(root: Path, record: dict[str, Any], position: int, digest: str, batch_idx: int) -> None:
+    """A batch the folder holds predictions of must be the batch read now (same rows, same values)."""
+    recorded = record.get("inputs_sha256") or []
+    then = recorded[position] if position < len(recorded) else None
+    if then == digest:
+        return
+    raise ShardError(
+        f"{root} holds predictions of other input data: batch {batch_idx} is not the batch {record['path']} "
+        f"was computed from (input SHA-256 {str(then)[:12]} then, {digest[:12]} now); resuming would mix old "
+        f"and new rows; {_FIX}."
+    )
+
+
+def _model_name(model: Any) -> str:
+    if not isinstance(model, dict):
+        return "a model it did not record"
+    digest = str(model.get("model_sha256") or model.get("weights_sha256") or "")
+    backend = f"{model['backend']} " if model.get("backend") else ""
+    artifact = f" {model['onnx_format']}" if model.get("onnx_format") else ""
+    return f"{backend}{model.get('class', '?')}{artifact} sha256 {digest[:12]}"
+
+
+def merge_manifest(root: Path, fmt: str, world_size: int, **about: Any) -> dict[str, Any]:
     """Merge every rank's records into ``manifest.json``; ``complete`` says whether each dataloader has
-    as many rows as the ranks' plans planned."""
-    records = [read_record(p) for p in sorted((root / RECORDS).glob("part-*.json"))]
+    as many rows as the ranks' plans planned. ``about`` (the model, the data) is recorded as given."""
+    records = [read_shard_record(p) for p in sorted((root / RECORDS).glob("part-*.json"))]
     plans = [read_record(root / RECORDS / f"plan-{rank:03d}.json") for rank in range(world_size)]
     loaders = []
     for index in range(len(plans[0]["planned_rows"])):
@@ -96,7 +145,7 @@ def merge_manifest(root: Path, fmt: str, world_size: int) -> dict[str, Any]:
         loaders.append({"dataloader_idx": index, "num_rows": rows, "expected_rows": expected,
                         "columns": shards[0]["columns"] if shards else {}, "shards": shards})
     manifest = {
-        "manifest_version": 1, "format": fmt, "world_size": world_size,
+        "manifest_version": 2, "format": fmt, "world_size": world_size, "model": plans[0].get("model"), **about,
         "complete": all(d["expected_rows"] in (None, d["num_rows"]) for d in loaders),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataloaders": loaders,
     }
@@ -126,7 +175,10 @@ def read_predictions(output_dir: str | Path, dataloader_idx: int = 0) -> Columns
 
 
 def _read_shard(root: Path, shard: dict[str, Any], fmt: str, specs: dict[str, Any]) -> Columns:
-    path = root / shard["path"]
+    name = shard.get("path")
+    if not isinstance(name, str) or not _SHARD_NAME.fullmatch(name):
+        raise ShardError(f"{root / MANIFEST} lists a shard {name!r} that is not a file of {root}; refusing to read it.")
+    path = root / name
     if not path.is_file():
         raise ShardError(f"Shard {path} listed in {root / MANIFEST} is missing.")
     data = path.read_bytes()

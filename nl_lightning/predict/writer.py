@@ -7,7 +7,10 @@ rank 0 merges all records into ``manifest.json`` at the end. Each row carries it
 
 Killed (even with SIGKILL) and run again on the same data and settings, the job skips the shards
 already written and redoes the one that was in progress, so every sample is written exactly once.
-``Predictor`` also skips the model for those batches (:func:`batch_written`).
+``Predictor`` also skips the model for those batches (:func:`batch_written`). A resume must be the
+same job: another model, other settings, or other input data in a batch already written is
+refused (``predict/identity.py``), and the folder is locked against a second live job
+(``callbacks/run_lock.py``), so two jobs never mix their rows.
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from nl_lightning._io import TMP_MARK
+from nl_lightning._lock import LOCK_NAME, RunDirInUseError, acquire, release
 from nl_lightning.errors import ConfigError, DataError, WrongTypeError
+from nl_lightning.predict.identity import batch_sha256, model_identity
 from nl_lightning.predict.manifest import (
-    MANIFEST, RECORDS, check_plan, completed_shards, merge_manifest, shard_name, write_shard,
+    MANIFEST, RECORDS, check_inputs, check_plan, completed_shards, merge_manifest, shard_name, write_shard,
 )
 from nl_lightning.predict.shards import ShardFormat, check_format
+
+LOCK_HINT = ("two prediction jobs in one output_dir would overwrite each other's shards. Give this job its own "
+             "output_dir, or wait for the other job to finish.")
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -65,8 +73,10 @@ class PredictionWriter(BasePredictionWriter):
         self.overwrite, self.keep_predictions = overwrite, keep_predictions
         self._done: dict[tuple[int, int], dict[str, Any]] = {}
         self._buffers: dict[int, list[dict[str, np.ndarray]]] = {}
+        self._digests: dict[int, list[str]] = {}
         self._per_shard: list[int] = []
         self._num_batches: list[int] = []
+        self._lock: Path | None = None
 
     # ---- set-up ------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -74,13 +84,30 @@ class PredictionWriter(BasePredictionWriter):
         if stage != "predict":
             return
         trainer.predict_loop.return_predictions = self.keep_predictions
-        if self.overwrite and trainer.is_global_zero:
-            shutil.rmtree(self.output_dir, ignore_errors=True)
-        trainer.strategy.barrier("prediction_writer_setup")
+        refused = self._lock_output_dir() if trainer.is_global_zero else None
+        refused = trainer.strategy.broadcast(refused)  # every rank stops together
+        if refused:
+            raise RunDirInUseError(refused)
         (self.output_dir / RECORDS).mkdir(parents=True, exist_ok=True)
         for folder in (self.output_dir, self.output_dir / RECORDS):  # writes cut short by a kill
             for stale in folder.glob(f".part-*-{trainer.global_rank:03d}-*{TMP_MARK}*"):
                 stale.unlink(missing_ok=True)
+
+    def _lock_output_dir(self) -> str | None:
+        """Lock ``output_dir`` (clearing it for ``overwrite``); the refusal's message, or None."""
+        try:
+            self._lock = acquire(self.output_dir, LOCK_HINT)
+        except RunDirInUseError as err:
+            return str(err)
+        if self.overwrite:
+            for entry in self.output_dir.iterdir():
+                if entry.name == LOCK_NAME:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        return None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loaders = _as_list(trainer.predict_dataloaders)
@@ -89,10 +116,11 @@ class PredictionWriter(BasePredictionWriter):
         plan = {"format": self.format, "rows_per_shard": self.rows_per_shard, "world_size": trainer.world_size,
                 "batch_sizes": [_batch_size(dl) for dl in loaders], "num_batches": self._num_batches,
                 "dataset_sizes": [_dataset_size(dl) for dl in loaders],
-                "planned_rows": [_planned_rows(dl, n) for dl, n in zip(loaders, self._num_batches)]}
+                "planned_rows": [_planned_rows(dl, n) for dl, n in zip(loaders, self._num_batches)],
+                "model": model_identity(pl_module)}
         check_plan(self.output_dir, trainer.global_rank, plan)
         self._done = completed_shards(self.output_dir, trainer.global_rank)
-        self._buffers = {}
+        self._buffers, self._digests = {}, {}
 
     def is_written(self, batch_idx: int, dataloader_idx: int = 0) -> bool:
         """Whether this batch's shard is already on disk from an earlier (interrupted) run."""
@@ -105,22 +133,27 @@ class PredictionWriter(BasePredictionWriter):
         self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
         batch: Any, batch_idx: int, dataloader_idx: int,
     ) -> None:
+        digest = batch_sha256(batch)
         if self.is_written(batch_idx, dataloader_idx):
+            per_shard = self._per_shard[dataloader_idx]
+            record = self._done[(dataloader_idx, batch_idx // per_shard)]
+            check_inputs(self.output_dir, record, batch_idx % per_shard, digest, batch_idx)
             return
         if prediction is None:
             raise DataError(
                 f"predict_step returned None for batch {batch_idx}, which is not written yet; return the "
                 "batch's outputs (a tensor, or a dict of tensors with one row per sample)."
             )
-        row_ids = _row_ids(trainer, batch, batch_indices, batch_idx, dataloader_idx)
-        columns = {"row_id": row_ids, **_columns(prediction, len(row_ids), batch_idx)}
+        ids = row_ids(trainer, batch, batch_indices, batch_idx, dataloader_idx)
+        columns = {"row_id": ids, **_columns(prediction, len(ids), batch_idx)}
         self._buffers.setdefault(dataloader_idx, []).append(columns)
+        self._digests.setdefault(dataloader_idx, []).append(digest)
         per_shard = self._per_shard[dataloader_idx]
         if (batch_idx + 1) % per_shard == 0 or batch_idx + 1 == self._num_batches[dataloader_idx]:
             self._flush(trainer, dataloader_idx, batch_idx // per_shard)
 
     def _flush(self, trainer: L.Trainer, dataloader_idx: int, shard: int) -> None:
-        parts = self._buffers.pop(dataloader_idx, [])
+        parts, digests = self._buffers.pop(dataloader_idx, []), self._digests.pop(dataloader_idx, [])
         if not parts:
             return
         columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
@@ -128,7 +161,7 @@ class PredictionWriter(BasePredictionWriter):
         name = shard_name(dataloader_idx, trainer.global_rank, shard, self.format)
         record = write_shard(self.output_dir, name, columns, self.format, dataloader_idx=dataloader_idx,
                              rank=trainer.global_rank, shard=shard,
-                             batches=[shard * per_shard, shard * per_shard + len(parts)])
+                             batches=[shard * per_shard, shard * per_shard + len(parts)], inputs_sha256=digests)
         self._done[(dataloader_idx, shard)] = record
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -139,8 +172,16 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.strategy.barrier("prediction_writer_merge")
         if trainer.is_global_zero:
-            merge_manifest(self.output_dir, self.format, trainer.world_size)
+            merge_manifest(self.output_dir, self.format, trainer.world_size, data=data_source(trainer))
         trainer.strategy.barrier("prediction_writer_done")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._lock is not None:
+            release(self._lock)
+            self._lock = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "predict")
 
     @property
     def manifest_path(self) -> Path:
@@ -154,7 +195,15 @@ def batch_written(trainer: L.Trainer | None, batch_idx: int, dataloader_idx: int
     return any(isinstance(cb, PredictionWriter) and cb.is_written(batch_idx, dataloader_idx) for cb in trainer.callbacks)
 
 
-def _row_ids(trainer: L.Trainer, batch: Any, indices: Sequence[int] | None, batch_idx: int, dataloader_idx: int) -> np.ndarray:
+def data_source(trainer: L.Trainer) -> dict[str, Any] | None:
+    """What the predictions were computed from, for the manifest: the DataModule and its files."""
+    from nl_lightning.data.datamodule import describe_data
+
+    datamodule = getattr(trainer, "datamodule", None)
+    return None if datamodule is None else describe_data(datamodule, "predict")
+
+
+def row_ids(trainer: L.Trainer, batch: Any, indices: Sequence[int] | None, batch_idx: int, dataloader_idx: int) -> np.ndarray:
     if isinstance(batch, dict) and "row_id" in batch:
         return _numpy(batch["row_id"]).astype(np.int64).reshape(-1)
     if indices is None:

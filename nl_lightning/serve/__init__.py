@@ -17,7 +17,8 @@ _EXPORTS = {
     "Runner": "nl_lightning.serve.runners",
     "load_runner": "nl_lightning.serve.runners",
     "ModelAPI": "nl_lightning.serve.api",
-    "ModelServer": "nl_lightning.serve.server",
+    "PredictAPI": "nl_lightning.serve.api",
+    "GenerateAPI": "nl_lightning.serve.generation",
     "build_server": "nl_lightning.serve.server",
     "serve": "nl_lightning.serve.server",
     # batch inference lives in nl_lightning.predict; these names stay importable from here

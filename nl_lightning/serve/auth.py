@@ -1,10 +1,10 @@
-"""The FastAPI dependencies that check keys: ``AdminKey`` for ``/admin/*``, ``api_key`` for the rest.
+"""The checks of the server's keys: ``AdminKey`` for ``/admin/*``, ``ApiKey`` for the rest.
 
 The admin key is read from the environment variable the config names (never from YAML) when the
 server starts, and compared in constant time (``hmac.compare_digest``). Without the variable the
 admin routes are off (403), so a server never exposes reload / rollback by accident. Predict,
 /health, /info and /metrics use LitServe's own key (``LIT_SERVER_API_KEY``, header ``X-API-Key``,
-same answers), checked by ``api_key`` in constant time and on the event loop: LitServe's own check
+same answers), checked by ``ApiKey`` in constant time and on the event loop: LitServe's own check
 is a plain ``!=`` in a sync function, which FastAPI hands to a thread pool on every request.
 """
 
@@ -13,14 +13,15 @@ from __future__ import annotations
 import hmac
 import os
 
-from collections.abc import Awaitable, Callable
-
-from fastapi import Header, HTTPException, Security
+from fastapi import Header, HTTPException
 from fastapi.security import APIKeyHeader
 
 from nl_lightning.errors import ConfigError
 
 ADMIN_HEADER = "X-Admin-Key"
+API_KEY_HEADER = "X-API-Key"
+API_KEY = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+"""The header LitServe's key travels in, as a FastAPI security scheme (``/docs`` shows it)."""
 MIN_KEY_LENGTH = 16
 
 
@@ -48,20 +49,22 @@ class AdminKey:
             raise HTTPException(401, f"Invalid {ADMIN_HEADER}.")
 
 
-def api_key(key: str | None = None) -> Callable[..., Awaitable[None]]:
-    """The dependency for LitServe's key ``key`` (default: ``$LIT_SERVER_API_KEY``); no key = open."""
-    key = os.environ.get("LIT_SERVER_API_KEY") if key is None else key
-    if not key:
-        async def open_access() -> None:
-            return None
+class ApiKey:
+    """LitServe's key (``$LIT_SERVER_API_KEY``, header ``X-API-Key``, LitServe's answers); no key = open.
 
-        return open_access
-    expected = key.encode()
+    ``ModelAPI.authorize`` (LitServe's hook) calls ``check``; LitServe puts it on every route."""
 
-    async def check(x_api_key: str = Security(APIKeyHeader(name="X-API-Key"))) -> None:  # missing: 401
-        if not hmac.compare_digest(x_api_key.encode(), expected):
+    def __init__(self, key: str | None = None) -> None:
+        key = os.environ.get("LIT_SERVER_API_KEY") if key is None else key
+        self._key = key.encode() if key else None
+
+    def check(self, given: str | None) -> None:
+        """Raise LitServe's 401s for a missing or wrong key (nothing to check without one)."""
+        if self._key is None:
+            return
+        if given is None:
+            raise HTTPException(401, "Not authenticated")
+        if not hmac.compare_digest(given.encode(), self._key):
             raise HTTPException(
-                401, "Invalid API Key. Check that you are passing a correct 'X-API-Key' in your header."
+                401, f"Invalid API Key. Check that you are passing a correct '{API_KEY_HEADER}' in your header."
             )
-
-    return check

@@ -25,10 +25,13 @@ def install_error_handlers(app: FastAPI, fields: dict[str, list[str]], max_paylo
     """``fields``: route -> its body's field names (listed when a request sends an unknown one)."""
 
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type", "")
-        if request.method == "POST" and content_type and "json" not in content_type:
+        content_type = request.headers.get("content-type")
+        if request.method == "POST" and "json" not in (content_type or "json"):
             return _reply(request, 415, f"Send the body as JSON with Content-Type: application/json (got {content_type!r}).")
-        errors = [_describe(e, fields.get(request.url.path, [])) for e in exc.errors()]
+        if request.method == "POST" and content_type is None and int(request.headers.get("content-length") or 0):
+            return _reply(request, 415, "Send the body as JSON with Content-Type: application/json (the request "
+                                        "has no Content-Type header).")
+        errors = [_describe(e, fields, request.url.path) for e in exc.errors()]
         status = 400 if any(e["type"] in ("json_invalid", "body_missing") for e in errors) else 422
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return _reply(request, status, detail, errors=errors)
@@ -39,6 +42,8 @@ def install_error_handlers(app: FastAPI, fields: dict[str, list[str]], max_paylo
             detail = f"Request body exceeds max_payload_size={max_payload_bytes} bytes; send less data per request."
         elif exc.status_code == 504:
             detail = f"The request waited longer than timeout={timeout} s for a worker; retry, or add workers."
+        elif exc.status_code == 503:
+            detail = f"{exc.detail} (request id {request_id_of(request)})"
         elif exc.status_code >= 500:
             logger.error("Request %s failed with %s: %s", request_id_of(request), exc.status_code, exc.detail)
             detail = (f"{exc.detail}: the server failed on this request; it is logged with request id "
@@ -55,22 +60,29 @@ def install_error_handlers(app: FastAPI, fields: dict[str, list[str]], max_paylo
     app.add_exception_handler(Exception, on_crash)
 
 
-def error_body(detail: str, request_id: str | None, **extra: Any) -> dict[str, Any]:
-    return {"detail": detail, "request_id": request_id, **extra}
+def error_body(detail: str, request_id: str | None, path: str = "", **extra: Any) -> dict[str, Any]:
+    """``{"detail", "request_id", ...}``; on the OpenAI routes (``/v1/...``) also OpenAI's ``error``
+    object, whose ``message`` the ``openai`` client shows in its exceptions."""
+    body = {"detail": detail, "request_id": request_id, **extra}
+    if path.startswith("/v1/"):
+        body["error"] = {"message": detail, "type": "invalid_request_error", "param": None, "code": None}
+    return body
 
 
 def _reply(request: Request, status: int, detail: str, headers: dict[str, str] | None = None,
            **extra: Any) -> JSONResponse:
-    return JSONResponse(error_body(detail, request_id_of(request), **extra), status_code=status, headers=headers)
+    body = error_body(detail, request_id_of(request), request.url.path, **extra)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _describe(error: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
+def _describe(error: dict[str, Any], fields: dict[str, list[str]], path: str) -> dict[str, Any]:
     """One pydantic / FastAPI error as ``{"field", "message", "type"}`` with the fix in the message."""
     loc = [part for part in error.get("loc", ()) if part != "body"]
     kind, message, ctx = error.get("type", ""), error.get("msg", ""), error.get("ctx") or {}
-    if kind == "json_invalid":
-        return {"field": "body", "type": kind,
-                "message": f"malformed JSON at character {loc[0] if loc else '?'} ({ctx.get('error', message)})"}
+    nested = len(loc) > 2 and isinstance(loc[1], int) and f"{path}/{loc[0]}" in fields
+    allowed = fields[f"{path}/{loc[0]}"] if nested else fields.get(path, [])  # a /batch_predict row's own fields
+    if kind == "json_invalid":  # pydantic's parser: "Invalid JSON: EOF while parsing a list at line 1 column 26"
+        return {"field": "body", "type": kind, "message": f"malformed JSON ({message.removeprefix('Invalid JSON: ')})"}
     if kind == "missing" and not loc:
         return {"field": "body", "type": "body_missing",
                 "message": f"the request body is empty; send a JSON object with the fields {allowed}"}
@@ -78,7 +90,7 @@ def _describe(error: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
     if kind in ("model_attributes_type", "dict_type", "model_type") and not loc:
         message = f"the body must be a JSON object with the fields {allowed}"
     elif kind == "extra_forbidden":
-        message = f"unknown field; this endpoint takes {allowed}"
+        message = f"unknown field; {'each row' if nested else 'this endpoint'} takes {allowed}"
     elif kind == "missing":
         message = "required field is missing"
     elif kind in ("less_than_equal", "greater_than_equal") and abs(ctx.get("le", ctx.get("ge", 0))) == FLOAT32_MAX:

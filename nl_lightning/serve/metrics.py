@@ -29,6 +29,8 @@ class ServeMetrics:
 
         self.requests = Counter("nl_serve_requests", "HTTP requests by route, method and status code",
                                 ["route", "method", "status"], registry=None)
+        self.in_flight = Gauge("nl_serve_requests_in_flight", "HTTP requests being handled now, by route", ["route"],
+                               multiprocess_mode="livesum", registry=None)
         self.latency = Histogram("nl_serve_request_duration_seconds", "HTTP request latency by route",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=None)
         self.batch_size = Histogram("nl_serve_batch_size", "Requests per model batch", buckets=BATCH_BUCKETS,

@@ -1,4 +1,4 @@
-"""``RequestContextMiddleware``: a request id for every request, and its count and latency in Prometheus.
+"""``RequestContextMiddleware``: a request id for every request, and its count, latency and presence in Prometheus.
 
 A pure ASGI middleware handed to LitServe through ``LitServer(middlewares=...)``. The id comes from
 the client's ``X-Request-ID`` when it is a sane token, else a fresh one; it is returned in the
@@ -19,8 +19,9 @@ from nl_lightning.serve.metrics import process_metrics
 from nl_lightning.serve.schemas import REQUEST_ID
 
 #: Routes counted by name; anything else is ``other`` (unbounded label values would swamp Prometheus).
-ROUTES = frozenset({"/predict", "/health", "/info", "/metrics", "/admin/reload", "/admin/rollback",
-                    "/admin/versions", "/docs", "/openapi.json", "/"})
+ROUTES = frozenset({"/predict", "/batch_predict", "/v1/completions", "/v1/chat/completions", "/v1/models", "/health",
+                    "/info", "/metrics", "/admin/reload", "/admin/rollback", "/admin/versions", "/docs",
+                    "/openapi.json", "/"})
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -44,12 +45,15 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message).append("X-Request-ID", request_id)
             await send(message)
 
+        route = scope["path"] if scope["path"] in ROUTES else "other"
+        metrics = process_metrics()
+        in_flight = metrics.in_flight.labels(route)
+        in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
-            route = scope["path"] if scope["path"] in ROUTES else "other"
-            metrics = process_metrics()
+            in_flight.dec()
             metrics.requests.labels(route, scope["method"], str(status)).inc()
             metrics.latency.labels(route).observe(time.perf_counter() - started)
 

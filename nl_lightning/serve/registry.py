@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from nl_lightning.errors import MissingFileError, NLUserError
+from nl_lightning.errors import CheckpointError, MissingFileError, NLUserError
 from nl_lightning.export.manifest import MANIFEST_NAME, read_manifest
 
 #: ``onnx_format: auto`` takes the first artifact here that passed its parity check.
@@ -47,6 +47,13 @@ class ModelRegistry:
             raise MissingFileError(
                 f"model_dir {str(self.root)!r} does not exist. Point it at a folder of versions (1/, 2/, or "
                 "a runs/<name> folder of `nl-lightning fit`), a checkpoint, or an export folder."
+            )
+        if (self.root / ".metadata").is_file():
+            from nl_lightning.models.checkpoint import CONSOLIDATE  # Lightning: only on this path
+
+            raise CheckpointError(
+                f"model_dir {str(self.root)!r} is a sharded (distributed) checkpoint, which a server does not load: "
+                f"consolidate it once into one file and serve that: {CONSOLIDATE.format(dir=self.root)}"
             )
 
     def versions(self) -> list[str]:
@@ -92,6 +99,12 @@ def resolve_source(version: str, path: Path, backend: str = "auto", onnx_format:
         from nl_lightning.models.runs import find_checkpoint  # torch only: nl_lightning.models imports Lightning
 
         return ModelSource(version, "torch", find_checkpoint(path))
+    if manifest_dir is None and has_checkpoint:  # backend='onnx' on a version that has a checkpoint only
+        raise MissingFileError(
+            f"Version {version!r} ({path}) has no ONNX export for backend='onnx' (no {MANIFEST_NAME} in it or its "
+            f"export/), only a checkpoint. Export it once, `nl-lightning export --ckpt_path {path}` (it writes "
+            "export/ beside checkpoints/), or serve the checkpoint with backend: auto or torch."
+        )
     if manifest_dir is None:
         raise MissingFileError(
             f"Version {version!r} ({path}) has neither a checkpoint nor an export manifest "

@@ -1,4 +1,9 @@
-"""Routes beyond ``/predict`` and LitServe's ``/health``: ``/info``, ``/metrics`` and ``/admin/*``.
+"""Routes beyond the model's and LitServe's ``/health``: ``/info``, ``/metrics``, ``/docs``,
+``/openapi.json`` and ``/admin/*``.
+
+Everything but ``/admin/*`` takes LitServe's API key (``LIT_SERVER_API_KEY``) when one is set, the
+API documentation included; the admin routes take the admin key and are left out of
+``/openapi.json`` and ``/docs``, as they are out of ``/info``.
 
 ``/admin/reload`` (a named or the newest version) and ``/admin/rollback`` return once every worker
 serves the new version (TorchServe's management API, on LitServe). They run in a thread: waiting
@@ -12,6 +17,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from nl_lightning.export.signature import ModelSignature
@@ -20,7 +27,7 @@ from nl_lightning.serve.config import ServeConfig
 from nl_lightning.serve.metrics import process_metrics, render_metrics
 from nl_lightning.serve.registry import ModelRegistry, VersionNotFoundError
 from nl_lightning.serve.rollout import Rollout, RolloutError
-from nl_lightning.serve.schemas import ServeRequest, ServeResponse
+from nl_lightning.serve.dispatch import ModelSpec
 
 
 class ReloadRequest(BaseModel):
@@ -35,15 +42,22 @@ class ServingInfo:
 
     config: ServeConfig
     signature: ModelSignature
-    schema: type[ServeRequest]
-    response: type[ServeResponse]
+    spec: ModelSpec
     registry: ModelRegistry
     rollout: Rollout
 
 
 def add_routes(app: FastAPI, info: ServingInfo, api_auth: Any) -> None:
-    """``api_auth``: LitServe's own auth dependency (``LitServer.setup_auth()``), used for /info and /metrics."""
+    """``api_auth``: the LitAPI's ``authorize`` (LitServe's key), used for everything but ``/admin/*``."""
     admin = AdminKey(info.config.admin_key_env)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(api_auth)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(with_request_bodies(app.openapi(), info.spec.schemas()))
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(api_auth)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{info.signature.task} model - API")
 
     @app.get("/info", dependencies=[Depends(api_auth)])
     async def model_info() -> dict[str, Any]:
@@ -54,33 +68,50 @@ def add_routes(app: FastAPI, info: ServingInfo, api_auth: Any) -> None:
         body, content_type = await asyncio.to_thread(render_metrics)
         return Response(body, media_type=content_type)
 
-    @app.get("/admin/versions", dependencies=[Depends(admin)])
+    @app.get("/admin/versions", include_in_schema=False, dependencies=[Depends(admin)])
     async def versions() -> dict[str, Any]:
         state = info.rollout.read()
         return {"live": state.version, "history": state.history, "available": info.registry.versions()}
 
-    @app.post("/admin/reload", dependencies=[Depends(admin)])
+    @app.post("/admin/reload", include_in_schema=False, dependencies=[Depends(admin)])
     async def reload(request: ReloadRequest | None = Body(default=None)) -> dict[str, Any]:
         version = request.version if request is not None else None
         return await _switch(info, "reload", lambda: info.rollout.switch(_known(info, version)))
 
-    @app.post("/admin/rollback", dependencies=[Depends(admin)])
+    @app.post("/admin/rollback", include_in_schema=False, dependencies=[Depends(admin)])
     async def rollback() -> dict[str, Any]:
         return await _switch(info, "rollback", info.rollout.rollback)
 
 
+def with_request_bodies(schema: dict[str, Any], bodies: dict[str, type[BaseModel]]) -> dict[str, Any]:
+    """The OpenAPI document with each model route's request schema (the routes validate their bodies
+    themselves, in one pass of pydantic's parser, so FastAPI does not see them)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path, model in bodies.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+        reference = {"$ref": f"#/components/schemas/{model.__name__}"}
+        schema["paths"][path]["post"]["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": reference}}}
+    return schema
+
+
 def describe(info: ServingInfo) -> dict[str, Any]:
-    """Task, input and output schemas, limits, the live version, what each worker has loaded (with its file's
-    SHA-256) and, for ONNX, the export manifest."""
+    """Task, input and output schemas (of ``/predict``, and the request schema of every model route), limits,
+    the live version, what each worker has loaded (with its file's SHA-256) and, for ONNX, the export manifest."""
     state = info.rollout.read()
     workers = info.rollout.workers()
     live = next((w for w in workers if w.get("version") == state.version), {})
     config = info.config
+    spec = info.spec
     return {
         "task": info.signature.task,
         "signature": info.signature.to_dict(),
-        "input_schema": info.schema.model_json_schema(),
-        "output_schema": info.response.model_json_schema(),
+        "input_schema": spec.schema.model_json_schema(),
+        "output_schema": spec.response.model_json_schema(),
+        "route_schemas": {path: schema.model_json_schema() for path, schema in spec.schemas().items()},
+        "model_id": getattr(spec, "model_id", None),
         "labels": config.labels,
         "version": state.version,
         "history": state.history,

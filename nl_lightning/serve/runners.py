@@ -11,19 +11,24 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from nl_lightning._io import file_sha256
-from nl_lightning.errors import ConfigError
+from nl_lightning.errors import ConfigError, WrongTypeError
 from nl_lightning.export.signature import ModelSignature, signature_from_manifest, signature_of
 from nl_lightning.serve.registry import ModelSource
 
+if TYPE_CHECKING:  # nl_lightning.models / .data import Lightning; batch jobs on ONNX need none of it
+    from nl_lightning.data.tokenizer import TextCodec
+    from nl_lightning.models.batch_decode import BatchDecoder, SequentialDecoder
+
 
 class Runner(ABC):
-    """A loaded version: ``forward`` for classifiers / regressors / LM logits, ``generate`` for LMs.
+    """A loaded version: ``forward`` for classifiers / regressors / LM logits, ``generate`` and
+    ``decoder`` for LMs, and the LM's ``codec`` (its tokenizer, or the byte vocabulary).
 
     The interface of ``TorchRunner`` and ``OnnxRunner``; the server and batch jobs use only this."""
 
@@ -31,6 +36,8 @@ class Runner(ABC):
     source: ModelSource
     signature: ModelSignature
     sha256: str
+    codec: TextCodec | None = None
+    """The LM's text codec (None for classifiers / regressors)."""
 
     @property
     def version(self) -> str:
@@ -45,6 +52,10 @@ class Runner(ABC):
                  seed: int | None = None) -> np.ndarray:
         """(B, T) prompt ids -> (B, max_new_tokens) sampled ids (``temperature=0`` is greedy)."""
 
+    def decoder(self, capacity: int) -> BatchDecoder | SequentialDecoder:
+        """A decoder for up to ``capacity`` concurrent generations on this version (LMs only)."""
+        raise WrongTypeError(f"Version {self.version!r} is a {self.signature.task} model; only LMs generate.")
+
     def describe(self) -> dict[str, Any]:
         return {"version": self.version, "backend": self.backend, "path": str(self.source.path),
                 "sha256": self.sha256, "onnx_format": self.source.onnx_format, "export_manifest": self.source.manifest}
@@ -55,16 +66,26 @@ class TorchRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, source: ModelSource, device: str = "cpu", task: str = "auto") -> None:
+    def __init__(self, source: ModelSource, device: str = "cpu", task: str = "auto", trust: Sequence[str] = ()) -> None:
         from nl_lightning.models.checkpoint import load_checkpoint
 
         self.source, self.device = source, torch.device(device)
-        self.model = load_checkpoint(source.path, map_location="cpu", merge_lora=True).eval().to(self.device)
+        model = load_checkpoint(source.path, map_location="cpu", merge_lora=True, trust=trust)
+        self.model = model.eval().to(self.device)
         # a task module without a ``task`` (distillation) classifies
         self.signature = signature_of(self.model, default_task="classification")
         if task != "auto" and task != self.signature.task:
             raise ConfigError(f"task={task!r} contradicts the checkpoint {source.path}, a {self.signature.task} model.")
         self.sha256 = file_sha256(source.path)
+        if self.signature.task == "lm":
+            from nl_lightning.data.tokenizer import BYTES
+
+            self.codec = getattr(self.model, "codec", None) or BYTES
+
+    def decoder(self, capacity: int) -> BatchDecoder:
+        from nl_lightning.models.batch_decode import BatchDecoder
+
+        return BatchDecoder(self.model.model, capacity)
 
     @torch.inference_mode()
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -97,6 +118,14 @@ class OnnxRunner(Runner):
         recorded = [f.get("sha256") for a in source.manifest.get("artifacts", []) for f in a["files"]
                      if source.path.name == Path(f["path"]).name]
         self.sha256 = recorded[0] if recorded and recorded[0] else file_sha256(source.path)
+        if self.signature.task == "lm":
+            self.codec = _exported_codec(source)
+
+    def decoder(self, capacity: int) -> SequentialDecoder:
+        """The graph has no KV cache to share: each generation re-runs it over its own window."""
+        from nl_lightning.models.batch_decode import SequentialDecoder
+
+        return SequentialDecoder(_OnnxCausalLM(self, self.signature.max_seq_len or 1 << 30), capacity)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
@@ -155,10 +184,22 @@ class _OnnxCausalLM:
         return torch.from_numpy(self.runner.forward(cache.tokens.numpy()))[:, -idx.shape[1]:]
 
 
-def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 1, task: str = "auto") -> Runner:
-    """The runner of ``source``'s backend."""
+def _exported_codec(source: ModelSource) -> TextCodec:
+    """The tokenizer an LM export carries beside its graph (``manifest["tokenizer"]``), else the bytes."""
+    from nl_lightning.data.tokenizer import BYTES, load_codec
+
+    files = ((source.manifest or {}).get("tokenizer") or {}).get("files") or []
+    if not files:
+        return BYTES
+    return load_codec(source.path.parent / Path(files[0]["path"]).parent)
+
+
+def load_runner(source: ModelSource, device: str = "cpu", threads: int | None = 1, task: str = "auto",
+                trust: Sequence[str] = ()) -> Runner:
+    """The runner of ``source``'s backend; ``trust``: class paths a checkpoint may name besides the
+    allow-list (the ``trust:`` setting, ``models/trust.py``)."""
     if source.backend == "torch":
-        return TorchRunner(source, device, task)
+        return TorchRunner(source, device, task, trust)
     if not str(device).startswith("cpu"):
         raise ConfigError(f"The ONNX backend runs on the CPU here; got device={device!r}. Use backend='torch'.")
     return OnnxRunner(source, threads, task)

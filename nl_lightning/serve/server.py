@@ -1,11 +1,14 @@
 """Build the LitServe server of a model and run it until SIGINT / SIGTERM, leaving nothing behind.
 
-LitServe supplies the processes, batching, limits, request timeout, ``/health`` and its API key;
-this adds the model's request schema, ``/info``, ``/metrics``, ``/admin/*``, request ids and
-error bodies. ``serve`` owns the run: a fresh state folder (live version, worker reports,
-Prometheus files), signal handling that turns SIGTERM into LitServe's own graceful shutdown (a
-plain SIGTERM to LitServe's main process leaves its workers holding the port), and a final sweep
-that stops any child process still alive.
+LitServe supplies the processes, batching, limits, request timeout, ``/health``, worker restarts
+and, through our ``authorize``, its API key; the model's routes come from a LitSpec of ours
+(``PredictSpec`` or ``GenerateSpec``: LitServe's public way to give an API its own routes), and
+``routes`` adds ``/info``, ``/metrics``, ``/admin/*``, ``/docs`` and ``/openapi.json``. Only public
+LitServe API is used. ``serve`` owns the run: a fresh state folder (live version, worker reports,
+cancellations, Prometheus files), children that die with it even when it is SIGKILLed, signal
+handling that turns SIGTERM into LitServe's own graceful shutdown (a plain SIGTERM to LitServe's
+main process leaves its workers holding the port), and a final sweep that stops any child still
+alive.
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ from typing import Any
 
 import litserve as ls
 
-from nl_lightning._process import pid_alive
+from nl_lightning._process import forks_die_with_parent, pid_alive
 from nl_lightning.errors import ConfigError
-from nl_lightning.serve.auth import api_key
 from nl_lightning.serve.config import ServeConfig
 
 logger = logging.getLogger("nl_lightning.serve")
@@ -34,75 +36,84 @@ RUNTIME_PREFIX = "nl-serve-"
 """A server's runtime folder (live version, worker reports, Prometheus files) is ``<tmp>/nl-serve-<pid>-*``."""
 
 
-class ModelServer(ls.LitServer):
-    """``LitServer`` whose ``/predict`` request and response are the model's own schemas.
-
-    LitServe takes them from ``decode_request`` / ``encode_response`` annotations, classes fixed
-    when the code is written; ours are built per model (its limits are in them), so they are
-    handed over here.
-    """
-
-    def __init__(self, lit_api: Any, request_schema: type, response_schema: type, **kwargs: Any) -> None:
-        self.request_schema = request_schema  # read by register_endpoints, inside LitServer.__init__
-        self.response_schema = response_schema
-        self._api_key = api_key()
-        super().__init__(lit_api, **kwargs)
-
-    def setup_auth(self, lit_api: Any = None) -> Any:
-        """LitServe's key on every public route, compared in constant time on the event loop."""
-        return self._api_key
-
-    def register_endpoints(self) -> None:
-        self._register_internal_endpoints()
-        for lit_api in self.litapi_connector:
-            self._register_api_endpoints(lit_api, self.request_schema, self.response_schema)
-
-
-def build_server(config: ServeConfig, state_dir: str | Path) -> ModelServer:
+def build_server(config: ServeConfig, state_dir: str | Path) -> ls.LitServer:
     """The server of ``config.model_dir`` (not started). Loads the starting version once here, so a
     bad checkpoint or export fails now with its own message rather than in every worker."""
-    from nl_lightning.serve.api import ModelAPI, WorkerPlan
     from nl_lightning.serve.errors import install_error_handlers
     from nl_lightning.serve.metrics import PrometheusCallback, process_metrics
-    from nl_lightning.serve.middleware import RequestContextMiddleware
     from nl_lightning.serve.registry import ModelRegistry
     from nl_lightning.serve.rollout import Rollout
     from nl_lightning.serve.routes import ServingInfo, add_routes
     from nl_lightning.serve.runners import load_runner
-    from nl_lightning.serve.schemas import request_schema, response_schema
 
     process_metrics()  # multiprocess mode must be on before anything counts
     registry = ModelRegistry(config.model_dir, config.backend, config.onnx_format)
     source = registry.source(config.version)
-    signature = load_runner(source, "cpu", config.threads, config.task).signature
-    _check_labels(config, signature)
-    schema = request_schema(signature, config.limits)
+    runner = load_runner(source, "cpu", config.threads, config.task, config.trust)
+    _check_labels(config, runner.signature)
     rollout = Rollout(Path(state_dir), timeout=config.reload_timeout)
     rollout.begin(source.version)
-    labels = tuple(config.labels) if config.labels else None
-    plan = WorkerPlan(str(config.model_dir), str(state_dir), signature, config.backend, config.onnx_format,
-                      config.task, labels, config.threads)
-    api = ModelAPI(plan, config.max_batch_size, config.batch_timeout)
-    response = response_schema(signature, labels)
-    server = ModelServer(
-        api, schema, response, accelerator=config.accelerator, devices=config.devices,
-        workers_per_device=config.workers_per_device,
+    api, spec = _model_api(config, runner, str(state_dir))
+    server = ls.LitServer(
+        api, accelerator=config.accelerator, devices=config.devices, workers_per_device=config.workers_per_device,
         timeout=config.timeout, max_payload_size=config.max_payload_bytes, info_path="/info/litserve",
-        middlewares=[RequestContextMiddleware], callbacks=[PrometheusCallback()],
-        model_metadata={"model_dir": str(config.model_dir), "task": signature.task},
+        middlewares=_middlewares(config), callbacks=[PrometheusCallback()], disable_openapi_url=True,
+        restart_workers=True, model_metadata={"model_dir": str(config.model_dir), "task": runner.signature.task},
     )
-    rollout.num_workers = len(server.devices) * config.workers_per_device
+    rollout.num_workers = spec.num_workers = len(server.devices) * config.workers_per_device
     server.uvicorn_graceful_timeout = config.shutdown_timeout
-    install_error_handlers(server.app, {"/predict": list(schema.model_fields), "/admin/reload": ["version"]},
-                           config.max_payload_bytes, config.timeout)
-    add_routes(server.app, ServingInfo(config, signature, schema, response, registry, rollout), server.setup_auth())
+    install_error_handlers(server.app, spec.fields(), config.max_payload_bytes, config.timeout)
+    add_routes(server.app, ServingInfo(config, runner.signature, spec, registry, rollout), api.authorize)
     return server
+
+
+def _model_api(config: ServeConfig, runner: Any, state_dir: str) -> tuple[Any, Any]:
+    """The LitAPI and the LitSpec of this model's task."""
+    from nl_lightning.serve.api import PredictAPI, WorkerPlan, tokenizer_identity
+    from nl_lightning.serve.loops import DecodeLoop, EagerBatchedLoop
+    from nl_lightning.serve.schemas import request_schema, response_schema
+
+    signature, labels = runner.signature, tuple(config.labels) if config.labels else None
+    plan = WorkerPlan(str(config.model_dir), state_dir, signature, config.backend, config.onnx_format, config.task,
+                      labels, config.threads, tuple(config.trust), tokenizer_identity(runner), os.getpid(),
+                      config.rows_per_forward)
+    schema = request_schema(signature, config.limits, runner.codec)
+    response = response_schema(signature, labels)
+    if signature.task == "lm":
+        from nl_lightning.serve.generate_spec import GenerateSpec
+        from nl_lightning.serve.generation import GenerateAPI
+        from nl_lightning.serve.openai import openai_schemas
+
+        model_id = config.model_name or Path(config.model_dir).resolve().name
+        spec = GenerateSpec(schema, response, openai_schemas(model_id, signature, config.limits, runner.codec),
+                            model_id, state_dir, 1)
+        return GenerateAPI(plan, spec=spec, max_batch_size=config.max_batch_size, loop=DecodeLoop()), spec
+    from nl_lightning.serve.predict_spec import PredictSpec
+
+    spec = PredictSpec(signature, schema, response, config.limits.max_batch_rows, state_dir, 1)
+    api = PredictAPI(plan, spec=spec, max_batch_size=config.max_batch_size, batch_timeout=config.batch_timeout,
+                     loop=EagerBatchedLoop())
+    return api, spec
+
+
+def _middlewares(config: ServeConfig) -> list[Any]:
+    from nl_lightning.serve.middleware import RequestContextMiddleware
+
+    middlewares: list[Any] = [RequestContextMiddleware]
+    if config.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        middlewares.append((CORSMiddleware, {"allow_origins": config.cors_origins, "allow_methods": ["GET", "POST"],
+                                             "allow_headers": ["Content-Type", "X-API-Key", "X-Request-ID"],
+                                             "expose_headers": ["X-Request-ID"]}))
+    return middlewares
 
 
 def serve(config: ServeConfig) -> int:
     """Run the server in this process until SIGINT / SIGTERM; returns when every child has exited."""
+    sweep_stale_runtimes()  # first: a SIGKILLed server's folder goes even when its port is still held
     check_port(config.host, config.port)  # before minutes of model loading, not after
-    sweep_stale_runtimes()
+    forks_die_with_parent()  # LitServe's manager and HTTP servers (forked) die with this process, even by SIGKILL
     runtime = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-"))
     metrics_dir = runtime / "prometheus"
     metrics_dir.mkdir()

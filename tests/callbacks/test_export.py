@@ -110,3 +110,99 @@ def test_export_under_fsdp2_gathers_the_full_weights_on_every_rank_and_exports_o
         torch.testing.assert_close(load_pt2(run / "export" / "model.pt2")(x), model(x), atol=1e-5, rtol=1e-4)
     rows = json.loads((run / "quantized" / "quantization.json").read_text())["results"]
     assert [r["variant"] for r in rows] == ["eager", "bf16"] and rows[1]["agreement"] >= 95.0
+
+
+class ScriptedScore(L.Callback):
+    """Logs ``val/score`` from a script (epoch 1 is best), so the best epoch is known and not the last."""
+
+    def __init__(self, scores=(0.2, 0.9, 0.4)) -> None:
+        self.scores = scores
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        pl_module.log("val/score", self.scores[trainer.current_epoch])
+
+
+def _fit_with_best(tmp_path, *callbacks, scores=(0.2, 0.9, 0.4)):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from nl_lightning.data import SyntheticSequenceDataModule
+    from nl_lightning.models import TransformerClassifier
+
+    L.seed_everything(0, verbose=False)
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", monitor="val/score", mode="max", save_last=True)
+    model = TransformerClassifier(dict(input_dim=8, n_layers=1, d_model=16, n_heads=2, max_seq_len=16,
+                                       position="none", causal=False), num_classes=3, optimizer=dict(lr=1e-2))
+    trainer = L.Trainer(max_epochs=3, limit_train_batches=4, limit_val_batches=1, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[ScriptedScore(scores), checkpoint, *callbacks])
+    trainer.fit(model, SyntheticSequenceDataModule(num_samples=256, batch_size=16))
+    return model, checkpoint
+
+
+def test_export_callback_exports_the_monitored_best_checkpoint_not_the_final_weights(tmp_path):
+    import onnxruntime as ort
+
+    from nl_lightning._io import file_sha256
+    from nl_lightning.models import TransformerClassifier
+
+    callback = ExportCallback(tmp_path / "export", ExportConfig(formats=["onnx"], parity_batch_sizes=[2],
+                                                                parity_seq_lens=[16]))
+    final, checkpoint = _fit_with_best(tmp_path, callback)
+    best = Path(checkpoint.best_model_path)
+    assert best.name == "epoch=1-step=8.ckpt"  # the scripted best, two epochs before the end
+    manifest = read_manifest(tmp_path / "export", checkpoint=best)  # source_sha256 is the best checkpoint's
+    weights = manifest["weights"]
+    assert (weights["which"], weights["path"], weights["monitor"], weights["score"], weights["epoch"]) == (
+        "best", str(best), "val/score", pytest.approx(0.9), 1)
+    assert weights["sha256"] == manifest["source_sha256"] == file_sha256(best) and manifest["source"] == str(best)
+    x = torch.randn(4, 16, 8)
+    session = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"))
+    exported = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+    with torch.no_grad():
+        expected = TransformerClassifier.load(best).model(x)
+        torch.testing.assert_close(exported, expected, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(exported, final.model(x), rtol=1e-3, atol=1e-3)  # the final weights differ
+
+
+def test_quantization_callback_and_weights_last_say_which_weights(tmp_path):
+    from nl_lightning.callbacks import QuantizationCallback
+    from nl_lightning.compress.quantize import QuantizationConfig
+
+    quant = QuantizationCallback(tmp_path / "quantized", QuantizationConfig(methods=["bf16"], eval_batches=1))
+    last = ExportCallback(tmp_path / "export", ExportConfig(formats=["onnx"], parity_batch_sizes=[2],
+                                                            parity_seq_lens=[16]), weights="last")
+    final, checkpoint = _fit_with_best(tmp_path, quant, last)
+    report = json.loads((tmp_path / "quantized" / "quantization.json").read_text())
+    assert report["weights"]["which"] == "best" and report["weights"]["path"] == checkpoint.best_model_path
+    eager = torch.load(tmp_path / "quantized" / "model.eager.pt", weights_only=True)
+    best = torch.load(checkpoint.best_model_path, weights_only=True)["state_dict"]
+    torch.testing.assert_close(eager, {k.removeprefix("model."): v for k, v in best.items()}, rtol=0, atol=0)
+    assert report["data"]["datamodule"].endswith("SyntheticSequenceDataModule")
+    manifest = read_manifest(tmp_path / "export")
+    assert manifest["weights"]["which"] == "last" and manifest["source_sha256"] is None
+    assert manifest["weights"]["global_step"] == 12
+
+
+@pytest.mark.parametrize("scores, which", [((0.2, 0.9, 0.4), "best"), ((0.9, 0.2, 0.4), "last")])
+def test_with_pruning_the_best_is_exported_only_if_saved_after_pruning_ended(scores, which, tmp_path):
+    """Pruning ends at epoch 0: a best from epoch 1 is pruned and exported; one from epoch 0 (saved
+    before that epoch's pruning step) would undo the pruning, so the final weights go out, saying why."""
+    from nl_lightning.callbacks import PruningCallback, QuantizationCallback
+    from nl_lightning.compress.quantize import QuantizationConfig
+
+    quant = QuantizationCallback(tmp_path / "quantized", QuantizationConfig(methods=["bf16"], eval_batches=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        final, checkpoint = _fit_with_best(tmp_path, PruningCallback(amount=0.5, start_epoch=0, end_epoch=0), quant,
+                                           scores=scores)
+    report = json.loads((tmp_path / "quantized" / "quantization.json").read_text())
+    eager = torch.load(tmp_path / "quantized" / "model.eager.pt", weights_only=True)
+    assert report["weights"]["which"] == which
+    if which == "best":
+        best = torch.load(checkpoint.best_model_path, weights_only=True)["state_dict"]
+        torch.testing.assert_close(eager, {k.removeprefix("model."): v for k, v in best.items()}, rtol=0, atol=0)
+    else:
+        assert "before pruning ended (epoch 0)" in report["weights"]["note"]
+        assert any("Exporting the final weights, not the monitored best" in str(w.message) for w in caught)
+        torch.testing.assert_close(eager, final.model.state_dict(), rtol=0, atol=0)
+    assert sum(float((v == 0).float().mean()) > 0.3 for k, v in eager.items() if k.endswith("fc1.weight")) == 1

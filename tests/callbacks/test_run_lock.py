@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import lightning as L
 import pytest
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nl_lightning.callbacks.run_lock import LOCK_NAME, RunDirInUseError, RunLock, acquire, release

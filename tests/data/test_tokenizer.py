@@ -101,3 +101,65 @@ def test_vocabulary_larger_than_the_embedding_is_refused_naming_both_sizes(train
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _chat_folder(trained_tokenizer, tmp_path, config: dict, jinja: str | None = None) -> Path:
+    folder = tmp_path / "hf-model"
+    folder.mkdir(exist_ok=True)
+    (folder / "tokenizer.json").write_text(Path(trained_tokenizer).read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    if jinja is not None:
+        (folder / "chat_template.jinja").write_text(jinja)
+    return folder
+
+
+TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.mark.parametrize("config, jinja", [
+    ({"chat_template": TEMPLATE, "bos_token": "<s>"}, None),
+    ({"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": TEMPLATE}],
+      "bos_token": {"content": "<s>"}}, None),
+    ({"chat_template": "ignored: the .jinja file wins", "bos_token": "<s>"}, TEMPLATE),
+], ids=["string", "named-list", "jinja-file"])
+def test_chat_template_comes_from_the_folder_and_survives_the_checkpoint(trained_tokenizer, tmp_path, config, jinja):
+    from nl_lightning.data.chat import render_chat
+
+    codec = load_codec(_chat_folder(trained_tokenizer, tmp_path, config, jinja))
+    messages = [{"role": "user", "content": "hi"}]
+    expected = "<s><|user|>hi<|endoftext|><|assistant|>"
+    assert codec.chat_template == TEMPLATE and render_chat(codec, messages) == expected
+    stored = load_codec(codec.to_checkpoint())  # what TransformerLM writes into the checkpoint
+    assert render_chat(stored, messages) == expected and stored.eos_id == codec.eos_id
+    assert stored.to_json() == codec.to_json()  # the vocabulary's identity is the tokenizer alone
+    written = codec.save(tmp_path / "export")  # the layout an ONNX export carries beside its graph
+    assert [p.name for p in written] == ["tokenizer.json", "tokenizer_config.json"]
+    assert render_chat(load_codec(tmp_path / "export"), messages) == expected
+
+
+def test_without_a_template_the_plain_default_renders(trained_tokenizer):
+    from nl_lightning.data.chat import render_chat
+
+    messages = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi!"}]
+    assert render_chat(BYTES, messages) == "system: Be terse.\nuser: Hi!\nassistant:"
+    assert load_codec(trained_tokenizer).to_checkpoint() == load_codec(trained_tokenizer).to_json()  # unchanged
+
+
+@pytest.mark.parametrize("template, match", [
+    ("{{ messages.__class__.__mro__ }}", "failed to render"),  # sandboxed: no Python internals
+    ("{% set _ = messages.append(1) %}", "failed to render"),  # immutable: no mutation
+    ("{{ raise_exception('roles must alternate') }}", "refuses this conversation: roles must alternate"),
+    ("{% for %}", "is not valid Jinja"),
+])
+def test_an_untrusted_template_runs_sandboxed(trained_tokenizer, tmp_path, template, match):
+    from nl_lightning.data.chat import ChatTemplateError, render_chat
+
+    codec = load_codec(_chat_folder(trained_tokenizer, tmp_path, {"chat_template": template}))
+    with pytest.raises(ChatTemplateError, match=match):
+        render_chat(codec, [{"role": "user", "content": "hi"}])
+
+
+def test_a_template_that_is_not_a_string_is_refused(trained_tokenizer, tmp_path):
+    with pytest.raises(TokenizerError, match=r"chat_template in .*tokenizer_config\.json is a int, not a Jinja"):
+        load_codec(_chat_folder(trained_tokenizer, tmp_path, {"chat_template": 3}))

@@ -11,7 +11,10 @@ import torch
 
 from nl_lightning.export.bundle import ExportConfig, export_formats
 from nl_lightning._io import file_sha256
+from nl_lightning.export.fusion import fused_op_counts
+from nl_lightning.export.isa import cpu_isa
 from nl_lightning.export.manifest import read_manifest
+from nl_lightning.export.ort import int8_recipe
 from nl_lightning.export.parity import ParityError
 from nl_lightning.models import CausalLM, TransformerConfig
 
@@ -32,6 +35,9 @@ def test_manifest_lists_files_sizes_hashes_and_measured_errors(classifier_bundle
     assert manifest["input"] == {"name": "x", "vocab_size": None, "feature_dim": 8, "max_seq_len": 16,
                                  "output_name": "logits", "dtype": "float32", "shape": ["batch", "seq", 8]}
     assert manifest["versions"]["onnxruntime"]
+    assert manifest["isa"] == cpu_isa()  # INT8 speed and its recipe depend on the exporting CPU
+    assert manifest["int8_recipe"] == ExportConfig().int8_recipe().to_dict() == int8_recipe().to_dict()
+    assert manifest["fusions"] == {"sdpa": 2, "mha2": 2, "skip_layer_normalization": 4, "erf_gelu": 2, "bias_gelu": 2}
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["manifest.json", "model.onnx", "model.optimized.onnx", "model.int8_dynamic.onnx", "model.pt2",
          "model.torchscript.pt"])
@@ -44,6 +50,18 @@ def test_manifest_lists_files_sizes_hashes_and_measured_errors(classifier_bundle
     by_format = {a["format"]: a for a in manifest["artifacts"]}
     assert by_format["onnx"]["tolerance"] == {"atol": 1e-4, "rtol": 1e-3, "relative": False}
     assert by_format["onnx"]["max_abs_err"] < 1e-5 and by_format["pt2"]["max_abs_err"] < 1e-5
+
+
+def test_optimized_and_int8_formats_start_from_the_fused_graph(classifier_bundle, models, tmp_path):
+    out, _ = classifier_bundle
+    fused = {"MultiHeadAttention": 2, "SkipLayerNormalization": 4, "BiasGelu": 2}
+    assert fused_op_counts(out / "model.optimized.onnx") == fused
+    assert fused_op_counts(out / "model.int8_dynamic.onnx") == fused
+    assert fused_op_counts(out / "model.onnx") == {}  # the portable graph stays plain ONNX
+    plain = export_formats(models["classifier"], tmp_path / "plain", ExportConfig(
+        formats=["onnx_optimized"], fuse=False, parity_batch_sizes=[1], parity_seq_lens=[4]))
+    assert "fusions" not in plain and "int8_recipe" not in plain
+    assert "MultiHeadAttention" not in fused_op_counts(tmp_path / "plain" / "model.optimized.onnx")
 
 
 def test_int8_is_checked_by_top1_agreement_on_the_validation_batches(classifier_bundle):
@@ -156,3 +174,32 @@ def test_manifest_records_the_task_a_server_needs(kind, models, tmp_path):
     manifest = export_formats(model, tmp_path / "export", config)
     assert {k: manifest[k] for k in ("task", "num_outputs") if k in manifest} == expected
     assert read_manifest(tmp_path / "export") == manifest
+
+
+def test_an_lm_export_carries_its_tokenizer_listed_and_hashed(trained_tokenizer, tmp_path):
+    """The server of an export must encode text as the model was trained: the tokenizer (and chat
+    template) sit beside the graph, listed in the manifest like the artifacts and verified on read."""
+    import json
+    import shutil
+
+    from nl_lightning.data.tokenizer import load_codec
+    from nl_lightning.export.manifest import ManifestError, read_manifest
+    from nl_lightning.models import TransformerLM
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    shutil.copy(trained_tokenizer, folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages[0]['content'] }}"}))
+    model = TransformerLM(TransformerConfig(vocab_size=512, n_layers=1, d_model=32, n_heads=4, max_seq_len=16),
+                          tokenizer=str(folder))
+    manifest = export_formats(model, tmp_path / "export", ExportConfig(formats=["onnx"], parity_batch_sizes=[1]))
+    assert [f["path"] for f in manifest["tokenizer"]["files"]] == ["tokenizer/tokenizer.json",
+                                                                   "tokenizer/tokenizer_config.json"]
+    codec = load_codec(tmp_path / "export" / "tokenizer")
+    assert codec.to_json() == model.codec.to_json() and codec.chat_template == model.codec.chat_template
+    (tmp_path / "export" / "tokenizer" / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ManifestError, match=r"tokenizer_config\.json does not match"):
+        read_manifest(tmp_path / "export")
+    byte_lm = export_formats(TransformerLM(TransformerConfig(n_layers=1, d_model=32, n_heads=4, max_seq_len=16)),
+                             tmp_path / "bytes", ExportConfig(formats=["onnx"], parity_batch_sizes=[1]))
+    assert "tokenizer" not in byte_lm  # the byte vocabulary needs no file

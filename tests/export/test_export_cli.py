@@ -134,3 +134,84 @@ def test_a_crafted_checkpoint_cannot_choose_code_for_export_to_run(classifier_ch
     assert not target.exists() and not (tmp_path / "pwned").exists()
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
         "run", "run/checkpoints", "run/checkpoints/last.ckpt"]  # nothing written: no export, no temp folder
+
+
+@pytest.fixture(scope="module")
+def file_fit(tmp_path_factory) -> Path:
+    """`nl-lightning fit` of configs/classifier_hdf5.yaml on a small HDF5 file (FileDataModule)."""
+    import h5py
+    import numpy as np
+
+    from nl_lightning.cli import main
+
+    cwd = tmp_path_factory.mktemp("file_fit")
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (256, 16, 8)).astype(np.float32)
+    with h5py.File(cwd / "train.h5", "w") as f:
+        f["x"], f["y"] = x, (x[:, :, 0].mean(1) > 3.0).astype(np.int64) + (x[:, :, 1].mean(1) > 3.0)
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        assert main(["fit", "--config", str(REPO / "configs/classifier_hdf5.yaml"), "--data.init_args.train_path=train.h5",
+                     "--data.init_args.num_workers=0", "--trainer.max_steps=6", "--trainer.limit_val_batches=2",
+                     "--trainer.enable_progress_bar=false", "--model.init_args.config.d_model=16",
+                     "--model.init_args.config.n_layers=1"]) == 0
+    finally:
+        os.chdir(before)
+    return cwd
+
+
+def _export(cwd: Path, *args: str) -> int:
+    from nl_lightning.cli import main
+
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(["export", "--ckpt_path", "runs/classifier_hdf5", "--formats=[onnx,onnx_int8_static]",
+                     "--check_batches=2", "--calibration_batches=2", *args])
+    finally:
+        os.chdir(before)
+
+
+def test_export_of_a_file_datamodule_checkpoint_calibrates_on_its_real_data(file_fit, recwarn):
+    """FileDataModule saves its settings, so export rebuilds it (through the allow-list) and calibrates
+    static INT8 on its validation split, named in the manifest; not on random inputs."""
+    assert _export(file_fit, "--out_dir=export_real") == 0
+    assert not [w for w in recwarn if "random inputs" in str(w.message)]
+    manifest = read_manifest(file_fit / "export_real")
+    assert manifest["data"] == {"datamodule": "nl_lightning.data.file_datamodule.FileDataModule", "split": "val",
+                                "files": ["train.h5"]}
+    check = manifest["artifacts"][1]["agreement"]
+    assert check["data"] == "real" and check["agreement_checked"]
+
+
+def test_export_without_data_refuses_random_calibration_unless_asked(file_fit, tmp_path, capsys):
+    ckpt = next((file_fit / "runs/classifier_hdf5").rglob("last.ckpt"))
+    old = torch.load(ckpt, weights_only=True)
+    old.pop("datamodule_hyper_parameters")  # as a checkpoint written before DataModules saved their settings
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save(old, tmp_path / "run" / "checkpoints" / "last.ckpt")
+    (tmp_path / "runs").symlink_to(tmp_path / "run")
+    capsys.readouterr()
+    assert _export(tmp_path, "--ckpt_path=run") == 1
+    err = capsys.readouterr().err
+    assert "records no DataModule to calibrate static INT8 on" in err and "--random_calibration=true" in err, err
+    with pytest.warns(UserWarning, match="calibrated on random inputs"):
+        assert _export(tmp_path, "--ckpt_path=run", "--random_calibration=true", "--out_dir=export_random") == 0
+    assert read_manifest(tmp_path / "export_random")["data"] == "random"
+
+
+def test_calibration_batches_are_raw_when_the_model_normalizes_inside(file_fit, monkeypatch):
+    """normalize: true in fit puts the statistics in the model, which then takes raw features; the
+    rebuilt DataModule yields raw features too (z-scored ones would calibrate the wrong ranges),
+    without a pass over the training split for statistics the model already holds."""
+    from nl_lightning.commands.export import datamodule_from_checkpoint, val_dataloader
+    from nl_lightning.models import load_checkpoint
+
+    monkeypatch.chdir(file_fit)
+    ckpt = next(Path("runs/classifier_hdf5").rglob("last.ckpt"))
+    datamodule = datamodule_from_checkpoint(ckpt)
+    assert datamodule.normalize and datamodule.hparams["train_path"] == "train.h5"
+    x = next(iter(val_dataloader(datamodule, load_checkpoint(ckpt))))["x"]
+    assert 2.5 < float(x.mean()) < 3.5  # the file's raw mean is 3.0 (z-scored: about 0)
+    assert datamodule.model_normalizes and not datamodule.normalizer.fitted

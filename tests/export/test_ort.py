@@ -6,7 +6,11 @@ import torch
 from nl_lightning.export.calibration import DataLoaderCalibrationReader, calibration_reader
 from nl_lightning.export.signature import signature_of
 from nl_lightning.export.onnx import onnx_files
+from nl_lightning.errors import ConfigError
+from nl_lightning.export.isa import cpu_isa
 from nl_lightning.export.ort import (
+    Int8Recipe,
+    int8_recipe,
     optimize_onnx,
     ort_runner,
     ort_session,
@@ -69,15 +73,19 @@ def test_empty_calibration_data_is_an_error():
         DataLoaderCalibrationReader([], "x", 2).get_next()
 
 
-def test_calibration_without_data_warns(models):
+def test_calibration_without_data_is_an_error_unless_random_is_asked_for(models):
+    with pytest.raises(ValueError, match=r"Static INT8 needs calibration data and none was given.*random_calibration: true"):
+        calibration_reader(signature_of(models["lm"]), None, num_batches=2)
     with pytest.warns(UserWarning, match="calibrated on random inputs"):
-        reader = calibration_reader(signature_of(models["lm"]), None, num_batches=2)
+        reader = calibration_reader(signature_of(models["lm"]), None, num_batches=2, random_calibration=True)
     assert len(list(reader)) == 2
 
 
 def test_unknown_quantization_types_are_rejected(onnx_paths, tmp_path):
-    with pytest.raises(ValueError, match="activation_type='int4' is not supported"):
-        quantize_onnx_static(onnx_paths["lm"], tmp_path / "q.onnx", None, activation_type="int4")
+    with pytest.raises(ConfigError, match=r"Int8Recipe.activation_type='int4' is not supported; choose one of"):
+        quantize_onnx_static(onnx_paths["lm"], tmp_path / "q.onnx", None, Int8Recipe(activation_type="int4"))
+    with pytest.raises(ValueError, match="calibration method='kl' is not supported"):
+        quantize_onnx_static(onnx_paths["lm"], tmp_path / "q.onnx", None, method="kl")
     with pytest.raises(ValueError, match="level='max' is not supported"):
         optimize_onnx(onnx_paths["lm"], tmp_path / "o.onnx", level="max")
 
@@ -105,3 +113,17 @@ def test_static_int8_quantizes_a_rank_1_weight_per_tensor_without_a_warning(tmp_
     x = torch.randn(3, 8, 4)
     with torch.inference_mode():
         torch.testing.assert_close(ort_runner(ort_session(tmp_path / "int8.onnx"))(x), model(x), atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize(("isa", "reduce_range"), [
+    (["avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"], False),
+    (["avx2", "fma", "avx_vnni"], False),
+    (["avx2", "fma", "avx512f", "avx512bw"], True),  # no VNNI: u8 x s8 pairs are summed in 16 bits
+    (["avx2", "fma"], True),
+    ([], True),
+])
+def test_int8_recipe_reduces_the_weight_range_only_without_vnni(isa, reduce_range):
+    recipe = int8_recipe(isa)
+    assert recipe == Int8Recipe(per_channel=True, reduce_range=reduce_range, activation_type="uint8",
+                                weight_type="int8")
+    assert int8_recipe() == int8_recipe(cpu_isa())  # default: this machine's CPU

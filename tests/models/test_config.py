@@ -62,6 +62,8 @@ def test_positive_integers(field, value):
         (dict(d_model=16, n_heads=3), r"n_heads=3 must divide d_model=16; use one of \[1, 2, 4, 8, 16\]"),
         (dict(d_model=16, n_heads=4, n_kv_heads=3), r"n_kv_heads=3 must divide n_heads=4; use one of \[1, 2, 4\]"),
         (dict(d_model=12, n_heads=4, position="rope"), r"position='rope' needs an even head size, got d_model/n_heads=3"),
+        (dict(d_model=16, n_heads=2, head_dim=5), r"position='rope' needs an even head size, got head_dim=5"),
+        (dict(head_dim=0), r"TransformerConfig\.head_dim=0 must be a positive integer"),
         (dict(dropout=1.0), r"TransformerConfig\.dropout=1\.0 must be in \[0, 1\)"),
         (dict(attn_dropout=-0.1), r"TransformerConfig\.attn_dropout=-0\.1 must be in \[0, 1\)"),
         (dict(drop_path=1.5), r"TransformerConfig\.drop_path=1\.5 must be in \[0, 1\)"),
@@ -78,12 +80,22 @@ def test_odd_head_size_is_fine_without_rope():
     assert TransformerConfig(d_model=12, n_heads=4, position="alibi").head_dim == 3
 
 
+def test_head_dim_is_derived_unless_set_and_stored_only_when_it_differs():
+    derived = TransformerConfig(d_model=32, n_heads=4)
+    assert derived.head_dim == 8 and "head_dim" not in derived.to_dict()  # older configs/checkpoints read the same
+    pruned = TransformerConfig(d_model=32, n_heads=2, head_dim=8)  # heads removed, head size kept
+    assert pruned.to_dict()["head_dim"] == 8
+    assert TransformerConfig.from_dict(yaml.safe_load(yaml.safe_dump(pruned.to_dict()))) == pruned
+    assert TransformerConfig(d_model=30, n_heads=4, head_dim=8).head_dim == 8  # need not divide d_model
+
+
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match=r"Unknown TransformerConfig key\(s\) \['dim', 'layers'\]; valid keys are \["):
         TransformerConfig.from_dict({"dim": 8, "layers": 2, "n_heads": 2})
 
 
-@pytest.mark.parametrize("config", [TransformerConfig(), TransformerConfig(input_dim=5, layer_scale=0.1)]
+@pytest.mark.parametrize("config", [TransformerConfig(), TransformerConfig(input_dim=5, layer_scale=0.1),
+                                    TransformerConfig(d_model=64, n_heads=2, n_kv_heads=1, head_dim=16, mlp_hidden=96)]
                          + [TransformerConfig.from_preset(n) for n in PRESETS], ids=lambda c: f"{c.position}-{c.mlp}")
 def test_yaml_round_trip(config):
     text = yaml.safe_dump(asdict(config))

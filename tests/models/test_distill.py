@@ -93,6 +93,22 @@ def test_language_model_distillation(tmp_path):
     assert module.model is student.model and module.optimizer_config == student.optimizer_config
 
 
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: TransformerLM(dict(n_layers=1, d_model=16, n_heads=2, max_seq_len=8)), (0.5, 1.0)),
+        (lambda: _student(), (0.9, 8.0)),
+    ],
+    ids=["language_model", "classifier"],
+)
+def test_alpha_and_temperature_default_by_the_students_task_and_are_recorded(make, expected):
+    module = DistillationModule(make())
+    assert (module.alpha, module.temperature) == expected
+    assert (module.hparams["alpha"], module.hparams["temperature"]) == expected  # the checkpoint says what was used
+    chosen = DistillationModule(make(), alpha=0.3, temperature=3.0)
+    assert (chosen.alpha, chosen.temperature, chosen.hparams["temperature"]) == (0.3, 3.0, 3.0)
+
+
 def test_student_from_class_path_dict():
     module = DistillationModule({"class_path": "nl_lightning.models.TransformerClassifier",
                                  "init_args": {"config": dict(FEATURES, d_model=16, n_heads=2), "num_classes": 3}})

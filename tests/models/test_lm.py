@@ -259,6 +259,28 @@ def test_checkpoint_holds_the_tokenizer_and_generates_text_without_its_file(trai
     assert ids.shape[1] == len(loaded.codec.encode("The object ")) + 8 and loaded.codec.decode(ids[0].tolist()) == text
 
 
+def test_checkpoint_keeps_the_model_folders_chat_template(trained_tokenizer, tmp_path):
+    """A model folder's tokenizer_config.json (the chat template) travels in the checkpoint with the tokenizer."""
+    import json
+    import shutil
+
+    from nl_lightning.data.chat import render_chat
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    shutil.copy(trained_tokenizer, folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": "[{{ messages[0]['content'] }}]"}))
+    model = TransformerLM(TransformerConfig(**{**CONFIG, "vocab_size": 512}), tokenizer=str(folder))
+    save_path = tmp_path / "m.ckpt"
+    trainer = _trainer(tmp_path, max_steps=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(save_path)
+    shutil.rmtree(folder)
+    loaded = load_checkpoint(save_path)
+    assert render_chat(loaded.codec, [{"role": "user", "content": "hi"}]) == "[hi]"
+    assert loaded.codec.to_json() == model.codec.to_json()
+
+
 def test_byte_model_checkpoints_store_no_tokenizer(fitted, tmp_path):
     model, trainer = fitted[0], fitted[1]
     trainer.save_checkpoint(tmp_path / "bytes.ckpt")

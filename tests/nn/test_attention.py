@@ -41,8 +41,9 @@ def _qkv(n_kv: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, t
 
 # Which SDPA kernels this machine has, decided up front from the hardware, not from whether the code
 # under test happened to run: a regression that disables a kernel fails instead of turning into a skip.
-# torch's CPU build has the math and the flash kernel (any mask, GQA); the memory-efficient one is CUDA-only.
-AVAILABLE = {"auto", "math", "flash"} | ({"efficient"} if torch.cuda.is_available() else set())
+# These tests run on CPU tensors, where torch has the math and the flash kernel (any mask, GQA); the
+# memory-efficient one is CUDA-only, also on a GPU machine (test_attention_cuda.py runs it there).
+AVAILABLE = {"auto", "math", "flash"}
 
 
 def _sdpa_where_available(*args, backend: str, **kwargs) -> torch.Tensor | None:
@@ -215,11 +216,25 @@ def test_build_attn_mask_kinds():
         (dict(d_model=16, n_heads=4, n_kv_heads=0), r"n_kv_heads \(0\) to divide n_heads"),
         (dict(d_model=16, n_heads=4, n_kv_heads=8), r"n_kv_heads \(8\) to divide n_heads"),
         (dict(d_model=16, n_heads=4, backend="cudnn"), r"Unknown attention backend 'cudnn'; choose one of"),
+        (dict(d_model=16, n_heads=2, head_dim=0), r"SelfAttention head_dim=0 must be >= 1"),
     ],
 )
 def test_self_attention_user_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SelfAttention(**kwargs)
+
+
+def test_heads_need_not_span_d_model_when_head_dim_is_set():
+    """A model whose heads were pruned keeps their size: 2 heads of 8 in a d_model of 32."""
+    torch.manual_seed(0)
+    attn = SelfAttention(d_model=32, n_heads=2, n_kv_heads=1, head_dim=8)
+    assert attn.q_proj.weight.shape == (16, 32) and attn.kv_proj.weight.shape == (16, 32)
+    assert attn.out_proj.weight.shape == (32, 16)
+    x = torch.randn(2, 5, 32)
+    q = attn.q_proj(x).view(2, 5, 2, 8).transpose(1, 2)
+    k, v = attn.kv_proj(x).view(2, 5, 2, 1, 8).permute(2, 0, 3, 1, 4)
+    expected = attn.out_proj(naive_attention(q, k, v).transpose(1, 2).reshape(2, 5, 16))
+    assert_close(attn(x), expected)
 
 
 def test_scaled_dot_product_rejects_unknown_backend():

@@ -58,3 +58,21 @@ def test_cached_attention_equals_full_attention(n_kv_heads, backend, chunks, see
             outs.append(attn(x[:, start : start + size], mask, rope=rope(size, start), kv_cache=cache))
             start += size
     assert_close(torch.cat(outs, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_ragged_rows_append_at_their_own_length_and_leave_in_place():
+    from nl_lightning.nn import RaggedKVCache
+
+    cache = RaggedKVCache(capacity=3, n_kv_heads=1, max_len=5, head_dim=2)
+    a, b, c = (torch.full((1, n, 2), float(i)) for i, n in ((1, 2), (2, 4), (3, 1)))
+    assert [cache.add(x, x) for x in (a, b, c)] == [0, 1, 2] and cache.lengths == [2, 4, 1]
+    new = torch.stack([torch.full((1, 1, 2), 10.0 + i) for i in range(3)])  # (rows, Hkv, 1, D)
+    k, _ = cache.update(new, new)
+    assert k.shape == (3, 1, 5, 2) and cache.lengths == [3, 5, 2]
+    assert k[0, 0, 2, 0] == 10 and k[1, 0, 4, 0] == 11 and k[2, 0, 1, 0] == 12  # after each row's own end
+    cache.remove(0)  # the last row takes row 0's place
+    assert cache.lengths == [2, 5] and torch.equal(cache.k[0, 0, :2, 0], torch.tensor([3.0, 12.0]))
+    with pytest.raises(ValueError, match=r"RaggedKVCache is full: a row of 5 cached \+ 1 new > max_len=5"):
+        cache.update(new[:2], new[:2])
+    with pytest.raises(ValueError, match="holds 2 rows but got keys for 3"):
+        cache.update(new, new)

@@ -64,6 +64,7 @@ class Client:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         hdrs = {"Content-Type": "application/json", **({"X-API-Key": self.api_key} if self.api_key else {}),
                 **(headers or {})}
+        hdrs = {k: v for k, v in hdrs.items() if v is not None}  # a None value drops the header
         try:
             self.conn.request(method, path, body=data, headers=hdrs)
             response = self.conn.getresponse()

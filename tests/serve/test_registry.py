@@ -67,3 +67,20 @@ def test_auto_picks_the_first_artifact_that_passed_parity(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no ONNX artifact that passed its parity check"):
         pick_artifact(failed, "auto", tmp_path)
 
+
+
+def test_onnx_backend_on_a_checkpoint_only_version_says_how_to_export(tmp_path):
+    save(classifier(0), tmp_path / "1" / "checkpoints" / "last.ckpt")
+    with pytest.raises(FileNotFoundError, match=r"Version '1' \(.*\) has no ONNX export for backend='onnx' .*only a "
+                                                r"checkpoint\. Export it once, `nl-lightning export --ckpt_path .*`"):
+        ModelRegistry(tmp_path, backend="onnx").source("1")
+
+
+def test_a_sharded_checkpoint_as_model_dir_says_to_consolidate(tmp_path):
+    sharded = tmp_path / "last.ckpt"
+    sharded.mkdir()
+    (sharded / ".metadata").write_bytes(b"")
+    (sharded / "__0_0.distcp").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"is a sharded \(distributed\) checkpoint.*nl-lightning consolidate "
+                                         r".*last\.ckpt --output .*last\.ckpt\.consolidated\.ckpt"):
+        ModelRegistry(sharded)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 from pydantic import ValidationError
 
@@ -44,8 +42,8 @@ def test_a_longer_limit_than_the_model_is_the_servers_choice():
 def test_an_lm_without_a_byte_vocabulary_takes_ids_only():
     schema = request_schema(ModelSignature("lm", 32, None, 16, 32), ServeLimits())
     assert errors(schema, {"prompt": "hello"}) == [
-        ("prompt", "prompt text needs a byte vocabulary (256 tokens); this model has vocab_size=32: send token ids in "
-                   "`tokens`")]
+        ("prompt", "prompt text needs a tokenizer or a byte vocabulary (256 tokens); this model has vocab_size=32 and "
+                   "neither: send token ids in `tokens`")]
     request = schema.model_validate({"tokens": [1, 2]})
     assert request.top_k == 32  # the default top_k (40) is capped at the vocabulary
 
@@ -60,9 +58,8 @@ def validated_with_id(body: dict, request_id: str):
         REQUEST_ID.reset(token)
 
 
-def test_a_request_reaches_the_worker_as_a_plain_dict_with_its_id():
-    request = validated_with_id({"features": [[1.0, 2.0]]}, "req-1")
-    assert pickle.loads(pickle.dumps(request)) == {"features": [[1.0, 2.0]], "request_id": "req-1"}
+def test_a_request_carries_the_id_the_middleware_gave_it():
+    assert validated_with_id({"features": [[1.0, 2.0]]}, "req-1")._request_id == "req-1"
 
 
 def test_a_request_prints_without_its_inputs():
@@ -80,4 +77,30 @@ def test_each_task_answers_in_its_own_response_schema():
     with pytest.raises(ValidationError, match="label_name"):
         named.model_validate(answer)
     assert set(response_schema(ModelSignature("regression", None, 2, 4, 2)).model_fields) == {"values", "version"}
-    assert set(response_schema(ModelSignature("lm", 256, None, 16, 256)).model_fields) == {"text", "tokens", "version"}
+    assert set(response_schema(ModelSignature("lm", 256, None, 16, 256)).model_fields) == {
+        "text", "tokens", "finish_reason", "prompt_tokens", "completion_tokens", "version"}
+
+
+def test_an_lm_prompt_is_counted_and_encoded_by_the_models_tokenizer(trained_tokenizer):
+    from nl_lightning.data.tokenizer import load_codec
+
+    codec = load_codec(trained_tokenizer)
+    text = "The object of this statement is a value"
+    limit = len(codec.encode(text))
+    assert limit < len(text.encode())  # tokens, not bytes: a byte count would refuse this prompt
+    schema = request_schema(ModelSignature("lm", 512, None, 64, 512), ServeLimits(max_prompt_tokens=limit), codec)
+    assert schema.model_validate({"prompt": text}).generation()["tokens"] == codec.encode(text)
+    assert errors(schema, {"prompt": text + " again"}) == [
+        ("prompt", f"prompt is {len(codec.encode(text + ' again'))} tokens; the server takes 1 to {limit} "
+                   "(limits.max_prompt_tokens)")]
+
+
+def test_a_batch_request_validates_each_row_as_predict_does():
+    from nl_lightning.serve.schemas import batch_request_schema
+
+    row = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
+    schema = batch_request_schema(row, ServeLimits(max_batch_rows=2))
+    assert len(schema.model_validate({"rows": [{"features": [[1.0, 2.0]]}] * 2}).rows) == 2
+    assert errors(schema, {"rows": [{"features": [[1.0, 2.0]]}, {"features": [[1.0]]}]}) == [
+        ("rows.1.features", "features[0] has 1 values; the model takes input_dim=2 features per step")]
+    assert errors(schema, {"rows": [{"features": [[1.0, 2.0]]}] * 3})[0][0] == "rows"

@@ -41,6 +41,9 @@ def test_sizes(value, size):
     ({"admin_key_env": "s3cr3t key!"}, "must be the NAME of an environment variable"),
     ({"labels": ["a", "a"]}, "labels=\\['a', 'a'\\] has duplicates"),
     ({"reload_timeout": 0}, "reload_timeout=0 must be > 0 seconds"),
+    ({"cors_origins": ["app.example.com/x"]}, "cors_origins entry 'app.example.com/x' is not an origin; write "
+                                              "scheme://host"),
+    ({"rows_per_forward": 0}, "rows_per_forward=0 must be a positive integer"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -62,11 +65,20 @@ def test_limits_from_yaml_become_a_dataclass():
     assert ServeConfig(limits={"max_new_tokens": 8, "default_new_tokens": 4}).limits.max_new_tokens == 8
 
 
-def test_a_taken_port_fails_before_the_model_loads(tmp_path, capsys, monkeypatch):
+def test_a_taken_port_fails_before_the_model_loads_and_after_the_sweep(tmp_path, capsys, monkeypatch):
+    """The runtime folder a SIGKILLed server left goes even when the new one is refused (its port held)."""
     import socket
+    import subprocess
+    import sys
+    import tempfile
 
     from nl_lightning.cli import main
+    from nl_lightning.serve.server import RUNTIME_PREFIX
 
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"{RUNTIME_PREFIX}{dead.pid}-left-by-a-killed-server"
+    stale.mkdir()
     monkeypatch.setattr("sys.argv", ["nl-lightning"])
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -74,3 +86,13 @@ def test_a_taken_port_fails_before_the_model_loads(tmp_path, capsys, monkeypatch
         port = taken.getsockname()[1]
         assert main(["serve", "--model_dir", str(tmp_path / "not-even-there"), "--port", str(port)]) == 1
     assert f"port={port} on 127.0.0.1 is taken" in capsys.readouterr().err
+    assert not stale.exists()
+
+
+def test_an_unknown_argument_is_one_line(capsys, monkeypatch):
+    from nl_lightning.cli import main
+
+    monkeypatch.setattr("sys.argv", ["nl-lightning"])
+    assert main(["serve", "--model_dri", "runs/x"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nl-lightning: error: unrecognized arguments: --model_dri runs/x (see nl-lightning serve --help)"]

@@ -1,4 +1,5 @@
-"""A real classifier server (two inference workers, three versions) on 127.0.0.1, over real HTTP.
+"""A real classifier server (two inference workers, three versions) on 127.0.0.1, over real HTTP:
+``/predict``, ``/batch_predict``, errors, CORS, docs, metrics, hot reload.
 
 One server for the module (they start slowly); each test leaves it serving. The last test stops
 it with SIGTERM and checks that no process is left and the port is free.
@@ -32,6 +33,7 @@ from nl_lightning.serve.server import RUNTIME_PREFIX, sweep_stale_runtimes
 pytestmark = pytest.mark.slow
 LABELS = ["low", "mid", "high"]
 PAYLOAD = "64KB"
+ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,8 @@ def models(tmp_path_factory):
 def server(models, tmp_path_factory):
     root, _, _ = models
     process = ServerProcess(tmp_path_factory.mktemp("server"), model_dir=str(root), workers_per_device=2,
-                            max_batch_size=8, batch_timeout=0.01, max_payload_size=PAYLOAD, labels=LABELS)
+                            max_batch_size=8, batch_timeout=0.01, max_payload_size=PAYLOAD, labels=LABELS,
+                            cors_origins=[ORIGIN], limits={"max_batch_rows": 16}, rows_per_forward=4)
     try:
         yield process.start()
     finally:
@@ -96,7 +99,8 @@ def test_server_computes_what_training_predicts_on_raw_features(server, client, 
 BIG = {"features": [[1.0] * 4] * 8, "pad": "x" * 70_000}
 BAD_REQUESTS = [
     # (id, raw body or JSON, content type, status, message)
-    ("malformed-json", b'{"features": [[1, 2, 3,', None, 400, "body: malformed JSON at character"),
+    ("malformed-json", b'{"features": [[1, 2, 3,', None, 400,
+     "body: malformed JSON (EOF while parsing a value at line 1 column 23)"),
     ("empty-body", b"", None, 400, "the request body is empty; send a JSON object with the fields ['features']"),
     ("not-an-object", [1, 2], None, 422, "body: the body must be a JSON object with the fields ['features']"),
     ("missing-field", {}, None, 422, "features: required field is missing"),
@@ -108,7 +112,9 @@ BAD_REQUESTS = [
     ("empty-sequence", {"features": []}, None, 422, "features: List should have at least 1 item"),
     ("string-value", {"features": [[0.0, "1.5", 0.0, 0.0]]}, None, 422, "features[0][1]: Input should be a valid number"),
     ("bool-value", {"features": [[0.0, True, 0.0, 0.0]]}, None, 422, "features[0][1]: Input should be a valid number"),
-    ("flat-row", {"features": [0.0, 1.0, 2.0, 3.0]}, None, 422, "features[0]: Input should be a valid list"),
+    ("flat-row", {"features": [0.0, 1.0, 2.0, 3.0]}, None, 422,
+     "features: got a flat list of 4 numbers; this model takes [[f1, ..., f4], ...]: 1 to 8 steps of input_dim=4 "
+     "features (input_schema in GET /info)"),
     ("nan", b'{"features": [[0.0, NaN, 0.0, 0.0]]}', None, 422, "features[0][1]: must be a finite number"),
     ("infinity", b'{"features": [[0.0, 0.0, -Infinity, 0.0]]}', None, 422, "features[0][2]: must be a finite number"),
     ("float32-overflow", {"features": [[0.0, 0.0, 0.0, 1e39]]}, None, 422,
@@ -116,6 +122,8 @@ BAD_REQUESTS = [
     ("payload-too-large", BIG, None, 413, "Request body exceeds max_payload_size=64000 bytes"),
     ("form-encoded", b"features=1", "application/x-www-form-urlencoded", 415,
      "Send the body as JSON with Content-Type: application/json"),
+    ("no-content-type", json.dumps({"features": [[0.0] * 4]}).encode(), None, 415,
+     "Send the body as JSON with Content-Type: application/json (the request has no Content-Type header)."),
 ]
 
 
@@ -123,7 +131,9 @@ BAD_REQUESTS = [
                          ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_request_is_a_4xx_naming_the_field_and_limit(client, body, content_type, status, message):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Content-Type": content_type} if content_type else {}
+    headers = {"Content-Type": content_type}
+    if content_type is None and status != 415:
+        headers = {}  # the client's default, application/json
     reply = client.request("POST", "/predict", raw=raw, headers=headers)
     assert reply.status == status, reply
     detail = reply.json()["detail"]
@@ -133,10 +143,10 @@ def test_bad_request_is_a_4xx_naming_the_field_and_limit(client, body, content_t
 
 def test_bad_requests_never_reach_a_worker(client):
     before = batches(client)
-    for _, body, content_type, _, _ in BAD_REQUESTS:
+    for _, body, content_type, status, _ in BAD_REQUESTS:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        assert client.request("POST", "/predict", raw=raw,
-                              headers={"Content-Type": content_type} if content_type else {}).status >= 400
+        headers = {} if content_type is None and status != 415 else {"Content-Type": content_type}
+        assert client.request("POST", "/predict", raw=raw, headers=headers).status >= 400
     assert batches(client) == before
 
 
@@ -159,6 +169,63 @@ def test_model_error_is_a_500_with_request_id_and_the_worker_survives(server, cl
     assert request_id in server.log_tail(200_000), "the failure is logged with its request id"
     assert client.post("/predict", good).status == 200
     assert sorted(w["pid"] for w in client.get("/info").json()["workers"]) == pids
+
+
+def test_batch_predict_answers_each_row_as_predict_does(client):
+    """Rows of three lengths in one request (run as model batches of at most rows_per_forward=4) get
+    what /predict gives each alone, in order, from one version."""
+    serve_version(client, "3")
+    rng = np.random.default_rng(3)
+    rows = [{"features": rng.normal(size=(steps, 4)).tolist()} for steps in (8, 3, 8, 8, 1, 8, 3, 8, 8, 8)]
+    reply = client.post("/batch_predict", {"rows": rows})
+    assert reply.status == 200, reply
+    body = reply.json()
+    assert body["version"] == "3" and len(body["predictions"]) == len(rows)
+    for row, answer in zip(rows, body["predictions"]):
+        alone = client.post("/predict", row).json()
+        np.testing.assert_allclose(answer["probabilities"], alone["probabilities"], rtol=1e-5, atol=1e-6)
+        assert (answer["label"], answer["label_name"]) == (alone["label"], alone["label_name"])
+        assert set(answer) == {"probabilities", "label", "label_name"}
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"rows": [{"features": [[0.0] * 4]}, {"features": [[0.0] * 3]}]}, 422,
+     "rows[1].features: features[0] has 3 values; the model takes input_dim=4 features per step"),
+    ({"rows": [{"features": [[0.0] * 4], "temperature": 1}]}, 422,
+     "rows[0].temperature: unknown field; each row takes ['features']"),
+    ({"rows": [{"features": [[0.0] * 4]}] * 17}, 422, "rows: List should have at most 16 items"),
+    ({"rows": []}, 422, "rows: List should have at least 1 item"),
+    ({"features": [[0.0] * 4]}, 422, "features: unknown field; this endpoint takes ['rows']"),
+])
+def test_a_bad_batch_row_is_named_by_its_index(client, body, status, message):
+    reply = client.post("/batch_predict", body)
+    assert reply.status == status and message in reply.json()["detail"], reply
+
+
+@pytest.mark.parametrize("origin, allowed", [(ORIGIN, True), ("https://evil.example.com", False)])
+def test_cors_preflight_is_allowed_for_a_listed_origin_only(client, origin, allowed):
+    reply = client.request("OPTIONS", "/predict", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    assert reply.status == (200 if allowed else 400), reply
+    assert reply.headers.get("access-control-allow-origin") == (origin if allowed else None)
+    answer = client.post("/predict", {"features": [[0.0] * 4]}, headers={"Origin": origin})
+    assert answer.headers.get("access-control-allow-origin") == (origin if allowed else None)
+
+
+def test_docs_list_the_model_routes_and_hide_the_admin_ones(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/predict", "/batch_predict", "/info", "/metrics", "/health"} <= set(paths)
+    assert not [p for p in paths if p.startswith("/admin")]
+    batch = paths["/batch_predict"]["post"]
+    assert batch["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BatchResponse"}
+    assert batch["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BatchRequest"}
+    assert paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/FeaturesRequest"}
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    assert components["FeaturesRequest"]["properties"]["features"]["maxItems"] == 8
+    assert components["BatchRequest"]["properties"]["rows"]["items"] == {"$ref": "#/components/schemas/FeaturesRequest"}
+    assert client.get("/docs").status == 200 and b"swagger" in client.get("/docs").body.lower()
 
 
 @pytest.mark.parametrize("headers, status, message", [
@@ -219,6 +286,8 @@ def test_metrics_add_up_across_processes(server, client):
     delta = lambda name, **kw: metric(after, name, **kw) - metric(before, name, **kw)  # noqa: E731
     assert delta("nl_serve_requests_total", route="/predict", status="200") == 40
     assert delta("nl_serve_request_duration_seconds_count", route="/predict") == 40
+    assert metric(after, "nl_serve_requests_in_flight", route="/predict") == 0  # every one came back
+    assert metric(after, "nl_serve_requests_in_flight", route="/metrics") == 1  # the request reading them
     assert delta("nl_serve_batch_size_sum") == 40  # requests summed over both workers' batches
     assert delta("nl_serve_inference_duration_seconds_count", version="3") == delta("nl_serve_batch_size_count")
     assert metric(after, "nl_serve_model_version", version="3", backend="torch") == 2  # one per worker

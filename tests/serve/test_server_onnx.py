@@ -51,11 +51,13 @@ def test_info_names_the_artifact_and_its_manifest(server, model):
     assert info["sha256"] == optimized["files"][0]["sha256"]
 
 
-@pytest.mark.parametrize("path", ["/predict", "/info", "/metrics", "/health"])
+@pytest.mark.parametrize("path", ["/predict", "/batch_predict", "/info", "/metrics", "/health", "/docs",
+                                  "/openapi.json"])
 def test_litserves_api_key_guards_every_public_route(server, path):
-    method = "POST" if path == "/predict" else "GET"
-    missing = Client(server.port).request(method, path, body={"features": [[0.0] * 4]})
+    method = "POST" if "predict" in path else "GET"
+    body = {"rows": [{"features": [[0.0] * 4]}]} if path == "/batch_predict" else {"features": [[0.0] * 4]}
+    missing = Client(server.port).request(method, path, body=body)
     assert (missing.status, missing.json()["detail"]) == (401, "Not authenticated")
-    wrong = Client(server.port, api_key="wrong-key").request(method, path, body={"features": [[0.0] * 4]})
+    wrong = Client(server.port, api_key="wrong-key").request(method, path, body=body)
     assert wrong.status == 401 and "Invalid API Key" in wrong.json()["detail"]
-    assert server.client().request(method, path, body={"features": [[0.0] * 4]}).status == 200
+    assert server.client().request(method, path, body=body).status == 200

@@ -1,6 +1,6 @@
 """Functional readers, one per format, behind :class:`Reader` (no lightning import here)."""
 
-from nl_lightning.data.readers.base import MissingKeyError, Reader
+from nl_lightning.data.readers.base import MissingKeyError, Reader, RowGroups
 from nl_lightning.data.readers.concat import ConcatReader
 from nl_lightning.data.readers.hdf5 import Hdf5Reader
 from nl_lightning.data.readers.memory import MemoryReader
@@ -20,6 +20,7 @@ __all__ = [
     "NpzReader",
     "ParquetReader",
     "Reader",
+    "RowGroups",
     "TorchReader",
     "infer_format",
     "open_reader",

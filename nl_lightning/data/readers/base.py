@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +17,14 @@ from nl_lightning.errors import DataError, MissingFileError, NLUserError, NotAFi
 class DataFileError(DataError):
     """A data file that cannot be read as data (not a regular file, truncated); the message names it."""
 
+
+@dataclass(frozen=True)
+class RowGroups:
+    """Row groups of a reader: group ``g`` holds rows ``offsets[g]:offsets[g + 1]``; ``window``
+    groups fit its decode cache at once."""
+
+    offsets: np.ndarray
+    window: int
 
 
 class MissingKeyError(NLUserError, KeyError):
@@ -69,6 +78,12 @@ class Reader(ABC):
 
     def describe_row(self, row: int) -> str | None:
         """Why ``row`` could not be decoded (e.g. a null), or ``None``; used only for messages."""
+        return None
+
+    def row_groups(self) -> RowGroups | None:
+        """Where rows are stored in groups that are cheap to read only whole and too many to keep
+        decoded at once (Parquet row groups bigger than its cache); ``None`` when any row is cheap
+        to read alone. A shuffle then visits groups in a random order (``data/group_sampler.py``)."""
         return None
 
     def __repr__(self) -> str:

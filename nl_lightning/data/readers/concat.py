@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from nl_lightning._io import bytes_sha256
-from nl_lightning.data.readers.base import Reader
 from nl_lightning.errors import ConfigError, DataError
+from nl_lightning.data.readers.base import Reader, RowGroups
 
 
 class ConcatReader(Reader):
@@ -56,6 +56,14 @@ class ConcatReader(Reader):
         if not chunks:
             return np.empty((0, *self.sample_shape), dtype=self._dtype)
         return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+
+    def row_groups(self) -> RowGroups | None:
+        """The parts' row groups end to end, when every part has them (else None)."""
+        parts = [r.row_groups() for r in self.readers]
+        if not parts or any(p is None for p in parts):
+            return None
+        offsets = np.concatenate([p.offsets[:-1] + start for p, start in zip(parts, self._offsets)] + [self._offsets[-1:]])
+        return RowGroups(offsets, window=min(p.window for p in parts))
 
     def locate(self, row: int) -> str:
         reader, local = self._split(row)

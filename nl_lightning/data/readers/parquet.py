@@ -14,6 +14,7 @@ from nl_lightning.data.readers.base import (
     LazyHandle,
     MissingKeyError,
     Reader,
+    RowGroups,
     check_file,
     file_fingerprint,
     read_sorted,
@@ -103,7 +104,8 @@ class ParquetReader(Reader):
         list_shape = self._shape if self._list else None
         if not cache_mb >= 0:
             raise ConfigError(f"cache_mb={cache_mb} must be >= 0 (MiB of decoded row groups kept per process).")
-        opener = functools.partial(_RowGroups, str(self.path), self.columns, list_shape, int(cache_mb * 2**20))
+        self._cache_bytes = int(cache_mb * 2**20)
+        opener = functools.partial(_RowGroups, str(self.path), self.columns, list_shape, self._cache_bytes)
         self._groups = LazyHandle(opener)
 
     def _column_types(self, schema: Any) -> list[Any]:
@@ -155,6 +157,16 @@ class ParquetReader(Reader):
         if not parts:
             return np.empty((0, *self._shape), dtype=self._dtype)
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def row_groups(self) -> RowGroups | None:
+        """The file's row groups when their decoded columns pass ``cache_mb``; else None (a shuffle
+        over all rows then decodes each group once per process)."""
+        row_bytes = math.prod(self._shape) * self._dtype.itemsize
+        if len(self) * row_bytes <= self._cache_bytes:
+            return None
+        # Two windows must fit: a batch at a window's end reads groups of the next one too.
+        largest = int(np.diff(self._offsets).max()) * row_bytes
+        return RowGroups(self._offsets.copy(), window=max(1, self._cache_bytes // max(largest, 1) // 2))
 
     def describe_row(self, row: int) -> str | None:
         group = int(np.searchsorted(self._offsets, row, side="right") - 1)

@@ -1,0 +1,130 @@
+"""INT8 of the llama-style LM on real text: fused ONNX Runtime graphs against eager and ORT fp32.
+
+    python benchmarks/int8_llama.py             # full: llama preset (4 x 256, 8 heads, 2 KV heads), T=128
+    python benchmarks/int8_llama.py --quick     # < 60 s on 2 cores: 2 layers, few steps (a smoke test)
+
+``TransformerConfig.from_preset("llama")`` is trained briefly on the char LM's text
+(``CharTextDataModule``, Python's own docs), then every variant is built from the same weights
+and measured in this process (``compression.measure``): top-1 agreement with eager fp32 on the
+held-out validation text, size ratio (fp32 state dict bytes / artifact bytes), and latency at
+batch 1 and 32 (p50 of interleaved, rotating rounds, ``export/profile.py``) against eager fp32
+and ORT fp32 with the same thread count. ``ort_optimized`` and the INT8 variants start from the
+graph fused for ONNX Runtime (GroupQueryAttention with rotary, SkipSimplifiedLayerNormalization);
+``*_unfused`` rows quantize the plain graph, so the fusion's share shows apart. INT8 uses this
+CPU's recipe (``ort.int8_recipe``); the CPU's instruction sets are recorded with the figures.
+Figures go to ``benchmarks/results/int8_llama.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from _results import write_result
+from compression import latency_cell, print_table, train_lm
+from compression import measure as measure_variants
+
+from nl_lightning.export.isa import cpu_isa, has_vnni
+from nl_lightning.export.ort import int8_recipe
+from nl_lightning.models import TransformerConfig
+
+TARGETS = {"b1_vs_eager": 3.0, "b32_vs_eager": 2.5, "vs_ort_fp32": 1.5, "size_ratio": 3.5, "agreement": 99.0}
+TARGET_VARIANT = "ort_int8_dynamic"
+SEQ_LEN = 128
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "quick": {"layers": 2, "steps": 10, "eval_batches": 2, "warmup": 1, "iters": 2, "rounds": 1,
+              "variants": ["ort_fp32", "ort_int8_dynamic"], "unfused": []},
+    "full": {"layers": 4, "steps": 600, "eval_batches": 16, "warmup": 3, "iters": 10, "rounds": 6,
+             "variants": ["ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static"],
+             "unfused": ["ort_int8_dynamic"]},
+}
+
+
+def llama_config(layers: int) -> dict[str, Any]:
+    config = TransformerConfig.from_preset("llama").to_dict()
+    return {**config, "n_layers": layers, "max_seq_len": SEQ_LEN}
+
+
+def check_targets(task: dict[str, Any]) -> dict[str, Any]:
+    rows = {r["variant"]: r for r in task["variants"]}
+    row = rows[TARGET_VARIANT]
+    result = {
+        "b1_vs_eager": row["latency_b1_vs_eager"], "b32_vs_eager": row["latency_b32_vs_eager"],
+        "vs_ort_fp32": min(row["latency_b1_vs_ort_fp32"], row["latency_b32_vs_ort_fp32"]),
+        "size_ratio": row["size_ratio"], "agreement": row["agreement"],
+    }
+    result["met"] = {k: result[k] >= TARGETS[k] for k in TARGETS}
+    result["all_met"] = all(result["met"].values())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 layers, few steps (< 60 s on 2 cores)")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for torch and ONNX Runtime")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: full 600, quick 15)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    settings = {**SETTINGS["quick" if args.quick else "full"], "prune": False}
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    L.seed_everything(args.seed, verbose=False)
+    steps = args.steps or settings["steps"]
+    lm, data = train_lm({"config": llama_config(settings["layers"]), "seq_len": SEQ_LEN, "steps": steps})
+    with tempfile.TemporaryDirectory(prefix="nl-bench-") as tmp:
+        task = measure_variants("llama", lm, data, SEQ_LEN, settings, args.threads, Path(tmp))
+    isa = cpu_isa()
+    results = {"mode": "quick" if args.quick else "full", "threads": args.threads, "steps": steps,
+               "config": llama_config(settings["layers"]), "isa": isa, "vnni": has_vnni(isa),
+               "int8_recipe": int8_recipe(isa).to_dict(), "task": task}
+    print_table("llama", task)
+    results["targets"] = {"thresholds": TARGETS, "variant": TARGET_VARIANT, **check_targets(task)}
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    write_result("int8_llama", results, args, quick=args.quick)
+
+
+def render(figures: dict[str, Any]) -> str:
+    """README section: each variant against eager and ORT fp32, the targets, and the ISA they hold on."""
+    isa = ", ".join(figures["isa"]) or "unknown"
+    lines = [
+        f"`TransformerConfig.from_preset(\"llama\")` ({figures['config']['n_layers']} layers x "
+        f"{figures['config']['d_model']}, {figures['config']['n_heads']} heads, {figures['config']['n_kv_heads']} KV "
+        f"heads) trained {figures['steps']} steps on the char LM's text, T={SEQ_LEN}, {figures['threads']} thread(s) for "
+        f"torch and ONNX Runtime; agreement = top-1 predictions equal to eager fp32's on held-out text. CPU "
+        f"instruction sets: {isa} ({'with' if figures['vnni'] else '**without**'} VNNI); INT8 recipe "
+        f"{figures['int8_recipe']}.",
+        "", "| variant | size ratio | latency b1 | latency b32 | agreement |", "|---|---|---|---|---|",
+    ]
+    for r in figures["task"]["variants"]:
+        if r["variant"] != "eager":
+            agree = f"{r['agreement']:.2f}%" if r.get("agreement") is not None else "-"
+            lines.append(f"| {r['variant']} | {r['size_ratio']:.2f}x | {latency_cell(r, 1)} | {latency_cell(r, 32)} | {agree} |")
+    t = figures["targets"]
+    checks = "; ".join(f"{k} {t[k]:.2f} (>= {v}: {'met' if t['met'][k] else '**not met**'})"
+                       for k, v in t["thresholds"].items())
+    lines += ["", f"Targets for `{t['variant']}`: {checks}."]
+    return "\n".join(lines)
+
+
+
+def headline(figures: dict[str, Any]) -> tuple[str, str]:
+    """README's table of headline figures: (what was measured, the figure)."""
+    t = figures["targets"]
+    checks = ", ".join(f"{k} {t[k]:.2f}" for k in t["thresholds"])
+    vnni = "with" if figures["vnni"] else "without"
+    return (f"llama-preset LM, `{t['variant']}` vs eager fp32 ({vnni} VNNI)",
+            f"{checks} ({'met' if all(t['met'].values()) else '**not met**'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""``SharedBatchLoader``: DataLoader workers hand batches over through preallocated shared memory.
+
+A plain DataLoader sends every batch's tensors from a worker to the main process through a fresh
+shared-memory segment: the worker allocates and fills it, and the main process fetches its file
+descriptor over a new, authenticated socket connection (``multiprocessing.resource_sharer``), per
+tensor, per batch. Profiled with 2 workers and batches of 256 x 4 KiB, that hand-over took ~2 ms
+of every batch and made 2 workers 10-25x slower than none.
+
+Here each worker owns a ring of slots in one shared segment, sized from its first batch and sent
+to the main process until the main process says it has it. The worker writes each collated batch
+into a free slot and sends only a small :class:`PackedBatch` (slot, layout, sequence number).
+The main process returns tensors that are views of the slot, without copying; the slot stays
+*held* until the last of them is garbage-collected, and only then may the worker reuse it.
+
+A slot is free when it is not held and its batch was delivered, or was written so long ago that it
+cannot still be in flight: torch's DataLoader dispatches a batch only when it returns one, keeping
+``prefetch_factor x num_workers`` in flight round-robin, so a worker's batches older than its last
+``prefetch_factor + 1`` were either delivered or discarded with an abandoned pass. Slots per worker
+= ``prefetch_factor + 4`` (in flight, plus the batch being trained on and the one Lightning fetches
+ahead). A worker that finds no free slot (its caller keeps many batches alive, e.g.
+``list(loader)``) or a batch larger than its slots takes torch's own path for that batch, or grows
+its ring. Each slot's sequence number is written after its data (-1 while writing) and checked by
+the main process, so a bug here raises instead of returning another batch's data. Batches are
+nested dicts, lists and tuples of tensors and plain values, as collate functions return.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data._utils.collate import default_collate
+
+__all__ = ["PackedBatch", "SharedBatchCollate", "SharedBatchLoader", "SlotOverwrittenError"]
+
+_ALIGN = 64
+# Header (int64): [acknowledged, slots, slot_bytes, then per slot: seq, delivered seq, held].
+_FIELDS, _SEQ, _DELIVERED, _HELD = 3, 0, 1, 2
+Layout = list[tuple[torch.dtype, tuple[int, ...], int, int]]
+
+
+class SlotOverwrittenError(RuntimeError):
+    """A worker wrote a slot whose batch the main process was reading (a bug, not user input)."""
+
+
+@dataclass
+class PackedBatch:
+    """What a worker sends instead of a batch: where its tensors lie in the worker's ring."""
+
+    ring: str
+    slot: int
+    seq: int
+    layout: Layout
+    """``(dtype, shape, offset, nbytes)`` of each tensor, in :func:`flatten` order."""
+    structure: Any
+    segment: Tensor | None = None
+    """The ring's shared memory, sent until the main process acknowledges it."""
+
+
+@dataclass
+class _Ref:
+    index: int
+
+
+def _align(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def flatten(batch: Any, tensors: list[Tensor]) -> Any:
+    """``batch`` with every tensor replaced by a reference into ``tensors`` (appended in order)."""
+    if isinstance(batch, Tensor):
+        tensors.append(batch)
+        return _Ref(len(tensors) - 1)
+    if isinstance(batch, dict):
+        return {k: flatten(v, tensors) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(flatten(v, tensors) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(flatten(v, tensors) for v in batch)
+    return batch
+
+
+def unflatten(structure: Any, tensors: list[Tensor]) -> Any:
+    """Inverse of :func:`flatten`."""
+    if isinstance(structure, _Ref):
+        return tensors[structure.index]
+    if isinstance(structure, dict):
+        return {k: unflatten(v, tensors) for k, v in structure.items()}
+    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+        return type(structure)(*(unflatten(v, tensors) for v in structure))
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(unflatten(v, tensors) for v in structure)
+    return structure
+
+
+def _header_bytes(slots: int) -> int:
+    return _align(8 * (_FIELDS + 3 * slots))
+
+
+def _views(segment: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(bytes, header)``: numpy views of a ring's segment (uint8) and of its int64 header."""
+    data = segment.numpy()
+    slots = int(data[8:16].view(np.int64)[0])
+    return data, data[: _header_bytes(slots)].view(np.int64)
+
+
+def _slot_field(slot: int, which: int) -> int:
+    return _FIELDS + 3 * slot + which
+
+
+class _Ring:
+    """A worker's slots in one shared segment: the header, then ``slots`` slots of ``slot_bytes``."""
+
+    def __init__(self, slots: int, slot_bytes: int, in_flight: int) -> None:
+        self.slots, self.slot_bytes, self.in_flight = slots, slot_bytes, in_flight
+        self.base = _header_bytes(slots)
+        self.segment = torch.zeros(self.base + slots * slot_bytes, dtype=torch.uint8).share_memory_()
+        self.segment.numpy()[8:16].view(np.int64)[0] = slots
+        self.data, self.header = _views(self.segment)
+        self.header[2] = slot_bytes
+        self.name, self.count = f"{os.getpid()}-{uuid.uuid4().hex}", 0
+
+    def free_slot(self) -> int | None:
+        """A slot neither held by the main process nor possibly still in flight, else None."""
+        h = self.header
+        for k in range(self.slots):
+            seq = h[_slot_field(k, _SEQ)]
+            if h[_slot_field(k, _HELD)] or seq < 0:
+                continue
+            if seq == 0 or h[_slot_field(k, _DELIVERED)] == seq or seq <= self.count - self.in_flight:
+                return k
+        return None
+
+    def write(self, slot: int, tensors: list[Tensor]) -> tuple[int, Layout]:
+        self.count += 1
+        self.header[_slot_field(slot, _SEQ)] = -1  # writing
+        layout, offset = [], self.base + slot * self.slot_bytes
+        for t in tensors:
+            nbytes = t.numel() * t.element_size()
+            if nbytes:
+                self.data[offset : offset + nbytes] = t.reshape(-1).view(torch.uint8).numpy()
+            layout.append((t.dtype, tuple(t.shape), offset, nbytes))
+            offset += _align(nbytes)
+        self.header[_slot_field(slot, _SEQ)] = self.count
+        return self.count, layout
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.header[0])
+
+
+class SharedBatchCollate:
+    """``collate_fn`` wrapper: in a worker, the collated batch goes into the worker's ring."""
+
+    def __init__(self, collate_fn: Callable[[Any], Any] | None, slots: int, in_flight: int) -> None:
+        self.collate_fn, self.slots, self.in_flight = collate_fn or default_collate, slots, in_flight
+        self._ring: _Ring | None = None
+
+    def __call__(self, samples: Any) -> Any:
+        batch = self.collate_fn(samples)
+        if get_worker_info() is None:
+            return batch
+        tensors: list[Tensor] = []
+        structure = flatten(batch, tensors)
+        tensors = [t.contiguous() for t in tensors]
+        nbytes = sum(_align(t.numel() * t.element_size()) for t in tensors)
+        if self._ring is None or nbytes > self._ring.slot_bytes:
+            size = max(nbytes, 2 * self._ring.slot_bytes) if self._ring else nbytes
+            self._ring = _Ring(self.slots, size, self.in_flight)
+        ring = self._ring
+        slot = ring.free_slot()
+        if slot is None:  # the caller keeps many batches alive: torch's own path for this one
+            return batch
+        seq, layout = ring.write(slot, tensors)
+        return PackedBatch(ring.name, slot, seq, layout, structure, None if ring.acknowledged else ring.segment)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**vars(self), "_ring": None}  # each worker process builds its own ring
+
+
+@dataclass
+class _Unpacker:
+    """Main process: tensors viewing a packed batch's slot; the slot is released when they are all gone."""
+
+    pin_memory: bool = False
+    rings: dict[str, tuple[Tensor, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def __call__(self, item: Any) -> Any:
+        if not isinstance(item, PackedBatch):
+            return item
+        if item.ring not in self.rings:
+            self.rings[item.ring] = (item.segment, *_views(item.segment))
+            self.rings[item.ring][2][0] = 1  # acknowledged: the worker stops sending the segment
+        _, data, header = self.rings[item.ring]
+        seq_at = _slot_field(item.slot, _SEQ)
+        if header[seq_at] != item.seq:
+            raise SlotOverwrittenError(
+                f"DataLoader worker ring {item.ring} slot {item.slot} holds batch {header[seq_at]}, not the batch "
+                f"{item.seq} being read. Please report this with your torch version."
+            )
+        header[_slot_field(item.slot, _HELD)] = 1
+        header[_slot_field(item.slot, _DELIVERED)] = item.seq
+        arrays = [_array(data, *entry) for entry in item.layout]
+        tensors = [_tensor(a, dtype, shape) for a, (dtype, shape, _, _) in zip(arrays, item.layout)]
+        if self.pin_memory:  # page-locked copies: the slot is free again at once
+            tensors, arrays = [t.pin_memory() for t in tensors], []
+        _release_when_gone(arrays, header, item.slot)
+        return unflatten(item.structure, tensors)
+
+
+_NUMPY = {dtype: torch.empty(0, dtype=dtype).numpy().dtype for dtype in (
+    torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8,
+    torch.bool, torch.complex64, torch.complex128)}
+
+
+def _array(data: np.ndarray, dtype: torch.dtype, shape: tuple[int, ...], offset: int, nbytes: int) -> np.ndarray:
+    """The slot bytes of one tensor, typed and shaped in numpy where numpy has the dtype (views cost
+    ~1 us in numpy, ~30 us in torch on a busy machine)."""
+    raw = data[offset : offset + nbytes]
+    return raw.view(_NUMPY[dtype]).reshape(shape) if dtype in _NUMPY else raw
+
+
+def _tensor(array: np.ndarray, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
+    tensor = torch.from_numpy(array)
+    return tensor if tensor.dtype == dtype else tensor.view(dtype).view(shape)  # bfloat16 & co: bytes in numpy
+
+
+def _release_when_gone(arrays: list[np.ndarray], header: np.ndarray, slot: int) -> None:
+    """Clear the slot's held flag once none of ``arrays`` (the tensors' memory) is referenced."""
+    remaining = [len(arrays)]
+    held = _slot_field(slot, _HELD)
+
+    def gone() -> None:
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            header[held] = 0
+
+    if not arrays:
+        header[held] = 0
+    for array in arrays:
+        weakref.finalize(array, gone)
+
+
+class SharedBatchLoader(DataLoader):
+    """A ``DataLoader`` whose workers return batches through preallocated shared memory.
+
+    Same arguments and behaviour as torch's (Lightning re-creates it under DDP like any
+    DataLoader); with ``num_workers=0`` it is torch's loader as is. Batches from workers are
+    views of shared memory, released when garbage-collected.
+    """
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        if self.num_workers == 0:
+            yield from super().__iter__()
+            return
+        if not isinstance(self.collate_fn, SharedBatchCollate):
+            prefetch = self.prefetch_factor or 2
+            self.collate_fn = SharedBatchCollate(self.collate_fn, slots=prefetch + 4, in_flight=prefetch + 2)
+        unpacker = self.__dict__.setdefault("_unpacker", _Unpacker(pin_memory=self.pin_memory))
+        if not self.persistent_workers:
+            unpacker.rings.clear()  # new worker processes, new rings
+        for item in super().__iter__():
+            yield unpacker(item)

@@ -1,0 +1,166 @@
+"""SharedBatchLoader: worker batches through shared-memory slots equal torch's, never alias a slot,
+survive abandoned passes and growing batches, and a reused slot is detected, not returned."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+from collections import namedtuple
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nl_lightning.data import shared_batches
+from nl_lightning.data.shared_batches import PackedBatch, SharedBatchCollate, SharedBatchLoader, SlotOverwrittenError
+
+Pair = namedtuple("Pair", ["a", "b"])
+
+
+class Batches(Dataset):
+    """Whole batches from ``__getitems__``, of several dtypes and nested containers; batch ``i``'s
+    values depend on its indices only. ``grow``: later batches are wider (the ring must grow)."""
+
+    def __init__(self, n: int = 200, grow: bool = False) -> None:
+        self.n, self.grow = n, grow
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        idx = torch.tensor(indices)
+        width = 4 + (indices[0] // 10 if self.grow else 0)
+        x = idx[:, None].float() * 1000 + torch.arange(width)
+        return {"x": x, "y": idx % 3 == 0, "meta": {"half": x.half(), "bf16": x.bfloat16(), "ids": [idx, "tag"],
+                                                   "empty": torch.empty(0, 2), "scalar": idx.sum()},
+                "pair": Pair(idx.to(torch.int32), 7)}
+
+
+def _collate(batch):
+    return batch
+
+
+def _loader(cls=SharedBatchLoader, workers: int = 2, **kwargs) -> DataLoader:
+    return cls(Batches(**kwargs.pop("data", {})), batch_size=kwargs.pop("batch_size", 8), num_workers=workers,
+               collate_fn=_collate, **kwargs)
+
+
+def _same(a, b) -> None:
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for u, v in zip(a, b):
+            _same(u, v)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_batches_from_workers_equal_torch_and_are_not_views_of_a_slot(persistent):
+    expected = list(_loader(DataLoader, workers=0))
+    loader = _loader(persistent_workers=persistent)
+    for _ in range(2):  # two passes: the rings are reused (persistent) or rebuilt
+        got = list(loader)  # all kept until the end: slots have been reused many times by then
+        assert len(got) == len(expected) == 25
+        for a, b in zip(got, expected):
+            _same(a, b)
+
+
+def test_a_batch_larger_than_the_slots_grows_the_ring():
+    expected = list(_loader(DataLoader, workers=0, data={"grow": True}))
+    got = list(_loader(data={"grow": True}, persistent_workers=True))
+    assert got[-1]["x"].shape[1] > got[0]["x"].shape[1]
+    for a, b in zip(got, expected):
+        _same(a, b)
+
+
+def test_abandoned_passes_leave_the_next_pass_whole():
+    """What limit_train_batches and the sanity check do: stop a pass early, then start another."""
+    expected = list(_loader(DataLoader, workers=0))
+    loader = _loader(persistent_workers=True, prefetch_factor=3)
+    for stop in (1, 2, 5, 0):
+        if stop:
+            seen = list(itertools.islice(loader, stop))
+            for a, b in zip(seen, expected):
+                _same(a, b)
+        else:
+            for a, b in zip(list(loader), expected):
+                _same(a, b)
+
+
+def test_out_of_order_delivery_keeps_every_batch():
+    got = list(_loader(persistent_workers=True, in_order=False))
+    assert sorted(int(b["meta"]["ids"][0][0]) for b in got) == list(range(0, 200, 8))
+
+
+def test_without_workers_it_is_torch_s_loader():
+    loader = _loader(workers=0)
+    assert list(loader)[0]["x"].shape == (8, 4) and not isinstance(loader.collate_fn, SharedBatchCollate)
+
+
+def _as_worker(monkeypatch):
+    monkeypatch.setattr(shared_batches, "get_worker_info", lambda: object())
+
+
+def test_the_ring_is_sent_until_the_main_process_has_it(monkeypatch):
+    _as_worker(monkeypatch)
+    collate = SharedBatchCollate(_collate, slots=3, in_flight=2)
+    unpacker = shared_batches._Unpacker()
+    first, second = collate(Batches().__getitems__([0, 1])), collate(Batches().__getitems__([2, 3]))
+    assert isinstance(first, PackedBatch) and first.segment is not None and second.segment is not None
+    unpacker(first)  # registers the ring and acknowledges it
+    third = collate(Batches().__getitems__([4, 5]))
+    assert third.segment is None and third.ring == first.ring
+    _same(unpacker(third), Batches().__getitems__([4, 5]))
+    assert not any(isinstance(v, torch.Tensor) for v in vars(third).values())  # no tensor crosses the queue
+
+
+def test_a_slot_is_not_reused_while_its_tensors_are_alive(monkeypatch):
+    _as_worker(monkeypatch)
+    collate = SharedBatchCollate(_collate, slots=2, in_flight=1)
+    unpacker = shared_batches._Unpacker()
+    first = unpacker(collate(Batches().__getitems__([0])))
+    view = first["x"][0]  # a view keeps the slot held, like the batch itself
+    del first
+    second = unpacker(collate(Batches().__getitems__([1])))
+    third = collate(Batches().__getitems__([2]))
+    assert not isinstance(third, PackedBatch)  # both slots held: torch's own path, data intact
+    _same(third, Batches().__getitems__([2]))
+    del view
+    gc.collect()
+    fourth = collate(Batches().__getitems__([3]))
+    assert isinstance(fourth, PackedBatch) and fourth.slot == 0  # released with its last view
+    _same(unpacker(fourth), Batches().__getitems__([3]))
+    _same(second, Batches().__getitems__([1]))
+
+
+def test_an_undelivered_batch_overwritten_in_flight_raises(monkeypatch):
+    """Batches older than the in-flight bound that were never delivered were discarded with an
+    abandoned pass, so their slots are reused; were the bound wrong, reading one raises."""
+    _as_worker(monkeypatch)
+    collate = SharedBatchCollate(_collate, slots=2, in_flight=1)
+    unpacker = shared_batches._Unpacker()
+    packed = [collate(Batches().__getitems__([i])) for i in range(3)]  # the third reclaims slot 0
+    assert [p.slot for p in packed] == [0, 1, 0]
+    _same(unpacker(packed[1]), Batches().__getitems__([1]))
+    with pytest.raises(SlotOverwrittenError, match=r"slot 0 holds batch 3, not the batch 1 being read"):
+        unpacker(packed[0])
+    _same(unpacker(packed[2]), Batches().__getitems__([2]))
+
+
+def test_batches_from_workers_are_views_of_shared_memory_not_copies():
+    loader = _loader(persistent_workers=True)
+    expected = list(_loader(DataLoader, workers=0))
+    shared = 0
+    for batch, ref in zip(loader, expected):  # each batch dropped before the next: slots are recycled
+        _same(batch, ref)
+        segments = [seg for seg, _, _ in loader._unpacker.rings.values()]
+        ptr = batch["x"].data_ptr()
+        shared += any(seg.data_ptr() <= ptr < seg.data_ptr() + seg.numel() for seg in segments)
+    assert shared == len(expected)  # no batch fell back to torch's path
