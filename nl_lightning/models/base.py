@@ -30,9 +30,9 @@ class TaskModule(L.LightningModule):
     """``{"original": widths}`` once ``self.model`` was pruned structurally (see ``record_structure``);
     checkpoints carry it, so a resumed run rebuilds the pruned shapes before its weights load."""
     flops_per_batch: int | None = None
-    _given_example: Any = None  # what the example_input_array setter was given (Lightning's attribute is its own)
     """Training FLOPs of one batch, read by Lightning's ``ThroughputMonitor`` for FLOP/s and MFU; set
     from the first batch by ``nl_lightning.callbacks.TaskThroughputMonitor`` (see ``models/flops.py``)."""
+    _given_example: Any = None  # what the example_input_array setter was given (Lightning's attribute is its own)
     lora_config: LoRAConfig | None = None
     lora_trainable: tuple[str, ...] = ()
     """Submodules of ``self.model`` that train in full beside LoRA adapters (a classifier's new head)."""
@@ -76,9 +76,10 @@ class TaskModule(L.LightningModule):
 
     @property
     def example_input_array(self) -> Any:
-        """A batch of one input (the model's longest length, at most 256), so Lightning's model summary reports
-        real FLOPs and input / output sizes (not ``0``). None where a forward on rank 0 alone could
-        hang (FSDP2-sharded weights) or trigger a compile for an unused shape."""
+        """A batch of one input (the model's longest length, at most 256) on the module's device, so
+        Lightning's model summary reports real FLOPs and input / output sizes (not ``0``) and
+        ``TensorBoardLogger(log_graph=True)`` draws the model graph. None where a forward on rank 0
+        alone could hang (FSDP2-sharded weights) or trigger a compile for an unused shape."""
         if self._given_example is not None:
             return self._given_example
         if self.device_mesh is not None or self.compile_model:
@@ -90,7 +91,8 @@ class TaskModule(L.LightningModule):
             signature = signature_of(self.model)
         except WrongTypeError:  # a subclass network without a TransformerConfig
             return None
-        return signature.example(1, min(signature.max_seq_len or self.model.config.max_seq_len, 256))
+        length = min(signature.max_seq_len or self.model.config.max_seq_len, 256)
+        return signature.example(1, length).to(self.device)
 
     @example_input_array.setter
     def example_input_array(self, example: Any) -> None:

@@ -298,3 +298,5 @@ def test_example_input_array_is_one_sample_at_the_model_length_unless_set():
     assert model.example_input_array is given
     model.example_input_array = None
     assert model.example_input_array.shape == (1, 12)
+    model.to("meta")  # built on the module's device: `module(module.example_input_array)` runs where the weights are
+    assert model.example_input_array.device.type == "meta"
