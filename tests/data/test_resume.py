@@ -50,9 +50,11 @@ def _probe(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 2])
-@pytest.mark.parametrize("kind", ["char", "file", "tokens"])
+@pytest.mark.parametrize("kind, workers", [
+    ("char", 0),  # ~5 s: `make test-fast` keeps one SIGKILL-then-resume test
+    *[pytest.param(kind, workers, marks=pytest.mark.slow)
+      for kind in ("char", "file", "tokens") for workers in (0, 2) if (kind, workers) != ("char", 0)],
+])
 def test_sigkill_then_resume_equals_uninterrupted(kind, workers, tmp_path):
     args = ["--data", kind, "--source", _source(kind, tmp_path), "--workers", str(workers), "--out", str(tmp_path),
             "--max-steps", "16", "--every", "6"]

@@ -2,7 +2,8 @@
 ``/predict``, ``/batch_predict``, errors, CORS, docs, metrics, hot reload.
 
 One server for the module (they start slowly); each test leaves it serving. The last test stops
-it with SIGTERM and checks that no process is left and the port is free.
+it with SIGTERM and checks that no process is left and the port is free. All but the first test are
+``slow``: ``make test-fast`` keeps one real server answering over HTTP (~15 s with its start).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from nl_lightning._io import file_sha256
 from nl_lightning.models import load_checkpoint
 from nl_lightning.serve.server import RUNTIME_PREFIX, sweep_stale_runtimes
 
-pytestmark = pytest.mark.slow
 LABELS = ["low", "mid", "high"]
 PAYLOAD = "64KB"
 ORIGIN = "https://app.example.com"
@@ -85,6 +85,7 @@ def test_predict_matches_the_checkpoint(server, client, models):
             assert re.fullmatch(r"[0-9a-f]{32}", reply.headers["x-request-id"])
 
 
+@pytest.mark.slow
 def test_server_computes_what_training_predicts_on_raw_features(server, client, models):
     """Normalization lives in the model: the server, fed raw features, answers what
     ``Trainer.predict`` on the training DataModule (normalize=True) answers."""
@@ -127,6 +128,7 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, content_type, status, message", [b[1:] for b in BAD_REQUESTS],
                          ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_request_is_a_4xx_naming_the_field_and_limit(client, body, content_type, status, message):
@@ -141,6 +143,7 @@ def test_bad_request_is_a_4xx_naming_the_field_and_limit(client, body, content_t
     assert reply.json()["request_id"] == reply.headers["x-request-id"]
 
 
+@pytest.mark.slow
 def test_bad_requests_never_reach_a_worker(client):
     before = batches(client)
     for _, body, content_type, status, _ in BAD_REQUESTS:
@@ -150,6 +153,7 @@ def test_bad_requests_never_reach_a_worker(client):
     assert batches(client) == before
 
 
+@pytest.mark.slow
 def test_model_error_is_a_500_with_request_id_and_the_worker_survives(server, client):
     """1e30 is a valid float32, but the model overflows to NaN: a model error, not a client error."""
     pids = sorted(w["pid"] for w in client.get("/info").json()["workers"])
@@ -171,6 +175,7 @@ def test_model_error_is_a_500_with_request_id_and_the_worker_survives(server, cl
     assert sorted(w["pid"] for w in client.get("/info").json()["workers"]) == pids
 
 
+@pytest.mark.slow
 def test_batch_predict_answers_each_row_as_predict_does(client):
     """Rows of three lengths in one request (run as model batches of at most rows_per_forward=4) get
     what /predict gives each alone, in order, from one version."""
@@ -188,6 +193,7 @@ def test_batch_predict_answers_each_row_as_predict_does(client):
         assert set(answer) == {"probabilities", "label", "label_name"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, status, message", [
     ({"rows": [{"features": [[0.0] * 4]}, {"features": [[0.0] * 3]}]}, 422,
      "rows[1].features: features[0] has 3 values; the model takes input_dim=4 features per step"),
@@ -202,6 +208,7 @@ def test_a_bad_batch_row_is_named_by_its_index(client, body, status, message):
     assert reply.status == status and message in reply.json()["detail"], reply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("origin, allowed", [(ORIGIN, True), ("https://evil.example.com", False)])
 def test_cors_preflight_is_allowed_for_a_listed_origin_only(client, origin, allowed):
     reply = client.request("OPTIONS", "/predict", headers={
@@ -212,6 +219,7 @@ def test_cors_preflight_is_allowed_for_a_listed_origin_only(client, origin, allo
     assert answer.headers.get("access-control-allow-origin") == (origin if allowed else None)
 
 
+@pytest.mark.slow
 def test_docs_list_the_model_routes_and_hide_the_admin_ones(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict", "/batch_predict", "/info", "/metrics", "/health"} <= set(paths)
@@ -228,6 +236,7 @@ def test_docs_list_the_model_routes_and_hide_the_admin_ones(client):
     assert client.get("/docs").status == 200 and b"swagger" in client.get("/docs").body.lower()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("headers, status, message", [
     ({}, 401, "Admin routes need the X-Admin-Key header."),
     ({"X-Admin-Key": "wrong-key-wrong-key"}, 401, "Invalid X-Admin-Key."),
@@ -239,6 +248,7 @@ def test_admin_routes_need_the_admin_key(client, headers, status, message):
     assert client.get("/admin/versions", headers=headers).status == status
 
 
+@pytest.mark.slow
 def test_info_describes_the_live_model(client, models):
     root = models[0]
     serve_version(client, "3")
@@ -256,6 +266,7 @@ def test_info_describes_the_live_model(client, models):
     assert info["batching"]["max_batch_size"] == 8 and info["batching"]["max_payload_bytes"] == 64_000
 
 
+@pytest.mark.slow
 def test_health_is_litserves_and_only_localhost_listens(server, client):
     reply = client.get("/health")
     assert (reply.status, reply.body) == (200, b"ok")
@@ -275,6 +286,7 @@ def batches(client: Client) -> float:
     return metric(client.get("/metrics").body.decode(), "nl_serve_batch_size_count")
 
 
+@pytest.mark.slow
 def test_metrics_add_up_across_processes(server, client):
     serve_version(client, "3")
     before = client.get("/metrics").body.decode()
@@ -293,6 +305,7 @@ def test_metrics_add_up_across_processes(server, client):
     assert metric(after, "nl_serve_model_version", version="3", backend="torch") == 2  # one per worker
 
 
+@pytest.mark.slow
 def test_hot_reload_under_load_fails_no_request(server, client):
     """Reload twice and roll back while 4 clients keep predicting: every request succeeds, and
     each answer comes from a version that was live while that request was in flight."""
@@ -335,6 +348,7 @@ def test_hot_reload_under_load_fails_no_request(server, client):
         "live": "1", "history": ["3"], "available": ["1", "2", "3"]}
 
 
+@pytest.mark.slow
 def test_reload_refuses_unknown_broken_and_incompatible_versions(client, models):
     root = models[0]
     serve_version(client, "2")
@@ -360,6 +374,7 @@ def test_reload_refuses_unknown_broken_and_incompatible_versions(client, models)
     assert client.admin("/admin/reload").json()["version"] == "3"
 
 
+@pytest.mark.slow
 def test_sigterm_stops_every_process_and_frees_the_port(server):
     """LitServe's own SIGTERM handling leaves workers behind; ours must not (nor its runtime folder)."""
     assert len(server.family) >= 5  # 2 HTTP servers, 2 inference workers, LitServe's manager...
@@ -371,6 +386,7 @@ def test_sigterm_stops_every_process_and_frees_the_port(server):
     assert not runtime[0].exists()
 
 
+@pytest.mark.slow
 def test_runtime_folders_of_dead_servers_are_swept(tmp_path):
     """A SIGKILLed server cannot clean up; the next server removes what it left, and nothing else."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import lightning as L
+import numpy as np
 import pytest
 import yaml
+from images import assert_plotted
 
 from nl_lightning.callbacks import LRFinder
 from nl_lightning.cli import build_cli
@@ -22,9 +24,16 @@ def test_lr_find_command_writes_the_curve_and_a_fit_config_with_the_rate(tmp_pat
                          "--output_dir", str(out)]) == 0
     result = json.loads((out / "lr_find.json").read_text())
     lr = result["suggested_lr"]
-    assert 1e-5 <= lr <= 1.0 and len(result["lr"]) == len(result["loss"]) >= 20
-    assert lr in result["lr"]  # Lightning's suggestion is one of the tested rates
-    assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rates, losses = np.array(result["lr"]), np.array(result["loss"])
+    # The curve: 30 rates from min_lr, from the second on each (max_lr / min_lr) ** (1 / 30) times the last
+    # (exponential mode) until the loss diverges (4x its best), each with its smoothed loss.
+    assert len(rates) == len(losses) >= 20 and rates[0] == 1e-5 and np.isfinite(losses).all()
+    np.testing.assert_allclose(rates[2:] / rates[1:-1], 1e5 ** (1 / 30), rtol=1e-9)
+    # The suggestion: the rate where the loss falls fastest against the rate (skipping the first 10
+    # points and the last one), the rule Lightning's LR finder states, read off the written curve.
+    slope = np.gradient(losses[10:-1], rates[10:-1])
+    assert lr == rates[10 + int(np.argmin(slope))] and slope.min() < 0  # where the loss falls
+    assert_plotted(out / "lr_find.png")
     fit = yaml.safe_load((out / "fit.yaml").read_text())
     assert fit["model"]["init_args"]["optimizer"]["lr"] == lr
     # The written config is a complete fit config: it builds, and the model trains with that rate.
