@@ -211,16 +211,20 @@ def render(figures: dict) -> str:
     """README section: pruning at an equal step budget, and per-trial cost by launcher."""
     p = figures["pruning"]
     lines = [
-        f"Median pruner vs none on the classifier config at an equal budget of {figures['budget_steps']} training "
-        f"steps (TPE, same seed and space; medians of {figures['repeats']} interleaved repeats):",
+        f"Median pruner vs none on the classifier config, each with a budget of {figures['budget_steps']} training "
+        "steps summed over its trials (each trial's steps to its last validation; the study stops after the trial "
+        "that reaches the budget, so an arm can overrun it by part of one trial: *steps used*) "
+        f"(TPE, same seed and space; medians of {figures['repeats']} interleaved repeats):",
         "",
-        "| pruner | trials | complete | pruned | best val/loss |",
-        "|---|---|---|---|---|",
+        "| pruner | trials | complete | pruned | best val/loss | steps used |",
+        "|---|---|---|---|---|---|",
     ]
     for name in ("median", "none"):
         best = p[name]["best_val_loss"]
+        used = sorted(run["steps_used"] for run in p[name].get("runs", []))
+        used_text = "-" if not used else f"{used[0]}" if used[0] == used[-1] else f"{used[0]}-{used[-1]}"
         lines.append(f"| {name} | {p[name]['trials']:g} | {p[name]['complete']:g} | {p[name]['pruned']:g} | "
-                     f"{best:.4f} |" if best is not None else f"| {name} | {p[name]['trials']:g} | - | - | - |")
+                     + (f"{best:.4f}" if best is not None else "-") + f" | {used_text} |")
     met = "met" if figures["target_met"] else "**not met**"
     lines += ["", f"Trials within the budget: **{figures['trials_ratio']:.2f}x** with pruning (target >= 2x: {met}).", ""]
     t = figures["overhead_s"]
@@ -250,7 +254,7 @@ def _mkdir(path: Path) -> Path:
 def headline(figures: dict) -> tuple[str, str]:
     """README's table of headline figures: (what was measured, the figure)."""
     met = "met" if figures["target_met"] else "**not met**"
-    return ("Search: median pruner vs none at an equal step budget",
+    return (f"Search: median pruner vs none, a budget of {figures['budget_steps']} training steps each",
             f"{figures['trials_ratio']:.2f}x trials (target >= 2x: {met})")
 
 

@@ -41,3 +41,17 @@ def _results_sha(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_benchmark_script_has_a_readme_section_with_its_command():
+    """benchmarks/README.md describes the scripts that exist: a ``## `NAME` `` section per script (not
+    _results.py / report.py), and in it the command that runs that script."""
+    readme = (REPO / "benchmarks" / "README.md").read_text()
+    sections = {part.split("`")[1]: part for part in readme.split("\n## ")[1:] if part.startswith("`")}
+    scripts = {p.name for p in (REPO / "benchmarks").glob("*.py") if p.name not in ("_results.py", "report.py")}
+    scripts |= {p.name for p in (REPO / "benchmarks").glob("*.sh")}
+    assert scripts - set(sections) == set(), "scripts without a section in benchmarks/README.md"
+    assert set(sections) - scripts == set(), "sections of scripts that no longer exist"
+    for name in scripts:
+        runner = "bash" if name.endswith(".sh") else "python"
+        assert f"Command: `{runner} benchmarks/{name}" in sections[name], name

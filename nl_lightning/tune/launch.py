@@ -5,8 +5,9 @@ A trial process can die any way (SIGKILL, the out-of-memory killer, a segfault) 
 the study with it: the launcher records the exit as the trial's failure and the study goes on.
 Trial processes die with the study process (``PR_SET_PDEATHSIG``), so a killed study leaves no
 orphan training. ``forkserver`` imports torch and Lightning once and forks each trial from there
-(the per-trial start costs milliseconds, not a fresh interpreter's seconds); ``subprocess`` starts
-``python -m nl_lightning.tune.launch``, which Lightning's DDP launcher can re-run for every rank.
+(no fresh interpreter and no imports per trial; what a trial still costs: ``benchmarks/tune.py``);
+``subprocess`` starts ``python -m nl_lightning.tune.launch``, which Lightning's DDP launcher can
+re-run for every rank.
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def _worker_main(prepared: Prepared, worker: int) -> None:
 
 def _run_workers(prepared: Prepared, n_workers: int) -> None:
     """``n_workers`` processes, each its own ``optimize`` loop on the shared storage; forked from the
-    same pre-imported server as trials, so a worker starts in milliseconds."""
+    same pre-imported server as trials, so a worker starts without a fresh interpreter or imports."""
     ctx = forkserver_context()
     procs = [ctx.Process(target=_worker_main, args=(prepared, i), name=f"tune-worker-{i}") for i in range(n_workers)]
     for proc in procs:
