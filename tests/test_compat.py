@@ -144,7 +144,7 @@ def test_lightning_cli_still_calls_the_checkpoint_hook_we_override(monkeypatch, 
     Lightning stopped calling that method, checkpoints would be unpickled unchecked."""
     from nl_lightning.cli import main
 
-    def refuse(path, model, subcommand):
+    def refuse(path, model, subcommand, trust=()):
         raise ConfigError(f"checked {Path(path).name} for {subcommand}")
 
     monkeypatch.setattr("nl_lightning.resume.check_checkpoint_against_config", refuse)
