@@ -18,7 +18,7 @@ from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from nl_lightning.errors import NLUserError, parse_error_summary
+from nl_lightning.errors import NLUserError, parse_error_summary, wrapped_user_error
 
 # name -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 EXTRA_COMMANDS: dict[str, str] = {
@@ -217,12 +217,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (NLUserError, ArgumentError, Misc
 def _user_error(err: BaseException) -> BaseException | None:
     """The innermost user error in ``err``'s chain of causes, or None (a bug). jsonargparse re-raises
     what a class's ``__init__`` raised as ``ValueError(...) from err``; the cause is what to show."""
-    found = None
+    found, outer = None, err
     while err is not None:
         if isinstance(err, USER_ERRORS):
             found = err
         err = err.__cause__
-    return found
+    return found if found is not None else wrapped_user_error(outer)
 
 
 def bug_line() -> str:

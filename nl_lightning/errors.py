@@ -28,6 +28,30 @@ __all__ = [
 class NLUserError(Exception):
     """Base of the errors caused by input (configs, arguments, files, checkpoints, environment)."""
 
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        global _last_created
+        _last_created = self  # see ``wrapped_user_error``
+
+
+_last_created: NLUserError | None = None
+
+
+def wrapped_user_error(err: BaseException) -> NLUserError | None:
+    """The user error that ``err`` reports without chaining it, if any.
+
+    jsonargparse < 4.42 (the floor is 4.39: litgpt pins <= 4.41) tries each type of a ``Union``; when a
+    class's ``__init__`` raised our error there, it raises a new ``ValueError`` whose message quotes
+    that error's text but drops the error itself. The newest ``NLUserError`` made in this process is
+    that error when its message appears in ``err``'s."""
+    last, tb = _last_created, err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    raised_by_jsonargparse = tb is not None and "jsonargparse" in tb.tb_frame.f_code.co_filename
+    if last is None or not raised_by_jsonargparse or not str(last) or str(last) not in str(err):
+        return None
+    return last
+
 
 class ConfigError(NLUserError, ValueError):
     """A configuration value or argument that cannot be used; the message names it and the fix."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from nl_lightning._lock import LOCK_NAME, RunDirInUseError, acquire, release
+from nl_lightning._lock import LOCK_NAME, RunDirInUseError, acquire, release  # noqa: F401 (re-exported)
 from nl_lightning.track.loggers import run_dir
 
 
