@@ -151,7 +151,7 @@ def measure(arms: dict[str, L.LightningModule], val: list, seq_len: int, setting
             row.pop("path", None)
             rows.append({"arm": arm, **row})
             runners[f"{arm}/{row['variant']}"] = builder.build(row["variant"]).run
-    spec = builder.spec
+    spec = builder.signature
     with torch_threads(threads):
         timings = profile(runners, lambda b: spec.example(b, spec.clamp_seq(seq_len)), BATCHES, settings["warmup"],
                           settings["iters"], settings["rounds"])
