@@ -19,6 +19,7 @@ import asyncio
 import json
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -61,7 +62,7 @@ class WorkerWatch:
         return bool(self.pids) and len(dead) >= self.rollout.num_workers
 
 
-class ModelSpec(LitSpec):
+class ModelSpec(LitSpec, ABC):
     """Routes of one model; ``pre_setup`` (LitServe calls it) registers ``routes()``."""
 
     def __init__(self, state_dir: str, num_workers: int) -> None:
@@ -76,13 +77,13 @@ class ModelSpec(LitSpec):
         for path, endpoint, methods in self.routes():
             self.add_endpoint(path, endpoint, methods)
 
+    @abstractmethod
     def routes(self) -> list[tuple[str, Callable[..., Any], list[str]]]:
         """(path, endpoint, methods) of each route; endpoints are annotated with the model's schemas."""
-        raise NotImplementedError
 
+    @abstractmethod
     def schemas(self) -> dict[str, type]:
         """Route -> its request schema (``/info``, and the field names error messages list)."""
-        raise NotImplementedError
 
     def fields(self) -> dict[str, list[str]]:
         """Route -> its body's fields; ``route/field`` -> the fields of the objects a list field holds."""
