@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import itertools
 import logging
 import tempfile
 import time
@@ -32,6 +34,7 @@ from _results import write_result
 from nl_lightning.callbacks import StructuredPruningCallback
 from nl_lightning.data import CharTextDataModule, SyntheticSequenceDataModule
 from nl_lightning.export.compare import compare_variants
+from nl_lightning.export.ort import int8_recipe
 from nl_lightning.export.profile import profile
 from nl_lightning.export.variants import VariantBuilder, torch_threads
 from nl_lightning.models import TransformerClassifier, TransformerLM
@@ -95,16 +98,25 @@ BASELINES = ("eager", "ort_fp32")
 
 def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, seq_len: int, settings: dict,
             threads: int, work_dir: Path) -> dict[str, Any]:
-    data.setup("validate")
+    data.setup("fit")
     val = data.val_dataloader()
-    builder = VariantBuilder(model, work_dir / name, calibration=val, calibration_batches=8, threads=threads)
+    # Static INT8 ranges and SmoothQuant scales come from training batches: the agreement is measured on held-out text.
+    calibration = list(itertools.islice(data.train_dataloader(), 8))
+    builder = VariantBuilder(model, work_dir / name, calibration=calibration, calibration_batches=8, threads=threads)
     rows = compare_variants(builder, settings["variants"], val, settings["eval_batches"])
     runners = {row["variant"]: builder.build(row["variant"]).run for row in rows}
     if settings.get("unfused"):  # the same variants from the plain graph: what the fusion adds
-        plain = VariantBuilder(model, work_dir / f"{name}_unfused", calibration=val, threads=threads, fuse=False)
+        plain = VariantBuilder(model, work_dir / f"{name}_unfused", calibration=calibration, threads=threads, fuse=False)
         for row in compare_variants(plain, settings["unfused"], val, settings["eval_batches"])[1:]:
             runners[f"{row['variant']}_unfused"] = plain.build(row["variant"]).run
             rows.append({**row, "variant": f"{row['variant']}_unfused"})
+    if settings.get("unsmoothed"):  # the same variants without SmoothQuant: what the smoothing adds
+        recipe = dataclasses.replace(int8_recipe(), smooth_alpha=None)
+        plain = VariantBuilder(model, work_dir / f"{name}_unsmoothed", calibration=calibration, threads=threads,
+                               recipe=recipe)
+        for row in compare_variants(plain, settings["unsmoothed"], val, settings["eval_batches"])[1:]:
+            runners[f"{row['variant']}_unsmoothed"] = plain.build(row["variant"]).run
+            rows.append({**row, "variant": f"{row['variant']}_unsmoothed"})
     if settings["prune"]:
         pruned = prune_and_fine_tune(model, data, steps=40)
         pruned_builder = VariantBuilder(pruned, work_dir / f"{name}_pruned", threads=threads)

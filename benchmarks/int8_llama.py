@@ -10,7 +10,9 @@ held-out validation text, size ratio (fp32 state dict bytes / artifact bytes), a
 batch 1 and 32 (p50 of interleaved, rotating rounds, ``export/profile.py``) against eager fp32
 and ORT fp32 with the same thread count. ``ort_optimized`` and the INT8 variants start from the
 graph fused for ONNX Runtime (GroupQueryAttention with rotary, SkipSimplifiedLayerNormalization);
-``*_unfused`` rows quantize the plain graph, so the fusion's share shows apart. INT8 uses this
+``*_unfused`` rows quantize the plain graph, so the fusion's share shows apart, and ``*_unsmoothed`` rows
+skip SmoothQuant (``export/smooth.py``; its scales and static INT8's ranges come from 8 training
+batches, never the held-out text agreement is measured on). INT8 uses this
 CPU's recipe (``ort.int8_recipe``); the CPU's instruction sets are recorded with the figures.
 Figures go to ``benchmarks/results/int8_llama.json``.
 """
@@ -44,7 +46,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
               "variants": ["ort_fp32", "ort_int8_dynamic"], "unfused": []},
     "full": {"layers": 4, "steps": 600, "eval_batches": 16, "warmup": 3, "iters": 10, "rounds": 6,
              "variants": ["ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static"],
-             "unfused": ["ort_int8_dynamic"]},
+             "unfused": ["ort_int8_dynamic"], "unsmoothed": ["ort_int8_dynamic"]},
 }
 
 

@@ -38,6 +38,7 @@ _EXPORTS = {
     "ModelSignature": "nl_lightning.export.signature",
     "signature_from_manifest": "nl_lightning.export.signature",
     "signature_of": "nl_lightning.export.signature",
+    "smooth_glu": "nl_lightning.export.smooth",
     "task_prediction": "nl_lightning.export.signature",
     "TensorRTUnavailableError": "nl_lightning.export.tensorrt",
     "export_tensorrt": "nl_lightning.export.tensorrt",

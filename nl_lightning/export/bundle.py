@@ -26,6 +26,7 @@ from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.export.fusion import fuse_onnx
 from nl_lightning.export.inputs import batch_input
 from nl_lightning.export.signature import ModelSignature, signature_of
+from nl_lightning.export.smooth import DEFAULT_ALPHA, smooth_glu
 from nl_lightning.export.manifest import (
     MANIFEST_NAME, artifact_entry, build_manifest, file_entries, listed_files, write_manifest,
 )
@@ -50,6 +51,8 @@ FILENAMES: dict[str, str] = {
 QUANTIZED_FORMATS = ("onnx_int8_dynamic", "onnx_int8_static")
 DERIVED_FORMATS = ("onnx_optimized", *QUANTIZED_FORMATS)
 FUSED_NAME = "model.fused.onnx"
+SMOOTHED_NAMES = ("model.smoothed.onnx", "model.smoothed.fused.onnx")
+"""Intermediates: the SmoothQuant-smoothed graph the INT8 formats quantize, plain and fused."""
 
 
 @dataclass
@@ -80,6 +83,9 @@ class ExportConfig:
     """Per-channel weight scales for INT8 (dynamic and static)."""
     reduce_range: bool | None = None
     """7-bit INT8 weights; None = from the exporting CPU: True without VNNI / AMX (``ort.int8_recipe``)."""
+    smooth_alpha: float | None = DEFAULT_ALPHA
+    """SmoothQuant strength for gated MLPs' down projections before INT8 (``export/smooth.py``), applied when
+    calibration data is given; None = off."""
     random_calibration: bool = False
     """Calibrate static INT8 on random inputs when no data is given. Off: that is an error, since
     ranges measured on noise do not match real data (pass the data, e.g. ``--data``)."""
@@ -112,7 +118,7 @@ class ExportConfig:
     def int8_recipe(self) -> Int8Recipe:
         """The INT8 settings: this config's per_channel / reduce_range over the CPU's recipe."""
         reduce_range = int8_recipe().reduce_range if self.reduce_range is None else self.reduce_range
-        return Int8Recipe(per_channel=self.per_channel, reduce_range=reduce_range)
+        return Int8Recipe(per_channel=self.per_channel, reduce_range=reduce_range, smooth_alpha=self.smooth_alpha)
 
 
 def export_formats(
@@ -179,11 +185,13 @@ def check_replaceable(out_dir: Path) -> None:
 def _write_all(net: nn.Module, out_dir: Path, signature: ModelSignature, config: ExportConfig,
                calibration: list[Any] | None, checks: tuple[list[Tensor], str] | None) -> dict[str, Any]:
     inputs = parity_inputs(signature.example, config.parity_batch_sizes, _seq_lens(signature, config))
-    artifacts, fusions = [], None
+    artifacts, fusions, smoothed = [], None, None
     for fmt in _ordered(config.formats):
         path = out_dir / FILENAMES[fmt]
         if fmt in DERIVED_FORMATS and fusions is None and config.fuse:
             fusions = fuse_onnx(out_dir / FILENAMES["onnx"], out_dir / FUSED_NAME)
+        if fmt in QUANTIZED_FORMATS and smoothed is None:
+            smoothed = _smooth(net, signature, config, out_dir, calibration)
         runner = _WRITERS[fmt](net, path, signature, config, out_dir, calibration)
         tol = config.tolerance(fmt)
         records = check_parity(net, runner, inputs, tol, name=fmt, strict=False)
@@ -195,14 +203,16 @@ def _write_all(net: nn.Module, out_dir: Path, signature: ModelSignature, config:
             entry["agreement"] = check_agreement(net, runner, checks[0], qtol, data=checks[1])
             entry["parity_ok"] = entry["parity_ok"] and entry["agreement"]["ok"]
         artifacts.append(entry)
-    for file in onnx_files(out_dir / FUSED_NAME) if fusions is not None else []:
-        file.unlink()  # an intermediate: the formats built from it are the artifacts
+    intermediates = ([FUSED_NAME] if fusions is not None else []) + [n for n in SMOOTHED_NAMES if (out_dir / n).exists()]
+    for file in [f for name in intermediates for f in onnx_files(out_dir / name)]:
+        file.unlink()  # the formats built from them are the artifacts
     opset = config.opset if any(f.startswith("onnx") for f in config.formats) else None
     manifest = build_manifest(artifacts, signature.manifest_input(), opset)
     if fusions is not None:
         manifest["fusions"] = fusions
     if any(f in QUANTIZED_FORMATS for f in config.formats):
         manifest["int8_recipe"] = config.int8_recipe().to_dict()
+        manifest["int8_smoothed_mlps"] = smoothed or 0
     return manifest
 
 
@@ -219,6 +229,27 @@ def _tokenizer_entry(model: nn.Module, signature: ModelSignature, out_dir: Path)
 def _fused_source(out_dir: Path, config: ExportConfig) -> Path:
     """What the ONNX-derived formats are built from: the fused graph, or ``model.onnx``."""
     return out_dir / (FUSED_NAME if config.fuse else FILENAMES["onnx"])
+
+
+def _smooth(net: nn.Module, signature: ModelSignature, config: ExportConfig, out_dir: Path,
+            calibration: list[Any] | None) -> int:
+    """Export (and fuse) the SmoothQuant-smoothed graph the INT8 formats quantize; returns how many gated MLPs
+    it smoothed (0: nothing written, INT8 quantizes the plain source)."""
+    if config.smooth_alpha is None or not calibration:
+        return 0
+    smoothed, n = smooth_glu(net, calibration, config.smooth_alpha, config.calibration_batches)
+    if n:
+        plain, fused = (out_dir / name for name in SMOOTHED_NAMES)
+        export_onnx(smoothed, plain, signature, config.opset, config.external_data)
+        if config.fuse:
+            fuse_onnx(plain, fused)
+    return n
+
+
+def _int8_source(out_dir: Path, config: ExportConfig) -> Path:
+    """What the INT8 formats quantize: the smoothed graph where :func:`_smooth` wrote one, else the fused one."""
+    smoothed = out_dir / SMOOTHED_NAMES[1 if config.fuse else 0]
+    return smoothed if smoothed.exists() else _fused_source(out_dir, config)
 
 
 def _take(batches: Iterable[Any] | None, n: int) -> list[Any] | None:
@@ -287,7 +318,7 @@ def _write_int8_dynamic(
 ) -> Runner:
     from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_dynamic
 
-    quantize_onnx_dynamic(_fused_source(out_dir, config), path, config.int8_recipe())
+    quantize_onnx_dynamic(_int8_source(out_dir, config), path, config.int8_recipe())
     return ort_runner(ort_session(path))
 
 
@@ -298,7 +329,7 @@ def _write_int8_static(
     from nl_lightning.export.ort import ort_runner, ort_session, quantize_onnx_static
 
     reader = calibration_reader(signature, calibration, config.calibration_batches, config.random_calibration)
-    quantize_onnx_static(_fused_source(out_dir, config), path, reader, config.int8_recipe())
+    quantize_onnx_static(_int8_source(out_dir, config), path, reader, config.int8_recipe())
     return ort_runner(ort_session(path))
 
 

@@ -26,6 +26,7 @@ from nl_lightning._io import atomic_output
 from nl_lightning.errors import ConfigError
 from nl_lightning.export.isa import cpu_isa, has_vnni
 from nl_lightning.export.onnx import has_external_data
+from nl_lightning.export.smooth import DEFAULT_ALPHA, validate_alpha
 
 OptimizationLevel = Literal["basic", "extended", "all"]
 QuantDType = Literal["int8", "uint8"]
@@ -46,8 +47,12 @@ class Int8Recipe:
     """Static INT8 activations: u8 (x86 kernels are u8 x s8; s8 x s8 QDQ measured 2.3x slower at batch 1 on an
     AMX CPU, llama preset)."""
     weight_type: QuantDType = "int8"
+    smooth_alpha: float | None = DEFAULT_ALPHA
+    """SmoothQuant strength for gated MLPs' down projections (``export/smooth.py``), applied where calibration
+    data is given; None = off."""
 
     def __post_init__(self) -> None:
+        validate_alpha(self.smooth_alpha)
         for name in ("activation_type", "weight_type"):
             if getattr(self, name) not in _QUANT_TYPES:
                 raise ConfigError(f"Int8Recipe.{name}={getattr(self, name)!r} is not supported; choose one of "

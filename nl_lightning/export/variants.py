@@ -22,7 +22,7 @@ from nl_lightning._io import save_torch
 from nl_lightning.errors import ConfigError
 from nl_lightning.export.signature import ModelSignature, signature_of
 from nl_lightning.export.onnx import DEFAULT_OPSET, export_onnx, inference_copy, onnx_files
-from nl_lightning.export.ort import Int8Recipe
+from nl_lightning.export.ort import Int8Recipe, int8_recipe
 
 VariantName = Literal[
     "eager", "compile", "ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static",
@@ -102,6 +102,26 @@ class VariantBuilder:
             fuse_onnx(self.onnx_path(), path)
         return path
 
+    def int8_source(self) -> Path:
+        """The graph INT8 variants quantize: with calibration data and a gated MLP, the SmoothQuant-smoothed
+        model's (``export/smooth.py``; same fp32 function), else :meth:`fused_path`."""
+        from nl_lightning.export.fusion import fuse_onnx
+        from nl_lightning.export.smooth import smooth_glu
+
+        alpha = (self.recipe or int8_recipe()).smooth_alpha
+        if alpha is None or self.calibration is None:
+            return self.fused_path()
+        path = self.work_dir / ("model.smoothed.fused.onnx" if self.fuse else "model.smoothed.onnx")
+        if not path.exists():
+            smoothed, n = smooth_glu(self.net, self.calibration, alpha, self.calibration_batches)
+            if not n:
+                return self.fused_path()
+            plain = self.work_dir / "model.smoothed.onnx"
+            export_onnx(smoothed, plain, self.signature, self.opset)
+            if self.fuse:
+                fuse_onnx(plain, path)
+        return path
+
     def _ort(self, name: str) -> Variant:
         from nl_lightning.export import ort
 
@@ -113,9 +133,9 @@ class VariantBuilder:
         elif name == "ort_optimized":
             ort.optimize_onnx(self.fused_path(), path)
         elif name == "ort_int8_dynamic":
-            ort.quantize_onnx_dynamic(self.fused_path(), path, self.recipe)
+            ort.quantize_onnx_dynamic(self.int8_source(), path, self.recipe)
         elif name == "ort_int8_static":
-            ort.quantize_onnx_static(self.fused_path(), path, self._reader(), self.recipe)
+            ort.quantize_onnx_static(self.int8_source(), path, self._reader(), self.recipe)
         size = sum(p.stat().st_size for p in onnx_files(path))
         return Variant(name, ort.ort_runner(ort.ort_session(path, self.threads)), path, size)
 
