@@ -176,14 +176,17 @@ class ModelSpec(LitSpec, ABC):
             dead = await asyncio.to_thread(self.workers.dead)
             pids, none_alive = self.workers.pids, self.workers.none_alive()
             for uid, item in list(self._inflight.items()):
-                if item.worker_id is None:  # still queued: a live worker will take it, unless there is none
+                worker = item.worker_id
+                if worker is None and self.num_workers == 1 and 0 in pids:
+                    worker = 0  # the only worker holds it, or will: it sends no START report (``loops``)
+                if worker is None:  # still queued: a live worker will take it, unless there is none
                     if none_alive:
                         _fail(item, "every inference worker is down (restarting)")
                         self._inflight.pop(uid, None)
                     continue
-                pid = assigned.setdefault(uid, pids.get(item.worker_id, -1))
-                if item.worker_id in dead or pids.get(item.worker_id) != pid:
-                    _fail(item, f"inference worker {item.worker_id} died while answering it (it is restarting)")
+                pid = assigned.setdefault(uid, pids.get(worker, -1))
+                if worker in dead or pids.get(worker) != pid:
+                    _fail(item, f"inference worker {worker} died while answering it (it is restarting)")
                     self._inflight.pop(uid, None)
             for uid in set(assigned) - set(self._inflight):
                 assigned.pop(uid)

@@ -40,6 +40,7 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ls.LitServer:
     """The server of ``config.model_dir`` (not started). Loads the starting version once here, so a
     bad checkpoint or export fails now with its own message rather than in every worker."""
     from nl_lightning.serve.errors import install_error_handlers
+    from nl_lightning.serve.loops import EagerBatchedLoop
     from nl_lightning.serve.metrics import PrometheusCallback, process_metrics
     from nl_lightning.serve.registry import ModelRegistry
     from nl_lightning.serve.rollout import Rollout
@@ -61,6 +62,8 @@ def build_server(config: ServeConfig, state_dir: str | Path) -> ls.LitServer:
         restart_workers=True, model_metadata={"model_dir": str(config.model_dir), "task": runner.signature.task},
     )
     rollout.num_workers = spec.num_workers = len(server.devices) * config.workers_per_device
+    if isinstance(api.loop, EagerBatchedLoop):
+        api.loop.report_start = spec.num_workers > 1
     server.uvicorn_graceful_timeout = config.shutdown_timeout
     install_error_handlers(server.app, spec.fields(), config.max_payload_bytes, config.timeout)
     add_routes(server.app, ServingInfo(config, runner.signature, spec, registry, rollout), api.authorize)

@@ -66,6 +66,9 @@ def test_a_killed_worker_answers_503_at_once_and_is_restarted(model_dir, tmp_pat
         assert {r.status for _, _, r in after} <= {200, 503} and any(r.status == 503 for _, _, r in after)
         assert max(received - max(sent, killed) for sent, received, _ in after) < 1.0  # answered at once, no hang
         unavailable = next(r for _, _, r in after if r.status == 503)
+        # the requests the worker held are failed as its own (one worker sends no per-request START report)
+        assert any("inference worker 0 died while answering it" in r.json()["detail"] for _, _, r in after
+                   if r.status == 503), [r.json() for _, _, r in after if r.status == 503]
         assert unavailable.json()["detail"].startswith("Service unavailable: ") and "retry in a moment" in \
             unavailable.json()["detail"] and unavailable.headers["retry-after"] == "1"
         wait_for(lambda: client.get("/health").status == 200, 120, "the restarted worker")
