@@ -43,6 +43,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
+from nl_lightning.data.worker_queues import direct_queue_context
+
 __all__ = ["PackedBatch", "SharedBatchCollate", "SharedBatchLoader", "SlotOverwrittenError", "worker_batch_array"]
 
 _ALIGN = 64
@@ -325,7 +327,8 @@ class SharedBatchLoader(DataLoader):
 
     Same arguments and behaviour as torch's (Lightning re-creates it under DDP like any
     DataLoader); with ``num_workers=0`` it is torch's loader as is. Batches from workers are
-    views of shared memory, released when garbage-collected.
+    views of shared memory, released when garbage-collected; indices and packed batches travel
+    through :class:`~nl_lightning.data.worker_queues.DirectQueue` (same start method).
     """
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
@@ -335,6 +338,7 @@ class SharedBatchLoader(DataLoader):
         if not isinstance(self.collate_fn, SharedBatchCollate):
             prefetch = self.prefetch_factor or 2
             self.collate_fn = SharedBatchCollate(self.collate_fn, slots=prefetch + 4, in_flight=prefetch + 2)
+        self.multiprocessing_context = direct_queue_context(self.multiprocessing_context)
         unpacker = self.__dict__.setdefault("_unpacker", _Unpacker(pin_memory=self.pin_memory))
         if not self.persistent_workers:
             unpacker.rings.clear()  # new worker processes, new rings
