@@ -140,10 +140,13 @@ class _Ring:
         """A slot neither held by the main process nor possibly still in flight, else None."""
         h = self.header
         for k in range(self.slots):
-            seq = h[_slot_field(k, _SEQ)]
+            # ``delivered`` is read before ``held``: the main process sets held, then delivered, so a
+            # slot seen delivered is seen held too (read the other way round, a batch being unpacked
+            # could look delivered and not held, and be overwritten).
+            seq, delivered = h[_slot_field(k, _SEQ)], h[_slot_field(k, _DELIVERED)]
             if h[_slot_field(k, _HELD)] or seq < 0:
                 continue
-            if seq == 0 or h[_slot_field(k, _DELIVERED)] == seq or seq <= self.count - self.in_flight:
+            if seq == 0 or delivered == seq or seq <= self.count - self.in_flight:
                 return k
         return None
 

@@ -230,3 +230,32 @@ def test_worker_batch_array_is_none_outside_workers(tmp_path):
     loader = SharedBatchLoader(dataset, batch_size=8, num_workers=2, collate_fn=collate_batch)
     for batch, start in zip(loader, range(0, 64, 8)):
         np.testing.assert_array_equal(batch["x"].numpy(), x[start : start + 8])
+
+
+class _UnpackedWhileRead:
+    """A ring header whose slot is unpacked by the main process (held, then delivered) just as the
+    worker reads that slot's held flag: the interleaving that let a worker overwrite a held slot."""
+
+    def __init__(self, header, slot: int, seq: int) -> None:
+        self.header, self.seq, self.fired = header, seq, False
+        self.held, self.delivered = (shared_batches._slot_field(slot, f) for f in (shared_batches._HELD,
+                                                                                    shared_batches._DELIVERED))
+
+    def __getitem__(self, i):
+        value = self.header[i]
+        if i == self.held and not self.fired:
+            self.fired = True
+            self.header[self.held], self.header[self.delivered] = 1, self.seq  # _Unpacker's order
+        return value
+
+    def __setitem__(self, i, value):
+        self.header[i] = value
+
+
+def test_a_slot_being_unpacked_is_never_free(monkeypatch):
+    _as_worker(monkeypatch)
+    collate = SharedBatchCollate(_collate, slots=2, in_flight=2)
+    packed = [collate(Batches().__getitems__([i])) for i in range(2)]  # both slots in flight
+    ring = collate._ring
+    monkeypatch.setattr(ring, "header", _UnpackedWhileRead(ring.header, packed[0].slot, packed[0].seq))
+    assert ring.free_slot() is None and ring.header.fired
