@@ -77,7 +77,8 @@ class ReaderDataModule(L.LightningDataModule, ABC):
             num_workers: DataLoader worker processes (0 reads in the main process).
             pin_memory: page-locked batches for fast GPU copies; ``None`` = when CUDA is available.
             persistent_workers: keep workers between epochs; ``None`` = when ``num_workers > 0``.
-            prefetch_factor: batches loaded ahead per worker; ``None`` = torch's default (2).
+            prefetch_factor: batches loaded ahead per worker; ``None`` = as many as fit in
+                ``PREFETCH_BYTES`` (32 MiB) per worker, 2 to 8 (see :func:`auto_prefetch`).
             shuffle: shuffle the training split each epoch.
             drop_last: drop the last incomplete training batch.
             val_fraction: fraction of training rows held out for validation (no ``val`` source then).
@@ -229,9 +230,10 @@ class ReaderDataModule(L.LightningDataModule, ABC):
         if not self.model_normalizes:
             self._ensure_stats()
         workers = {}
-        if self.num_workers > 0:
-            workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
         dataset, train = self.datasets[split], split == "train"
+        if self.num_workers > 0:
+            prefetch = self.prefetch_factor or auto_prefetch(self.batch_size * _row_bytes(dataset))
+            workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": prefetch}
         if not train:
             batches = ArrayBatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
             return SharedBatchLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
@@ -309,6 +311,24 @@ class ReaderDataModule(L.LightningDataModule, ABC):
             generator = torch.Generator(device=device)
             generator.set_state(generator_state)
             self._generators[torch.device(device)] = generator
+
+
+PREFETCH_BYTES = 32 * 2**20
+
+
+def auto_prefetch(batch_bytes: int) -> int:
+    """Batches each worker loads ahead by default: as many as fit in ``PREFETCH_BYTES``, 2 to 8.
+
+    Small batches are latency-bound: with 2 workers on 2 cores, batches of 256 x 4 KiB from a
+    page-cached ``.npy`` went from ~0.5x the raw read at torch's 2 to ~0.7x at 8 (16: ~0.74x);
+    large batches keep torch's 2, bounding the shared memory (``prefetch + 4`` slots per worker).
+    """
+    return int(min(8, max(2, PREFETCH_BYTES // max(batch_bytes, 1))))
+
+
+def _row_bytes(dataset: ArrayDataset) -> int:
+    """Bytes of one sample in a batch: its fields and its ``row_id``."""
+    return 8 + sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in dataset.fields())
 
 
 def _check_args(batch_size: int, num_workers: int, prefetch_factor: int | None, validate: bool,

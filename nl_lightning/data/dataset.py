@@ -16,6 +16,7 @@ from torch.utils.data import default_collate
 from nl_lightning._io import bytes_sha256
 from nl_lightning.data.cache import Fields, SampleCache
 from nl_lightning.data.readers.base import Reader
+from nl_lightning.data.shared_batches import worker_batch_array
 from nl_lightning.data.transforms import Transform
 from nl_lightning.data.validate import check_dtype, check_lengths, check_sample_shape, resolve_dtype
 
@@ -31,6 +32,8 @@ class ArrayDataset(Dataset):
     ``feature_dtype`` / ``target_dtype`` and ``feature_shape``, then put back in sampler order.
     ``pre_transform`` (deterministic) runs before caching and is part of :meth:`fingerprint`;
     ``transform`` runs after, drawing from a generator seeded by ``seed`` (and the worker seed).
+    In a :class:`~nl_lightning.data.shared_batches.SharedBatchLoader` worker, features are read
+    straight into the worker's shared memory (``worker_batch_array``): one copy per batch.
     """
 
     def __init__(
@@ -94,9 +97,13 @@ class ArrayDataset(Dataset):
         parts += [str(self.fields()), repr(self.pre_transform)]
         return bytes_sha256("|".join(parts).encode())[:16]
 
-    def load(self, rows: np.ndarray) -> Fields:
-        """Decoded fields of sorted unique source ``rows``, bypassing the cache."""
-        x = self.features.read_batch(rows).astype(self.feature_dtype, copy=False)
+    def load(self, rows: np.ndarray, out: np.ndarray | None = None) -> Fields:
+        """Decoded fields of sorted unique source ``rows``, bypassing the cache; features are written
+        into ``out`` (shape ``(len(rows), *feature_shape)``, ``feature_dtype``) when given."""
+        if out is not None and self.pre_transform is None:
+            x = self.features.read_into(rows, out.reshape(len(rows), *self.features.sample_shape))
+        else:
+            x = self.features.read_batch(rows).astype(self.feature_dtype, copy=False)
         x = x.reshape(len(rows), *self.feature_shape)
         if self.pre_transform is not None:
             x = self.pre_transform(torch.from_numpy(x)).numpy()
@@ -104,17 +111,19 @@ class ArrayDataset(Dataset):
             return (x,)
         return x, self.targets.read_batch(rows).astype(self.target_dtype, copy=False)
 
-    def read_rows(self, rows: np.ndarray) -> Fields:
-        """Like :meth:`load`, through the cache when there is one."""
-        return self.load(rows) if self.cache is None else self.cache.read(rows, self.load)
+    def read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> Fields:
+        """Like :meth:`load`, through the cache when there is one (``out`` is then left unused)."""
+        return self.load(rows, out) if self.cache is None else self.cache.read(rows, self.load)
 
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         wanted = self.rows[np.asarray(indices, dtype=np.int64)]
+        out = worker_batch_array((len(wanted), *self.feature_shape), self.feature_dtype)  # None but in workers
         if len(wanted) > 1 and not (wanted[1:] > wanted[:-1]).all():  # shuffled: read sorted, reorder after
             rows, inverse = np.unique(wanted, return_inverse=True)
-            fields = tuple(field[inverse] for field in self.read_rows(rows))
+            x, *rest = self.read_rows(rows)
+            fields = (np.take(x, inverse, axis=0, out=out, mode="clip"), *(field[inverse] for field in rest))
         else:
-            fields = self.read_rows(wanted)
+            fields = self.read_rows(wanted, out)
         x = torch.from_numpy(fields[0])
         if self.transform is not None:
             x = self.transform(x, self.generator())

@@ -22,6 +22,11 @@ ahead). A worker that finds no free slot (its caller keeps many batches alive, e
 its ring. Each slot's sequence number is written after its data (-1 while writing) and checked by
 the main process, so a bug here raises instead of returning another batch's data. Batches are
 nested dicts, lists and tuples of tensors and plain values, as collate functions return.
+
+A Dataset can also read a batch's largest field straight into a free slot
+(:func:`worker_batch_array`, as ``ArrayDataset`` does): a collated tensor that lies in that slot is
+sent where it is, saving the copy into the ring (one copy per batch, memory map to slot, instead of
+two).
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["PackedBatch", "SharedBatchCollate", "SharedBatchLoader", "SlotOverwrittenError"]
+from nl_lightning.data.worker_queues import direct_queue_context
+
+__all__ = ["PackedBatch", "SharedBatchCollate", "SharedBatchLoader", "SlotOverwrittenError", "worker_batch_array"]
 
 _ALIGN = 64
 # Header (int64): [acknowledged, slots, slot_bytes, then per slot: seq, delivered seq, held].
@@ -126,28 +133,64 @@ class _Ring:
         self.data, self.header = _views(self.segment)
         self.header[2] = slot_bytes
         self.name, self.count = f"{os.getpid()}-{uuid.uuid4().hex}", 0
+        self.claimed: tuple[int, int] | None = None
+        """``(slot, nbytes)`` handed to the dataset by :meth:`claim` and not yet written."""
 
     def free_slot(self) -> int | None:
         """A slot neither held by the main process nor possibly still in flight, else None."""
         h = self.header
         for k in range(self.slots):
-            seq = h[_slot_field(k, _SEQ)]
+            # ``delivered`` is read before ``held``: the main process sets held, then delivered, so a
+            # slot seen delivered is seen held too (read the other way round, a batch being unpacked
+            # could look delivered and not held, and be overwritten).
+            seq, delivered = h[_slot_field(k, _SEQ)], h[_slot_field(k, _DELIVERED)]
             if h[_slot_field(k, _HELD)] or seq < 0:
                 continue
-            if seq == 0 or h[_slot_field(k, _DELIVERED)] == seq or seq <= self.count - self.in_flight:
+            if seq == 0 or delivered == seq or seq <= self.count - self.in_flight:
                 return k
         return None
 
-    def write(self, slot: int, tensors: list[Tensor]) -> tuple[int, Layout]:
-        self.count += 1
+    def claim(self, nbytes: int) -> np.ndarray | None:
+        """The first ``nbytes`` of a free slot, marked as being written, or None (no slot free)."""
+        self.release_claim()
+        slot = self.free_slot() if nbytes <= self.slot_bytes else None
+        if slot is None:
+            return None
         self.header[_slot_field(slot, _SEQ)] = -1  # writing
-        layout, offset = [], self.base + slot * self.slot_bytes
-        for t in tensors:
+        self.claimed = (slot, nbytes)
+        start = self.base + slot * self.slot_bytes
+        return self.data[start : start + nbytes]
+
+    def release_claim(self) -> None:
+        """Free a claimed slot that no batch was written to (a transform replaced the array, say)."""
+        if self.claimed is not None:
+            self.header[_slot_field(self.claimed[0], _SEQ)] = 0  # never written: free, and no stale read passes
+            self.claimed = None
+
+    def in_claim(self, tensor: Tensor) -> int | None:
+        """The segment offset of ``tensor`` (contiguous) when its bytes lie in the claimed region."""
+        nbytes = tensor.numel() * tensor.element_size()
+        if self.claimed is None or not nbytes:
+            return None
+        slot, claimed = self.claimed
+        start = self.base + slot * self.slot_bytes
+        offset = tensor.data_ptr() - self.segment.data_ptr()
+        return offset if start <= offset and offset + nbytes <= start + claimed else None
+
+    def write(self, slot: int, tensors: list[Tensor], in_place: list[int | None], start: int) -> tuple[int, Layout]:
+        """Copy ``tensors`` into ``slot`` from ``start`` bytes in, but those already in it (their
+        offsets in ``in_place``); the claim, if any, is used up."""
+        self.count += 1
+        self.claimed = None
+        self.header[_slot_field(slot, _SEQ)] = -1  # writing
+        layout, offset = [], self.base + slot * self.slot_bytes + start
+        for t, at in zip(tensors, in_place):
             nbytes = t.numel() * t.element_size()
-            if nbytes:
-                self.data[offset : offset + nbytes] = t.reshape(-1).view(torch.uint8).numpy()
-            layout.append((t.dtype, tuple(t.shape), offset, nbytes))
-            offset += _align(nbytes)
+            if at is None:
+                if nbytes:
+                    self.data[offset : offset + nbytes] = t.reshape(-1).view(torch.uint8).numpy()
+                at, offset = offset, offset + _align(nbytes)
+            layout.append((t.dtype, tuple(t.shape), at, nbytes))
         self.header[_slot_field(slot, _SEQ)] = self.count
         return self.count, layout
 
@@ -167,22 +210,56 @@ class SharedBatchCollate:
         batch = self.collate_fn(samples)
         if get_worker_info() is None:
             return batch
+        _worker_collate[:] = [os.getpid(), self]  # for worker_batch_array
         tensors: list[Tensor] = []
         structure = flatten(batch, tensors)
         tensors = [t.contiguous() for t in tensors]
-        nbytes = sum(_align(t.numel() * t.element_size()) for t in tensors)
-        if self._ring is None or nbytes > self._ring.slot_bytes:
-            size = max(nbytes, 2 * self._ring.slot_bytes) if self._ring else nbytes
-            self._ring = _Ring(self.slots, size, self.in_flight)
         ring = self._ring
-        slot = ring.free_slot()
+        in_place = [None if ring is None else ring.in_claim(t) for t in tensors]
+        start = _align(ring.claimed[1]) if any(at is not None for at in in_place) else 0  # type: ignore[union-attr]
+        nbytes = start + sum(_align(t.numel() * t.element_size()) for t, at in zip(tensors, in_place) if at is None)
+        if ring is None or nbytes > ring.slot_bytes:  # a new ring: everything is copied into it
+            nbytes = sum(_align(t.numel() * t.element_size()) for t in tensors)
+            size = max(nbytes, 2 * ring.slot_bytes) if ring else nbytes
+            self._ring = ring = _Ring(self.slots, size, self.in_flight)
+            in_place, start = [None] * len(tensors), 0
+        if start:  # the dataset read into the claimed slot: the batch is written around that
+            slot: int | None = ring.claimed[0]  # type: ignore[index]
+        else:
+            ring.release_claim()
+            slot = ring.free_slot()
         if slot is None:  # the caller keeps many batches alive: torch's own path for this one
             return batch
-        seq, layout = ring.write(slot, tensors)
+        seq, layout = ring.write(slot, tensors, in_place, start)
         return PackedBatch(ring.name, slot, seq, layout, structure, None if ring.acknowledged else ring.segment)
+
+    def claim(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+        """An uninitialised ``shape`` / ``dtype`` array in a free slot of this worker's ring, or None."""
+        if self._ring is None:
+            return None
+        raw = self._ring.claim(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        return None if raw is None else raw.view(dtype).reshape(shape)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**vars(self), "_ring": None}  # each worker process builds its own ring
+
+
+_worker_collate: list[Any] = []
+"""``[pid, SharedBatchCollate]`` of this DataLoader worker process, once it collated a batch."""
+
+
+def worker_batch_array(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray | None:
+    """An uninitialised array in a free slot of this :class:`SharedBatchLoader` worker's ring, for a
+    Dataset's ``__getitems__`` to read a batch's largest field into; None anywhere else (the main
+    process, another DataLoader, before the worker's first batch, no free slot).
+
+    Returned in the batch as it is (e.g. ``torch.from_numpy``), it reaches the main process without
+    another copy; if the batch does not use it, the slot is freed at the next collate or claim. Only
+    the last claim of a worker holds a slot.
+    """
+    if len(_worker_collate) != 2 or _worker_collate[0] != os.getpid() or get_worker_info() is None:
+        return None
+    return _worker_collate[1].claim(tuple(shape), np.dtype(dtype))
 
 
 @dataclass
@@ -253,7 +330,8 @@ class SharedBatchLoader(DataLoader):
 
     Same arguments and behaviour as torch's (Lightning re-creates it under DDP like any
     DataLoader); with ``num_workers=0`` it is torch's loader as is. Batches from workers are
-    views of shared memory, released when garbage-collected.
+    views of shared memory, released when garbage-collected; indices and packed batches travel
+    through :class:`~nl_lightning.data.worker_queues.DirectQueue` (same start method).
     """
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
@@ -263,6 +341,7 @@ class SharedBatchLoader(DataLoader):
         if not isinstance(self.collate_fn, SharedBatchCollate):
             prefetch = self.prefetch_factor or 2
             self.collate_fn = SharedBatchCollate(self.collate_fn, slots=prefetch + 4, in_flight=prefetch + 2)
+        self.multiprocessing_context = direct_queue_context(self.multiprocessing_context)
         unpacker = self.__dict__.setdefault("_unpacker", _Unpacker(pin_memory=self.pin_memory))
         if not self.persistent_workers:
             unpacker.rings.clear()  # new worker processes, new rings

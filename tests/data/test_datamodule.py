@@ -9,7 +9,7 @@ import torch
 from datafiles import FORMATS, file_datamodule_kwargs, write
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from nl_lightning.data import ArrayDataModule, FileDataModule, Normalize
+from nl_lightning.data import ArrayDataModule, FileDataModule, Normalize, datamodule
 from nl_lightning.data.readers import MemoryReader
 
 
@@ -122,6 +122,23 @@ def test_loader_settings_reach_the_dataloader(arrays):
     defaults = ArrayDataModule(x_train=x, num_workers=1)
     assert defaults.persistent_workers is True and defaults.pin_memory == torch.cuda.is_available()
     assert ArrayDataModule(x_train=x).val_dataloader() == []  # no val data: validation is skipped
+
+
+def test_default_prefetch_fits_the_prefetch_budget(arrays, monkeypatch):
+    """``prefetch_factor=None``: as many batches per worker as fit in PREFETCH_BYTES, 2 to 8."""
+    x, y = arrays  # a batch of 5: 5 x (48 feature + 8 target + 8 row_id bytes) = 320 bytes
+
+    def loader(**kwargs):
+        return ArrayDataModule(x_train=x, y_train=y, batch_size=5, num_workers=2, **kwargs).train_dataloader()
+
+    assert loader().prefetch_factor == 8 and loader(prefetch_factor=3).prefetch_factor == 3
+    monkeypatch.setattr(datamodule, "PREFETCH_BYTES", 320 * 5)
+    assert loader().prefetch_factor == 5
+    monkeypatch.setattr(datamodule, "PREFETCH_BYTES", 320 * 5 - 1)
+    assert loader().prefetch_factor == 4
+    monkeypatch.setattr(datamodule, "PREFETCH_BYTES", 100)
+    assert loader().prefetch_factor == 2
+    assert ArrayDataModule(x_train=x, batch_size=5).train_dataloader().prefetch_factor is None  # no workers
 
 
 @pytest.mark.parametrize("transform_on", ["sample", "batch"])

@@ -51,6 +51,29 @@ def test_read_batch_returns_a_writable_copy(fmt, arrays, tmp_path):
     np.testing.assert_array_equal(reader.read_batch(ROWS), x[ROWS])
 
 
+@pytest.mark.parametrize("fmt", [*FORMATS, "memory", "hdf5_contiguous", "hdf5_compressed"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_read_into_writes_the_rows_into_out_converted(fmt, dtype, arrays, tmp_path):
+    """What a DataLoader worker reads straight into shared memory: every layout, one slice or not,
+    converted to ``out``'s dtype as ``astype`` does, nothing written outside the rows asked for."""
+    x, _ = arrays
+    if fmt == "memory":
+        reader = MemoryReader(x)
+    elif fmt.startswith("hdf5_"):
+        with h5py.File(tmp_path / "x.h5", "w") as f:
+            f.create_dataset("x", data=x, **({"chunks": (4, 3, 4), "compression": "gzip"} if fmt == "hdf5_compressed"
+                                             else {}))
+        reader = open_reader(tmp_path / "x.h5", "x")
+    else:
+        reader = _open(fmt, write(fmt, tmp_path, x, None))
+    for rows in (np.arange(4, 12), ROWS, np.array([39]), np.array([], dtype=np.int64)):
+        buffer = np.full((len(rows) + 2, 3, 4), -7, dtype=dtype)
+        target = buffer[1:-1]
+        assert reader.read_into(rows, target) is target
+        np.testing.assert_array_equal(buffer[1:-1], x[rows].astype(dtype))
+        assert (buffer[[0, -1]] == -7).all()
+
+
 @pytest.mark.parametrize("source", ["numpy", "tensor"])
 def test_memory_reader(arrays, source):
     x, _ = arrays

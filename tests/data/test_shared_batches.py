@@ -1,5 +1,6 @@
 """SharedBatchLoader: worker batches through shared-memory slots equal torch's, never alias a slot,
-survive abandoned passes and growing batches, and a reused slot is detected, not returned."""
+survive abandoned passes and growing batches, and a reused slot is detected, not returned; a
+dataset reads features straight into a slot without leaking it."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import gc
 import itertools
 from collections import namedtuple
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nl_lightning.data import shared_batches
-from nl_lightning.data.shared_batches import PackedBatch, SharedBatchCollate, SharedBatchLoader, SlotOverwrittenError
+from nl_lightning.data.dataset import ArrayDataset, collate_batch
+from nl_lightning.data.readers import MemoryReader, NpyReader
+from nl_lightning.data.shared_batches import (
+    PackedBatch, SharedBatchCollate, SharedBatchLoader, SlotOverwrittenError, worker_batch_array,
+)
 
 Pair = namedtuple("Pair", ["a", "b"])
 
@@ -106,6 +112,7 @@ def test_without_workers_it_is_torch_s_loader():
 
 def _as_worker(monkeypatch):
     monkeypatch.setattr(shared_batches, "get_worker_info", lambda: object())
+    monkeypatch.setattr(shared_batches, "_worker_collate", [])  # this test's collate only
 
 
 def test_the_ring_is_sent_until_the_main_process_has_it(monkeypatch):
@@ -164,3 +171,91 @@ def test_batches_from_workers_are_views_of_shared_memory_not_copies():
         ptr = batch["x"].data_ptr()
         shared += any(seg.data_ptr() <= ptr < seg.data_ptr() + seg.numel() for seg in segments)
     assert shared == len(expected)  # no batch fell back to torch's path
+
+
+def _npy_dataset(tmp_path, **kwargs):
+    x = np.arange(64 * 6, dtype=np.float32).reshape(64, 2, 3)
+    np.save(tmp_path / "x.npy", x)
+    return x, ArrayDataset(NpyReader(tmp_path / "x.npy"), MemoryReader(np.arange(64) % 5), **kwargs)
+
+
+def _in_segment(tensor: torch.Tensor, segment: torch.Tensor) -> int | None:
+    offset = tensor.data_ptr() - segment.data_ptr()
+    return offset if 0 <= offset < segment.numel() else None
+
+
+@pytest.mark.parametrize("indices", [list(range(8, 16)), [9, 3, 40, 3, 17, 8, 63, 0]], ids=["sequential", "shuffled"])
+def test_array_dataset_reads_features_straight_into_the_slot(monkeypatch, tmp_path, indices):
+    """One copy per batch: the worker's features are read into a free slot and sent from there; the
+    small fields are copied after them."""
+    _as_worker(monkeypatch)
+    x, dataset = _npy_dataset(tmp_path)
+    collate, unpacker = SharedBatchCollate(collate_batch, slots=3, in_flight=2), shared_batches._Unpacker()
+    assert worker_batch_array((2, 3), "float32") is None  # no ring before the worker's first batch
+    unpacker(collate(dataset.__getitems__([0, 1, 2, 3, 4, 5, 6, 7])))
+    batch = dataset.__getitems__(indices)
+    segment = collate._ring.segment
+    offset = _in_segment(batch["x"], segment)
+    assert offset is not None and _in_segment(batch["y"], segment) is None
+    copied = []
+    write = shared_batches._Ring.write
+    monkeypatch.setattr(shared_batches._Ring, "write", lambda ring, slot, tensors, in_place, start: (
+        copied.extend(t.numel() * t.element_size() for t, at in zip(tensors, in_place) if at is None),
+        write(ring, slot, tensors, in_place, start))[1])
+    packed = collate(batch)
+    assert packed.layout[0][2] == offset and sum(copied) == 2 * 8 * 8  # x sent where it was read; y, row_id copied
+    got = unpacker(packed)
+    np.testing.assert_array_equal(got["x"].numpy(), x[indices])
+    np.testing.assert_array_equal(got["y"].numpy(), np.array(indices) % 5)
+    np.testing.assert_array_equal(got["row_id"].numpy(), indices)
+
+
+def test_an_unused_or_abandoned_claim_frees_its_slot(monkeypatch, tmp_path):
+    """A transform that returns a new tensor leaves the claimed slot unused, and a batch that raises
+    after its claim never reaches the collate: neither may leak the slot (3 slots, 8 batches)."""
+    _as_worker(monkeypatch)
+    x, dataset = _npy_dataset(tmp_path, transform=lambda t, generator: t * 2)
+    collate, unpacker = SharedBatchCollate(collate_batch, slots=3, in_flight=2), shared_batches._Unpacker()
+    for start in range(0, 64, 8):
+        rows = list(range(start, start + 8))
+        assert worker_batch_array((8, 2, 3), "float32") is not None or start == 0  # claimed, never collated
+        packed = collate(dataset.__getitems__(rows))
+        assert isinstance(packed, PackedBatch)
+        np.testing.assert_array_equal(unpacker(packed)["x"].numpy(), x[rows] * 2)
+
+
+def test_worker_batch_array_is_none_outside_workers(tmp_path):
+    x, dataset = _npy_dataset(tmp_path)
+    assert worker_batch_array((2, 3), "float32") is None
+    loader = SharedBatchLoader(dataset, batch_size=8, num_workers=2, collate_fn=collate_batch)
+    for batch, start in zip(loader, range(0, 64, 8)):
+        np.testing.assert_array_equal(batch["x"].numpy(), x[start : start + 8])
+
+
+class _UnpackedWhileRead:
+    """A ring header whose slot is unpacked by the main process (held, then delivered) just as the
+    worker reads that slot's held flag: the interleaving that let a worker overwrite a held slot."""
+
+    def __init__(self, header, slot: int, seq: int) -> None:
+        self.header, self.seq, self.fired = header, seq, False
+        self.held, self.delivered = (shared_batches._slot_field(slot, f) for f in (shared_batches._HELD,
+                                                                                    shared_batches._DELIVERED))
+
+    def __getitem__(self, i):
+        value = self.header[i]
+        if i == self.held and not self.fired:
+            self.fired = True
+            self.header[self.held], self.header[self.delivered] = 1, self.seq  # _Unpacker's order
+        return value
+
+    def __setitem__(self, i, value):
+        self.header[i] = value
+
+
+def test_a_slot_being_unpacked_is_never_free(monkeypatch):
+    _as_worker(monkeypatch)
+    collate = SharedBatchCollate(_collate, slots=2, in_flight=2)
+    packed = [collate(Batches().__getitems__([i])) for i in range(2)]  # both slots in flight
+    ring = collate._ring
+    monkeypatch.setattr(ring, "header", _UnpackedWhileRead(ring.header, packed[0].slot, packed[0].seq))
+    assert ring.free_slot() is None and ring.header.fired

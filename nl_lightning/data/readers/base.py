@@ -62,6 +62,13 @@ class Reader(ABC):
     def fingerprint(self) -> str:
         """A short hash that changes when the underlying data changes."""
 
+    def read_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``read_batch(rows)`` written into ``out`` (shape ``(len(rows), *sample_shape)``, converted
+        to its dtype as ``astype`` does) and returned. Readers of byte-addressable files override it
+        to copy straight from the file's pages, e.g. into a DataLoader worker's shared memory."""
+        np.copyto(out, self.read_batch(rows), casting="unsafe")
+        return out
+
     def read(self, row: int) -> np.ndarray:
         """One row, shape ``sample_shape``."""
         if not -len(self) <= row < len(self):
@@ -171,12 +178,18 @@ def is_contiguous(rows: np.ndarray) -> bool:
     return len(rows) > 0 and int(rows[-1]) - int(rows[0]) + 1 == len(rows)
 
 
-def read_sorted(array: Any, rows: np.ndarray, density: int = 4) -> np.ndarray:
+def read_sorted(array: Any, rows: np.ndarray, density: int = 4, out: np.ndarray | None = None) -> np.ndarray:
     """``array[rows]`` for sorted unique rows: one slice when the rows are dense, else fancy indexing.
 
     Reading the covering slice and subsetting beats a fancy-index read once the span is within
     ``density`` times the number of rows (HDF5 and memory maps both read contiguously fastest).
+    ``out``: written into and returned instead of a new array (as :meth:`Reader.read_into`); rows
+    forming one slice are then copied once, straight from ``array``.
     """
+    if out is not None:
+        np.copyto(out, array[int(rows[0]) : int(rows[-1]) + 1] if is_contiguous(rows) else read_sorted(array, rows),
+                  casting="unsafe")
+        return out
     if len(rows) == 0:
         return _owned(array[0:0])
     start, stop = int(rows[0]), int(rows[-1]) + 1

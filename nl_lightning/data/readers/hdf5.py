@@ -90,10 +90,12 @@ class ChunkedRows:
                 record(dataset.id.get_chunk_info(i))
         return None if (offsets < 0).any() else cls(file, dataset, offsets)
 
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """``dataset[rows]`` for sorted unique ``rows``, as a fresh array."""
+    def take(self, rows: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
+        """``dataset[rows]`` for sorted unique ``rows``, as a fresh array or written into ``into``
+        (C-contiguous, of the dataset's dtype)."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
+        out = np.empty((len(rows), self.row_bytes), np.uint8) if into is None else into.view(np.uint8).reshape(
+            len(rows), self.row_bytes)
         if len(rows):
             chunk, within = np.divmod(rows, self.rows_per_chunk)
             starts = self.chunk_offsets[chunk] + within * self.row_bytes
@@ -101,7 +103,7 @@ class ChunkedRows:
             for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(rows)].tolist()):
                 start = int(starts[a])
                 out[a:b] = self.bytes[start : start + (b - a) * self.row_bytes].reshape(b - a, self.row_bytes)
-        return out.view(self.dtype).reshape(len(rows), *self.shape[1:])
+        return out.view(self.dtype).reshape(len(rows), *self.shape[1:]) if into is None else into
 
 
 def open_rows(path: str, key: str) -> tuple[Any, Any]:
@@ -159,6 +161,14 @@ class Hdf5Reader(FileReader):
         if self._chunked and len(rows) and int(rows[-1]) - int(rows[0]) >= 4 * len(rows):
             return read_runs(dataset, rows)  # HDF5 point selections across chunks are slow
         return read_sorted(dataset, rows)
+
+    def read_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        dataset = self._dataset.get()[1]
+        if isinstance(dataset, ChunkedRows) and out.dtype == self._dtype and out.flags.c_contiguous:
+            return dataset.take(rows, into=out)
+        if isinstance(dataset, np.memmap):
+            return read_sorted(dataset, rows, out=out)
+        return super().read_into(rows, out)
 
     def read_range(self, start: int, stop: int) -> np.ndarray:
         dataset = self._dataset.get()[1]

@@ -46,6 +46,9 @@ class MemoryReader(Reader):
     def read_batch(self, rows: np.ndarray) -> np.ndarray:
         return read_sorted(self._array, rows)
 
+    def read_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return read_sorted(self._array, rows, out=out)
+
     def fingerprint(self) -> str:
         data = np.ascontiguousarray(self._array)
         meta = f"{data.dtype}{data.shape}".encode()

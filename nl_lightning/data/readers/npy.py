@@ -55,6 +55,9 @@ class NpyReader(FileReader):
     def read_batch(self, rows: np.ndarray) -> np.ndarray:
         return read_sorted(self._array.get(), rows)
 
+    def read_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return read_sorted(self._array.get(), rows, out=out)
+
     def fingerprint(self) -> str:
         return file_fingerprint(self.path, "npy")
 
