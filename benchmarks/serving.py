@@ -17,6 +17,8 @@ one inference worker, one torch thread, ``max_batch_size=8``, ``batch_timeout=0.
 - ``bare``: LitServe's own pattern (``decode_request`` builds a tensor, ``predict``, ``encode_response``);
 - ``bare_async_auth``: the same with an async no-op ``LitAPI.authorize`` (LitServe's default key
   check is a sync dependency run in a thread pool per request; ours is async): the fair baseline;
+- ``bare_unbatched``: that with ``max_batch_size=1`` (LitServe's unbatched loop, no batch wait): LitServe's
+  own floor at concurrency 1, the process hop every LitServe server pays, for the latency verdict's context;
 - ``fastapi``: a plain FastAPI + uvicorn app, one process, the model called in the endpoint.
 
 Figures: latency at concurrency 1 (p50 / p95 / p99, all rounds), requests/s at ``--concurrency``
@@ -61,7 +63,7 @@ from _results import write_result  # noqa: E402
 MEASURES = ("nl_lightning/serve", "nl_lightning/predict", "nl_lightning/cli.py", "nl_lightning/commands")
 
 BATCHING = {"max_batch_size": 8, "batch_timeout": 0.005}
-KINDS = ("ours", "bare", "bare_async_auth", "fastapi")
+KINDS = ("ours", "bare", "bare_async_auth", "bare_unbatched", "fastapi")
 STEPS, FEATURES = 16, 8
 BATCH_ROWS = 256
 LM_NEW_TOKENS, LM_CLIENTS = 64, 8
@@ -99,8 +101,8 @@ def make_lm(folder: Path) -> Path:
 class BareAPI(ls.LitAPI):
     """The baseline: a plain LitAPI around the same checkpoint, as LitServe's docs write one."""
 
-    def __init__(self, checkpoint: str) -> None:
-        super().__init__(**BATCHING)
+    def __init__(self, checkpoint: str, batching: dict[str, Any] = BATCHING) -> None:
+        super().__init__(**batching)
         self.checkpoint = checkpoint
 
     def setup(self, device: str) -> None:
@@ -127,10 +129,20 @@ class BareAsyncAuthAPI(BareAPI):
         return None
 
 
+class BareUnbatchedAPI(BareAsyncAuthAPI):
+    """The async-authorize baseline unbatched: one request, one forward (``predict`` gets one row)."""
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return super().predict(x[None])[0]
+
+
 def run_baseline(kind: str, port: int, checkpoint: str) -> None:
     if kind == "fastapi":
         return run_fastapi(port, checkpoint)
-    api = (BareAsyncAuthAPI if kind == "bare_async_auth" else BareAPI)(checkpoint)
+    if kind == "bare_unbatched":
+        api = BareUnbatchedAPI(checkpoint, {"max_batch_size": 1})
+    else:
+        api = (BareAsyncAuthAPI if kind == "bare_async_auth" else BareAPI)(checkpoint)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=30)
     server.run(host="127.0.0.1", port=port, generate_client_file=False, log_level="warning")
 
@@ -383,6 +395,7 @@ def classifier_figures(binary: str, workdir: Path, requests: int, concurrency: i
     figures["rps_ratio"] = round(statistics.median(pairs), 3)
     figures["rps_ratio_range"] = [round(min(pairs), 3), round(max(pairs), 3)]
     figures["c1_p95_ratio_fastapi"] = round(figures["ours"]["c1_p95_ms"] / figures["fastapi"]["c1_p95_ms"], 3)
+    figures["c1_p95_ratio_fastapi_floor"] = round(figures["bare_unbatched"]["c1_p95_ms"] / figures["fastapi"]["c1_p95_ms"], 3)
     figures["batch_predict_rows_per_s"] = round(statistics.median(batch_rps), 1)
     return figures
 
@@ -432,8 +445,11 @@ def render(f: dict[str, Any]) -> str:
     rows = ["| server | c=1 p50 ms | c=1 p95 ms | c=1 p99 ms | req/s at c=" + str(f["concurrency"])
             + " | errors | RSS before → after (MiB) |", "|---|---|---|---|---|---|---|"]
     names = {"ours": "`nl-lightning serve`", "bare": "bare LitServe `LitAPI`",
-             "bare_async_auth": "bare `LitAPI`, async no-op `authorize`", "fastapi": "plain FastAPI + uvicorn"}
+             "bare_async_auth": "bare `LitAPI`, async no-op `authorize`",
+             "bare_unbatched": "bare `LitAPI`, async `authorize`, unbatched", "fastapi": "plain FastAPI + uvicorn"}
     for kind, name in names.items():
+        if kind not in f:  # results from before the unbatched baseline
+            continue
         s = f[kind]
         rows.append(f"| {name} | {s['c1_p50_ms']} | {s['c1_p95_ms']} | {s['c1_p99_ms']} | {s['rps']} | {s['errors']} | "
                     f"{s['rss_before_mib']} → {s['rss_after_mib']} ({100 * s['rss_growth']:+.1f}%) |")
@@ -444,11 +460,19 @@ def render(f: dict[str, Any]) -> str:
         f"\n\nhey, {f['requests']} requests per measurement x {f['rounds']} rounds; max_batch_size "
         f"{f['max_batch_size']}, batch_timeout {f['batch_timeout']} s. Ours / bare with async authorize at "
         f"{f['concurrency']} concurrent: **{f['rps_ratio']}x** (range {low}–{high}); ours / FastAPI p95 at "
-        f"concurrency 1: **{f['c1_p95_ratio_fastapi']}x**; `/batch_predict` ({f['batch_rows']} rows per request): "
+        f"concurrency 1: **{f['c1_p95_ratio_fastapi']}x**{_floor(f)}; `/batch_predict` ({f['batch_rows']} rows per request): "
         f"**{f['batch_predict_rows_per_s']:.0f} rows/s**. LM ({lm['new_tokens']} new tokens, greedy, streamed): "
         f"{lm['tokens_per_s_1']} tokens/s with 1 client, {lm[f'tokens_per_s_{LM_CLIENTS}']} with {lm['clients']} "
         f"(**{lm['ratio']}x**, range {lm['ratio_range'][0]}–{lm['ratio_range'][1]}), time to first token p50 "
         f"{lm['ttft_p50_ms']} ms / p95 {lm['ttft_p95_ms']} ms with {lm['clients']} clients. Targets: {verdict}.")
+
+
+def _floor(f: dict[str, Any]) -> str:
+    """LitServe's own floor at concurrency 1 (the unbatched bare server) against FastAPI, where measured."""
+    if "bare_unbatched" not in f:
+        return ""
+    return (f" (LitServe's own floor, the unbatched bare `LitAPI`: p95 {f['bare_unbatched']['c1_p95_ms']} ms, "
+            f"{f['c1_p95_ratio_fastapi_floor']}x FastAPI's)")
 
 
 def headline(figures: dict[str, Any]) -> tuple[str, str]:
