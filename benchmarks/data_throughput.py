@@ -398,11 +398,19 @@ def _rate(samples_per_s: float) -> str:
 
 
 def headline(figures: dict) -> tuple[str, str]:
-    """README's table of headline figures: (what was measured, the figure)."""
-    ratios = {fmt: figures[fmt]["workers0_fast_ratio"] for fmt in ("npy", "hdf5") if "workers0_fast_ratio" in figures[fmt]}
-    met = "met" if all(r >= TARGET for r in ratios.values()) else "**not met**"
-    return ("`FileDataModule` fast path vs a raw read loop, 0 workers",
-            ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + f" (target >= {TARGET}x: {met})")
+    """README's table of headline figures: (what was measured, the figure): the 2-worker targets where
+    measured, else the 0-worker fast path of the first version."""
+    if "transform" not in figures:
+        ratios = {fmt: figures[fmt]["workers0_fast_ratio"] for fmt in ("npy", "hdf5")
+                  if "workers0_fast_ratio" in figures[fmt]}
+        met = "met" if all(r >= TARGET for r in ratios.values()) else "**not met**"
+        return ("`FileDataModule` fast path vs a raw read loop, 0 workers",
+                ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + f" (target >= {TARGET}x: {met})")
+    checks = worker_checks(figures)
+    met = "met" if all(value >= target for value, target in checks.values()) else "**not met**"
+    return ("`FileDataModule` with 2 workers: NPY / HDF5 vs the raw read and a bare DataLoader, CPU-heavy transform "
+            "vs 0 workers, shuffled Parquet vs sequential",
+            ", ".join(f"{value:.2f}x" for value, _ in checks.values()) + f" (targets: {met})")
 
 
 if __name__ == "__main__":
