@@ -37,6 +37,7 @@ _EPS = 1e-5
 
 
 def validate_alpha(alpha: float | None) -> None:
+    """Raise ``ConfigError`` unless ``alpha`` is in (0, 1) or None (SmoothQuant off)."""
     if alpha is not None and not 0.0 < alpha < 1.0:
         raise ConfigError(f"smooth_alpha={alpha!r} must be in (0, 1) (0.5-0.8 is typical), or None to turn "
                           "SmoothQuant off.")
