@@ -3,7 +3,11 @@
 Each runner is ``fn(x) -> output`` (eager, compiled, ORT session, quantized). At every batch size
 each is warmed up, then all are timed in ``rounds`` rounds of ``iters`` calls, the order rotating
 every round, so a change in the machine's load falls on every runner alike rather than on
-whichever ran last. Every result carries the thread count and the load average it was measured
+whichever ran last. Before each runner's turn the process sleeps ``settle_s``, so the runner timed
+before it has gone idle: an ONNX Runtime session's intra-op threads spin after every run (and
+OpenMP's wait the same way), and on a 2-core machine they took a core from the next runner (with
+the pause, the INT8 llama's interleaved p50 at batch 1 matched its p50 timed alone; eager's did not
+move). Every result carries the thread count and the load average it was measured
 under: latency on a CPU means little without them. Peak memory is CUDA's allocator peak on GPU,
 and on CPU the resident-set growth above the pre-run level, sampled every millisecond (so it
 includes ONNX Runtime's arena, which torch's counters cannot see).
@@ -25,6 +29,8 @@ from torch import Tensor
 from nl_lightning.errors import ConfigError
 
 Clock = Callable[[], float]
+DEFAULT_SETTLE_S = 0.05
+"""Pause before each runner's turn (seconds): long enough for the previous runner's threads to stop spinning."""
 
 
 @dataclass
@@ -99,12 +105,17 @@ def load_average() -> float | None:
 def profile(
     runners: Mapping[str, Callable[[Tensor], Any]], make_input: Callable[[int], Tensor], batch_sizes: Sequence[int],
     warmup: int = 5, iters: int = 20, rounds: int = 5, clock: Clock = time.perf_counter,
+    settle_s: float = DEFAULT_SETTLE_S,
 ) -> list[ProfileResult]:
     """Profile every runner at every batch size; ``make_input(batch_size)`` gives the input.
 
     Each runner gets ``warmup`` untimed calls, then ``rounds`` x ``iters`` timed ones, interleaved
-    with the other runners (the order rotates every round)."""
+    with the other runners (the order rotates every round), each turn after a ``settle_s`` pause
+    when there are several runners (see the module docstring)."""
     validate_profile(batch_sizes, warmup, iters, rounds)
+    if settle_s < 0:
+        raise ConfigError(f"profile needs settle_s >= 0, got {settle_s}.")
+    settle = settle_s if len(runners) > 1 else 0.0
     names = list(runners)
     results = []
     for batch_size in batch_sizes:
@@ -114,6 +125,8 @@ def profile(
         for r in range(-1, rounds):  # round -1: warm-up
             shift = max(r, 0) % len(names)
             for name in names[shift:] + names[:shift]:
+                if settle:
+                    time.sleep(settle)
                 with PeakMemory(x.is_cuda) as mem:
                     if r < 0:
                         time_calls(runners[name], x, warmup, 0, clock)

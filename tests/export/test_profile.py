@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 
 import pytest
@@ -34,6 +35,21 @@ def test_runners_are_interleaved_and_the_order_rotates_every_round():
     runners = {name: clock.runner(name, 1e-3) for name in ("a", "b", "c")}
     profile(runners, lambda b: torch.zeros(b, 4), batch_sizes=[1], warmup=1, iters=2, rounds=3, clock=clock)
     assert clock.calls == list("abc" "aabbcc" "bbccaa" "ccaabb")  # warm-up, then rounds starting at a, b, c
+
+
+def test_each_runner_turn_starts_after_a_settle_pause(monkeypatch):
+    """The previous runner's threads get ``settle_s`` to go idle before the next runner is timed."""
+    clock = FakeClock()
+    monkeypatch.setattr(time, "sleep", lambda s: clock.calls.append(f"sleep {s}"))
+    runners = {name: clock.runner(name, 1e-3) for name in ("a", "b")}
+    profile(runners, lambda b: torch.zeros(b, 4), batch_sizes=[1], warmup=1, iters=2, rounds=2, clock=clock,
+            settle_s=0.25)
+    pause = "sleep 0.25"
+    assert clock.calls == [pause, "a", pause, "b", pause, "a", "a", pause, "b", "b", pause, "b", "b", pause, "a", "a"]
+    clock.calls.clear()  # one runner: nothing ran before it, nothing to wait for
+    profile({"a": clock.runner("a", 1e-3)}, lambda b: torch.zeros(b, 4), [1], warmup=0, iters=1, rounds=1,
+            clock=clock, settle_s=0.25)
+    assert clock.calls == ["a"]
 
 
 def test_latency_statistics_and_throughput_from_known_times():
@@ -96,6 +112,7 @@ def test_peak_memory_sees_an_allocation():
         (dict(batch_sizes=[1], iters=0), "iters >= 1"),
         (dict(batch_sizes=[1], warmup=-1), "warmup >= 0"),
         (dict(batch_sizes=[1], rounds=0), "rounds >= 1"),
+        (dict(batch_sizes=[1], settle_s=-1.0), "settle_s >= 0"),
     ],
 )
 def test_profile_errors(kwargs, match):
