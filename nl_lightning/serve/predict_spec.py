@@ -19,6 +19,7 @@ from fastapi import Request, Response
 
 from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.dispatch import ModelSpec
+from nl_lightning.serve.loops import ALONE
 from nl_lightning.serve.schemas import (
     ServeRequest, ServeResponse, batch_request_schema, batch_response_schema, parse_body,
 )
@@ -59,6 +60,7 @@ class PredictSpec(ModelSpec):
         return {"/predict": self.schema, "/batch_predict": self.batch_schema}
 
     async def _run(self, payload: dict[str, Any]) -> Response:
+        payload[ALONE] = not self._inflight  # the worker then runs it without looking for others (loops.py)
         status, body = await self.answer(*self.submit(payload))
         return Response(body, status_code=status, media_type=JSON)
 
