@@ -12,7 +12,7 @@ the worker writes the JSON itself.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +36,9 @@ class ServeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     _request_id: str | None = PrivateAttr(default=None)
+    fast_twin: ClassVar[type[ServeRequest] | None] = None
+    """A schema that accepts exactly the same bodies with every check inside pydantic-core (no Python
+    validator per row), which ``parse_body`` tries first; the schema itself words the errors."""
 
     def model_post_init(self, context: Any) -> None:
         self._request_id = REQUEST_ID.get()
@@ -58,6 +61,12 @@ async def parse_body(request: Request, schema: type[T]) -> T:
         raise RequestValidationError([{"type": "content_type", "loc": ("body",), "msg": "not JSON", "input": None}])
     if not body:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    fast = getattr(schema, "fast_twin", None)
+    if fast is not None:  # a /batch_predict of 256 rows validates in ~2/3 of the time
+        try:
+            return fast.model_validate_json(body)  # type: ignore[return-value]
+        except ValidationError:
+            pass  # validated again below, by the schema whose messages name the fix
     try:
         return schema.model_validate_json(body)
     except ValidationError as err:
@@ -104,10 +113,22 @@ def response_schema(signature: ModelSignature, labels: tuple[str, ...] | None = 
 
 def batch_request_schema(row: type[ServeRequest], limits: ServeLimits) -> type[ServeRequest]:
     """The ``/batch_predict`` body: up to ``limits.max_batch_rows`` ``/predict`` bodies, each validated as one."""
-    class BatchRequest(ServeRequest):
-        rows: list[row] = Field(min_length=1, max_length=limits.max_batch_rows,  # type: ignore[valid-type]
-                                description=f"1 to {limits.max_batch_rows} /predict bodies, answered in order")
+    n = limits.max_batch_rows
 
+    class BatchRequest(ServeRequest):
+        rows: list[row] = Field(min_length=1, max_length=n,  # type: ignore[valid-type]
+                                description=f"1 to {n} /predict bodies, answered in order")
+
+    if row.fast_twin is not None:  # its rows without a request id each: no Python runs per row
+        from pydantic import create_model
+
+        fields = {name: (info.annotation, info) for name, info in row.fast_twin.model_fields.items()}
+        fast_row = create_model("FastRow", __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload]
+
+        class FastBatchRequest(ServeRequest):
+            rows: list[fast_row] = Field(min_length=1, max_length=n)  # type: ignore[valid-type]
+
+        BatchRequest.fast_twin = FastBatchRequest
     return BatchRequest
 
 
@@ -162,8 +183,13 @@ def _features_request(input_dim: int, max_len: int) -> type[ServeRequest]:
 
     shape = f"[[f1, ..., f{input_dim}], ...]: 1 to {max_len} steps of input_dim={input_dim} features"
 
+    class FastFeaturesRequest(ServeRequest):  # the two validators below as list lengths
+        features: Annotated[list[Annotated[list[Finite32], Field(min_length=input_dim, max_length=input_dim)]],
+                            Field(min_length=1, max_length=max_len)]
+
     class FeaturesRequest(ServeRequest):
         features: features_type
+        fast_twin = FastFeaturesRequest if input_dim > 1 else None
 
         @field_validator("features", mode="before")
         @classmethod

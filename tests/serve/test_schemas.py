@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -108,3 +110,60 @@ def test_a_batch_request_validates_each_row_as_predict_does():
     assert errors(schema, {"rows": [{"features": [[1.0, 2.0]]}, {"features": [[1.0]]}]}) == [
         ("rows.1.features", "features[0] has 1 values; the model takes input_dim=2 features per step")]
     assert errors(schema, {"rows": [{"features": [[1.0, 2.0]]}] * 3})[0][0] == "rows"
+
+
+FEATURE_BODIES = [
+    {"features": [[1.0, 2.0]]}, {"features": [[1.0, 2.0]] * 4}, {"features": [[1, -2]]},  # valid
+    {"features": [[1.0, 2.0]] * 5}, {"features": []}, {"features": [1.0, 2.0]},  # too long, empty, flat
+    {"features": [[1.0]]}, {"features": [[1.0, 2.0, 3.0]]}, {"features": [[1.0, 2.0], [1.0]]},  # widths
+    {"features": [[1.0, "2.0"]]}, {"features": [[True, 2.0]]}, {"features": [[1e39, 2.0]]},  # strict, float32
+    {"features": [[1.0, None]]}, {"features": [[1.0, 2.0]], "extra": 1}, {}, {"features": "1, 2"},
+]
+
+
+@pytest.mark.parametrize("body", FEATURE_BODIES)
+def test_the_fast_twin_accepts_exactly_what_the_schema_accepts(body):
+    """``parse_body`` answers from the twin when it accepts: it must never accept what the schema refuses,
+    nor refuse (and so pay a second validation) what it accepts, row by row in a batch as well."""
+    from nl_lightning.serve.schemas import batch_request_schema
+
+    row = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
+    batch = batch_request_schema(row, ServeLimits(max_batch_rows=2))
+    for schema, value in ((row, body), (batch, {"rows": [{"features": [[0.5, 0.5]]}, body]})):
+        assert schema.fast_twin is not None
+        raw = json.dumps(value).encode()
+        assert accepts(schema.fast_twin, raw) == accepts(schema, raw), (schema.__name__, value)
+
+
+def test_parse_body_answers_from_the_twin_and_words_errors_with_the_schema():
+    import asyncio
+
+    from fastapi.exceptions import RequestValidationError
+    from starlette.requests import Request
+
+    from nl_lightning.serve.schemas import parse_body
+
+    schema = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
+
+    def parse(value: dict):
+        raw = json.dumps(value).encode()
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
+                          receive)
+        return asyncio.run(parse_body(request, schema))
+
+    assert type(parse({"features": [[1.0, 2.0]]})) is schema.fast_twin
+    with pytest.raises(RequestValidationError) as err:
+        parse({"features": [[1.0]]})
+    assert err.value.errors()[0]["msg"] == "features[0] has 1 values; the model takes input_dim=2 features per step"
+
+
+def accepts(schema, raw: bytes) -> bool:
+    try:
+        schema.model_validate_json(raw)
+    except ValidationError:
+        return False
+    return True
