@@ -25,9 +25,9 @@ from litserve.loops import BatchedLoop, ContinuousBatchingLoop
 from litserve.utils import LitAPIStatus, LoopResponseType
 
 IDLE_POLL = 1.0
+"""Seconds a worker blocks on its queue before looking again (LitServe's own loops use 1 s too)."""
 ALONE = "alone"
 """Payload key the HTTP side sets to True when the request is the only one it has in flight."""
-"""Seconds a worker blocks on its queue before looking again (LitServe's own loops use 1 s too)."""
 
 
 class EagerBatchedLoop(BatchedLoop):
