@@ -30,6 +30,7 @@ from nl_lightning.errors import ConfigError
 from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.auth import API_KEY, ApiKey
 from nl_lightning.serve.errors import error_body
+from nl_lightning.serve.heap import freeze_startup_objects
 from nl_lightning.serve.hot_swap import LiveModel
 from nl_lightning.serve.metrics import process_metrics
 from nl_lightning.serve.registry import ModelRegistry
@@ -102,6 +103,7 @@ class ModelAPI(ls.LitAPI):
         worker = int(os.environ.get("LITSERVE_WORKER_ID", "0"))
         self.live = LiveModel(Rollout(self.plan.state_dir), load, worker, self.plan.contract, self._count_version)
         self.live.start()
+        freeze_startup_objects()  # torch and the model: out of every later collection (serve/heap.py)
 
     def _checked(self, runner: Runner) -> Runner:
         if tokenizer_identity(runner) != self.plan.tokenizer_sha256:

@@ -23,6 +23,7 @@ from nl_lightning.data.tokenizer import BYTES, TextCodec
 from nl_lightning.errors import ConfigError
 from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.config import ServeLimits
+from nl_lightning.serve.heap import gc_paused
 
 #: Set by ``RequestContextMiddleware`` for the request being handled (HTTP process).
 REQUEST_ID: ContextVar[str | None] = ContextVar("nl_serve_request_id", default=None)
@@ -64,11 +65,13 @@ async def parse_body(request: Request, schema: type[T]) -> T:
     fast = getattr(schema, "fast_twin", None)
     if fast is not None:  # a /batch_predict of 256 rows validates in ~2/3 of the time
         try:
-            return fast.model_validate_json(body)  # type: ignore[return-value]
+            with gc_paused():
+                return fast.model_validate_json(body)  # type: ignore[return-value]
         except ValidationError:
             pass  # validated again below, by the schema whose messages name the fix
     try:
-        return schema.model_validate_json(body)
+        with gc_paused():
+            return schema.model_validate_json(body)
     except ValidationError as err:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]) from None
 

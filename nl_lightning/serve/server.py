@@ -30,6 +30,7 @@ import litserve as ls
 from nl_lightning._process import forks_die_with_parent, pid_alive
 from nl_lightning.errors import ConfigError
 from nl_lightning.serve.config import ServeConfig
+from nl_lightning.serve.heap import freeze_startup_objects
 
 logger = logging.getLogger("nl_lightning.serve")
 RUNTIME_PREFIX = "nl-serve-"
@@ -125,6 +126,7 @@ def serve(config: ServeConfig) -> int:
     try:
         with _graceful_signals():
             server = build_server(config, runtime / "state")
+            freeze_startup_objects()  # the forked HTTP servers then never walk them in a collection
             logger.warning("Serving %s on http://%s:%d (Ctrl+C or SIGTERM stops it)", config.model_dir,
                            config.host, config.port)
             server.run(host=config.host, port=config.port, num_api_servers=config.num_api_servers,
