@@ -3,20 +3,17 @@ frozen in the server and in each inference worker (serve/heap.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from model_files import save
 from pydantic import field_validator
-from starlette.requests import Request
 
 from nl_lightning.models import TransformerClassifier, TransformerConfig
 from nl_lightning.serve.heap import freeze_startup_objects, gc_paused
-from nl_lightning.serve.schemas import ServeRequest, parse_body
+from nl_lightning.serve.schemas import ServeRequest
 
 
 @pytest.fixture
@@ -50,43 +47,28 @@ def test_freeze_startup_objects_exempts_what_exists(unfrozen):
     assert gc.get_freeze_count() > 1000
 
 
-def test_parse_body_validates_with_the_collector_paused():
+def test_parse_body_validates_with_the_collector_paused(parse_json):
     seen: list[tuple[str, bool]] = []
 
-    class Probe(ServeRequest):
-        x: int
+    def probe(tag: str, refuse_negative: bool) -> type[ServeRequest]:
+        class Probe(ServeRequest):
+            x: int
 
-        @field_validator("x")
-        @classmethod
-        def _seen(cls, value: int) -> int:
-            seen.append(("schema", gc.isenabled()))
-            return value
+            @field_validator("x")
+            @classmethod
+            def _seen(cls, value: int) -> int:
+                seen.append((tag, gc.isenabled()))
+                if refuse_negative and value < 0:
+                    raise ValueError("the twin refuses; the schema words it")
+                return value
 
-    class FastProbe(ServeRequest):
-        x: int
+        return Probe
 
-        @field_validator("x")
-        @classmethod
-        def _seen(cls, value: int) -> int:
-            seen.append(("twin", gc.isenabled()))
-            if value < 0:
-                raise ValueError("the twin refuses; the schema words it")
-            return value
-
+    Probe, FastProbe = probe("schema", False), probe("twin", True)
     Probe.fast_twin = FastProbe
 
-    def parse(value: dict):
-        raw = json.dumps(value).encode()
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
-                          receive)
-        return asyncio.run(parse_body(request, Probe))
-
-    assert type(parse({"x": 1})) is FastProbe
-    assert type(parse({"x": -1})) is Probe
+    assert type(parse_json(Probe, {"x": 1})) is FastProbe
+    assert type(parse_json(Probe, {"x": -1})) is Probe
     assert seen == [("twin", False), ("twin", False), ("schema", False)]
     assert gc.isenabled()
 

@@ -135,29 +135,13 @@ def test_the_fast_twin_accepts_exactly_what_the_schema_accepts(body):
         assert accepts(schema.fast_twin, raw) == accepts(schema, raw), (schema.__name__, value)
 
 
-def test_parse_body_answers_from_the_twin_and_words_errors_with_the_schema():
-    import asyncio
-
+def test_parse_body_answers_from_the_twin_and_words_errors_with_the_schema(parse_json):
     from fastapi.exceptions import RequestValidationError
-    from starlette.requests import Request
-
-    from nl_lightning.serve.schemas import parse_body
 
     schema = request_schema(ModelSignature("classification", None, 2, 4, 3), ServeLimits())
-
-    def parse(value: dict):
-        raw = json.dumps(value).encode()
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
-                          receive)
-        return asyncio.run(parse_body(request, schema))
-
-    assert type(parse({"features": [[1.0, 2.0]]})) is schema.fast_twin
+    assert type(parse_json(schema, {"features": [[1.0, 2.0]]})) is schema.fast_twin
     with pytest.raises(RequestValidationError) as err:
-        parse({"features": [[1.0]]})
+        parse_json(schema, {"features": [[1.0]]})
     assert err.value.errors()[0]["msg"] == "features[0] has 1 values; the model takes input_dim=2 features per step"
 
 
