@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from nl_lightning.models import TransformerClassifier, TransformerConfig, TransformerLM
+from nl_lightning.models import CausalLM, TransformerClassifier, TransformerConfig, TransformerLM
 
 FEATURES = 4
 STEPS = 8
@@ -65,3 +65,22 @@ def export(model: L.LightningModule, out_dir: Path, formats: list[str]) -> Path:
 
     export_formats(model, out_dir, ExportConfig(formats=formats, parity_batch_sizes=[1, 2], parity_seq_lens=[4, 8]))
     return out_dir
+
+
+def outlier_lm(seed: int = 0, every: int = 37, factor: float = 200.0) -> CausalLM:
+    """A tiny SwiGLU LM (hidden width 192) whose down-projection inputs have one channel in ``every``
+    ``factor`` times larger than the rest, made without changing the function (``up``'s rows times
+    ``factor``, ``down``'s columns divided by it), the way training makes them: per-tensor INT8
+    activations then round the other channels coarsely, which SmoothQuant and the rotation undo."""
+    from nl_lightning.export.smooth import glu_mlps
+
+    torch.manual_seed(seed)
+    config = TransformerConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, mlp="swiglu", norm="rmsnorm",
+                               position="rope", bias=False, max_seq_len=32)
+    model = CausalLM(config).eval()
+    with torch.no_grad():
+        for mlp in glu_mlps(model):
+            channels = torch.arange(0, mlp.up.out_features, every)
+            mlp.up.weight[channels] *= factor
+            mlp.down.weight[:, channels] /= factor
+    return model

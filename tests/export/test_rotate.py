@@ -5,27 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_files import outlier_lm
 
 from nl_lightning.errors import ConfigError
 from nl_lightning.export.rotate import BlockRotation, hadamard, rotate_glu, rotation_matmuls, validate_block
 from nl_lightning.export.smooth import glu_mlps
 from nl_lightning.models import CausalLM, TransformerConfig
-
-
-def outlier_lm(seed: int = 0) -> CausalLM:
-    """A tiny SwiGLU LM (hidden width 192) whose down-projection inputs have two channels 100x larger
-    than the rest, made without changing the function (``up`` rows x100, ``down`` columns / 100):
-    per-tensor INT8 activations then round the other channels coarsely."""
-    torch.manual_seed(seed)
-    config = TransformerConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, mlp="swiglu", norm="rmsnorm",
-                               position="rope", bias=False, max_seq_len=32)
-    model = CausalLM(config).eval()
-    with torch.no_grad():
-        for mlp in glu_mlps(model):
-            channels = torch.arange(0, mlp.up.out_features, 97)
-            mlp.up.weight[channels] *= 100.0
-            mlp.down.weight[:, channels] /= 100.0
-    return model
 
 
 def tokens(seed: int = 9, batch: int = 4) -> torch.Tensor:
@@ -46,7 +31,7 @@ def test_hadamard_is_orthonormal_and_only_for_powers_of_two():
 
 
 def test_rotation_keeps_the_function_and_spreads_the_outliers():
-    model = outlier_lm()
+    model = outlier_lm(every=97, factor=100.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rotated, n = rotate_glu(model, block=32)
     assert n == 2 and rotated is not model
@@ -76,7 +61,7 @@ def glu_mlps_of(model):
 
 def test_a_block_that_does_not_divide_the_hidden_width_is_refused():
     with pytest.raises(ConfigError, match="does not divide the MLP's hidden width 192"):
-        rotate_glu(outlier_lm(), block=128)
+        rotate_glu(outlier_lm(every=97, factor=100.0), block=128)
 
 
 def test_without_a_gated_mlp_the_model_is_returned_as_is():
@@ -93,7 +78,7 @@ def test_the_rotation_stays_fp32_in_the_int8_graph_and_rescues_the_down_projecti
 
     from nl_lightning.export.onnx import export_onnx
 
-    model = outlier_lm()
+    model = outlier_lm(every=97, factor=100.0)
     rotated, _ = rotate_glu(model, block=32)
     x = tokens(batch=2)
     with torch.no_grad():

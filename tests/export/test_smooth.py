@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_files import outlier_lm
 
 from nl_lightning.errors import ConfigError, DataError
 from nl_lightning.export.bundle import ExportConfig, export_formats
@@ -10,24 +11,6 @@ from nl_lightning.export.ort import Int8Recipe
 from nl_lightning.export.smooth import glu_mlps, smooth_glu
 from nl_lightning.export.variants import VariantBuilder
 from nl_lightning.models import CausalLM, TransformerConfig
-
-
-def outlier_lm(seed: int = 0) -> CausalLM:
-    """A tiny SwiGLU LM whose down-projection inputs have a few channels 200x larger than the rest.
-
-    The outliers are made the way training makes them and without changing the function: ``up``'s
-    rows scaled by 200 and ``down``'s columns by 1/200. Per-tensor INT8 activations then round the
-    other channels to almost nothing, which is what SmoothQuant undoes."""
-    torch.manual_seed(seed)
-    config = TransformerConfig(n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, mlp="swiglu", norm="rmsnorm",
-                               position="rope", bias=False, max_seq_len=32)
-    model = CausalLM(config).eval()
-    with torch.no_grad():
-        for mlp in glu_mlps(model):
-            channels = torch.arange(0, mlp.up.out_features, 37)
-            mlp.up.weight[channels] *= 200.0
-            mlp.down.weight[:, channels] /= 200.0
-    return model
 
 
 def batches(n: int = 4, seed: int = 1) -> list[tuple[torch.Tensor]]:
