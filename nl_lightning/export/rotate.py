@@ -34,7 +34,7 @@ __all__ = ["BlockRotation", "hadamard", "rotate_glu", "rotation_matmuls", "valid
 def hadamard(n: int) -> Tensor:
     """The ``n x n`` orthonormal Hadamard matrix (Sylvester's construction; ``n`` a power of two)."""
     if n < 1 or n & (n - 1):
-        raise ConfigError(f"rotate_block={n!r} must be a power of two (16, 32 or 64 are typical).")
+        raise ConfigError(f"block={n!r}: a Hadamard rotation needs a power of two (16, 32 or 64 are typical).")
     h = torch.ones(1, 1)
     while h.shape[0] < n:
         h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
@@ -46,11 +46,11 @@ def validate_block(block: int | None, hidden: int | None = None) -> None:
     if block is None:
         return
     if not isinstance(block, int) or isinstance(block, bool):
-        raise ConfigError(f"rotate_block={block!r} must be an integer power of two, or None to turn the rotation off.")
+        raise ConfigError(f"block={block!r} must be an integer power of two (16, 32 or 64), or None for no rotation.")
     hadamard(block)
     if hidden is not None and hidden % block:
-        raise ConfigError(f"rotate_block={block} does not divide the MLP's hidden width {hidden}; choose a power of "
-                          "two that does, or None.")
+        raise ConfigError(f"block={block} does not divide the MLP's hidden width {hidden}; choose a power of two "
+                          "that does (a divisor of the hidden width), or None.")
 
 
 class BlockRotation(nn.Module):
