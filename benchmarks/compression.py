@@ -105,18 +105,20 @@ def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, se
     builder = VariantBuilder(model, work_dir / name, calibration=calibration, calibration_batches=8, threads=threads)
     rows = compare_variants(builder, settings["variants"], val, settings["eval_batches"])
     runners = {row["variant"]: builder.build(row["variant"]).run for row in rows}
-    if settings.get("unfused"):  # the same variants from the plain graph: what the fusion adds
-        plain = VariantBuilder(model, work_dir / f"{name}_unfused", calibration=calibration, threads=threads, fuse=False)
-        for row in compare_variants(plain, settings["unfused"], val, settings["eval_batches"])[1:]:
-            runners[f"{row['variant']}_unfused"] = plain.build(row["variant"]).run
-            rows.append({**row, "variant": f"{row['variant']}_unfused"})
-    if settings.get("unsmoothed"):  # the same variants without SmoothQuant: what the smoothing adds
-        recipe = dataclasses.replace(int8_recipe(), smooth_alpha=None)
-        plain = VariantBuilder(model, work_dir / f"{name}_unsmoothed", calibration=calibration, threads=threads,
-                               recipe=recipe)
-        for row in compare_variants(plain, settings["unsmoothed"], val, settings["eval_batches"])[1:]:
-            runners[f"{row['variant']}_unsmoothed"] = plain.build(row["variant"]).run
-            rows.append({**row, "variant": f"{row['variant']}_unsmoothed"})
+    recipe = int8_recipe()
+    extras = {  # the same variants built another way: what the fusion / SmoothQuant / per-token scaling add
+        "unfused": {"fuse": False},
+        "unsmoothed": {"recipe": dataclasses.replace(recipe, smooth_alpha=None)},
+        "token_scaled": {"recipe": dataclasses.replace(recipe, token_scale=True)},
+    }
+    for suffix, options in extras.items():
+        if not settings.get(suffix):
+            continue
+        other = VariantBuilder(model, work_dir / f"{name}_{suffix}", calibration=calibration, threads=threads,
+                               **options)
+        for row in compare_variants(other, settings[suffix], val, settings["eval_batches"])[1:]:
+            runners[f"{row['variant']}_{suffix}"] = other.build(row["variant"]).run
+            rows.append({**row, "variant": f"{row['variant']}_{suffix}"})
     if settings["prune"]:
         pruned = prune_and_fine_tune(model, data, steps=40)
         pruned_builder = VariantBuilder(pruned, work_dir / f"{name}_pruned", threads=threads)

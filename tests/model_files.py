@@ -71,7 +71,7 @@ def outlier_lm(seed: int = 0, every: int = 37, factor: float = 200.0) -> CausalL
     """A tiny SwiGLU LM (hidden width 192) whose down-projection inputs have one channel in ``every``
     ``factor`` times larger than the rest, made without changing the function (``up``'s rows times
     ``factor``, ``down``'s columns divided by it), the way training makes them: per-tensor INT8
-    activations then round the other channels coarsely, which SmoothQuant and the rotation undo."""
+    activations then round the other channels coarsely, which SmoothQuant undoes."""
     from nl_lightning.export.smooth import glu_mlps
 
     torch.manual_seed(seed)

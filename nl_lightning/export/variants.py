@@ -69,6 +69,7 @@ class VariantBuilder:
         self.calibration, self.calibration_batches = calibration, calibration_batches
         self.threads, self.opset, self.random_calibration = threads, opset, random_calibration
         self.fuse, self.recipe = fuse, recipe
+        self._int8_source: Path | None = None
 
     def build(self, name: str) -> Variant:
         name = resolve_variant(name)
@@ -103,24 +104,29 @@ class VariantBuilder:
         return path
 
     def int8_source(self) -> Path:
-        """The graph INT8 variants quantize: with calibration data and a gated MLP, the SmoothQuant-smoothed
-        model's (``export/smooth.py``; same fp32 function), else :meth:`fused_path`."""
-        from nl_lightning.export.fusion import fuse_onnx
-        from nl_lightning.export.smooth import smooth_glu
+        """The graph INT8 variants quantize: the model as the recipe prepares it (SmoothQuant with calibration
+        data, per-token scaling; ``export/prepare.py``; the same fp32 function), exported and fused, or
+        :meth:`fused_path` where the recipe changes nothing."""
+        from nl_lightning.export.prepare import prepare_int8
 
-        alpha = (self.recipe or int8_recipe()).smooth_alpha
-        if alpha is None or self.calibration is None:
-            return self.fused_path()
-        path = self.work_dir / ("model.smoothed.fused.onnx" if self.fuse else "model.smoothed.onnx")
-        if not path.exists():
-            smoothed, n = smooth_glu(self.net, self.calibration, alpha, self.calibration_batches)
-            if not n:
-                return self.fused_path()
-            plain = self.work_dir / "model.smoothed.onnx"
-            export_onnx(smoothed, plain, self.signature, self.opset)
-            if self.fuse:
-                fuse_onnx(plain, path)
-        return path
+        if self._int8_source is None:
+            prepared, counts = prepare_int8(self.net, self.recipe or int8_recipe(), self.calibration,
+                                            self.calibration_batches)
+            steps = ".".join(step for step, n in counts.items() if n)  # e.g. "smoothed.token_scaled"
+            self._int8_source = self._export_fused(prepared, f"model.{steps}") if steps else self.fused_path()
+        return self._int8_source
+
+    def _export_fused(self, model: nn.Module, stem: str) -> Path:
+        """Export ``model`` as ``<stem>.onnx``; return ``<stem>.fused.onnx`` (or the plain graph without fusion)."""
+        from nl_lightning.export.fusion import fuse_onnx
+
+        plain = self.work_dir / f"{stem}.onnx"
+        export_onnx(model, plain, self.signature, self.opset)
+        if not self.fuse:
+            return plain
+        fused = self.work_dir / f"{stem}.fused.onnx"
+        fuse_onnx(plain, fused)
+        return fused
 
     def _ort(self, name: str) -> Variant:
         from nl_lightning.export import ort
