@@ -52,7 +52,7 @@ class Int8Recipe:
     data is given; None = off."""
     token_scale: bool = False
     """Scale gated MLPs' down-projection input per token (``export/token_scale.py``): top-1 agreement with fp32
-    98.5 -> 99.1% on the llama preset, for 4-10% more INT8 time."""
+    98.5 -> 99.1% on the llama preset, for 4-16% more INT8 time."""
 
     def __post_init__(self) -> None:
         validate_alpha(self.smooth_alpha)
