@@ -98,3 +98,14 @@ def test_export_records_token_scaling_and_leaves_no_intermediate(tmp_path):
 def test_token_scale_must_be_a_bool():
     with pytest.raises(ConfigError, match="token_scale='yes' must be true or false"):
         Int8Recipe(token_scale="yes")
+
+
+def test_an_all_zero_token_stays_finite():
+    """Padding rows are all zeros: their scale is clamped, so they give the layer's bias, not 0 / 0 = NaN."""
+    down = nn.Linear(8, 4)
+    a = torch.randn(2, 3, 8)
+    a[0, 1] = 0.0
+    with torch.no_grad():
+        out = TokenScaledLinear(down)(a)
+        torch.testing.assert_close(out, down(a), rtol=1e-5, atol=1e-6)
+    assert torch.equal(out[0, 1], down.bias.detach())
