@@ -6,6 +6,9 @@ import queue
 import time
 from types import SimpleNamespace
 
+import pytest
+from litserve.utils import LitAPIStatus
+
 from nl_lightning.serve.loops import ALONE, EagerBatchedLoop
 
 
@@ -92,3 +95,121 @@ def test_the_http_side_marks_a_request_alone_only_when_nothing_else_is_in_flight
 
     asyncio.run(clients())
     assert [p[ALONE] for p in sent] == [True, True, False]
+
+
+# ---- running batches: LitServe's BatchedLoop is the reference ---------------------------------------
+class Recorder:
+    """A transport (what the loop sends back) and a LitServe callback (which hooks fired, in order)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+        self.events: list[str] = []
+
+    def send(self, item: tuple, consumer_id: object) -> None:
+        self.sent.append(item)
+
+    def responses(self) -> list[tuple]:
+        """(uid, status, what was sent: errors unpickled to (type, message))."""
+        import pickle
+
+        out = []
+        for uid, (data, status, _kind, _worker) in self.sent:
+            if isinstance(data, bytes):
+                err = pickle.loads(data)
+                data = (type(err).__name__, str(err))
+            elif isinstance(data, Exception):
+                data = (type(data).__name__, getattr(data, "status_code", None), getattr(data, "detail", None))
+            out.append((uid, str(status), data))
+        return out
+
+
+def doubler(recorder: Recorder, max_batch_size: int = 2):
+    """A LitAPI whose ``encode_response`` takes LitServe's ``context``; -1 breaks a batch, 99 is a 422."""
+    import litserve as ls
+    from fastapi import HTTPException
+
+    class Doubler(ls.LitAPI):
+        def setup(self, device: str) -> None: ...
+
+        def decode_request(self, request: dict) -> int:
+            return request["x"]
+
+        def batch(self, inputs: list) -> list:
+            return list(inputs)
+
+        def predict(self, x: list) -> list:
+            if 99 in x:
+                raise HTTPException(422, "99 is refused")
+            if -1 in x:
+                raise ValueError("the model broke on -1")
+            return [2 * v for v in x]
+
+        def unbatch(self, output: list) -> list:
+            return output
+
+        def encode_response(self, output: int, context: dict) -> dict:
+            return {"y": output, "context": sorted(context)}
+
+    class Events(ls.Callback):
+        def __getattribute__(self, name: str):
+            if name.startswith(("on_before_", "on_after_")):
+                return lambda **kwargs: recorder.events.append(name)
+            return super().__getattribute__(name)
+
+    from litserve.callbacks import CallbackRunner
+
+    api = Doubler(max_batch_size=max_batch_size, batch_timeout=0.01)
+    api.request_timeout = 30
+    return api, CallbackRunner([Events()])
+
+
+def run_loop(loop, xs: list[int]) -> Recorder:
+    from litserve.loops.base import _SENTINEL_VALUE
+
+    recorder = Recorder()
+    api, callbacks = doubler(recorder)
+    q: queue.Queue = queue.Queue()
+    for i, x in enumerate(xs):
+        q.put(("q0", f"r{i}", time.monotonic(), {"x": x}))
+    q.put(_SENTINEL_VALUE)
+    loop.run_batched_loop(api, q, recorder, callbacks)
+    return recorder
+
+
+@pytest.mark.timeout(30)  # a loop that misses the sentinel never returns
+def test_batches_run_as_litserve_runs_them_answers_errors_and_callbacks():
+    """Same queue, same API: our loop sends what LitServe's ``BatchedLoop`` sends and fires the same events
+    (answers, ``context`` for the hook that takes it, a 422 and a model failure each failing their batch only)."""
+    from litserve.loops import BatchedLoop
+
+    xs = [1, 2, 99, 3, -1, 4, 5, 6]
+    ours, reference = run_loop(EagerBatchedLoop(), xs), run_loop(BatchedLoop(), xs)
+    assert ours.responses() == reference.responses()
+    assert ours.events == reference.events and "on_before_predict" in ours.events
+    assert ours.responses()[0] == ("r0", str(LitAPIStatus.OK), {"y": 2, "context": []})
+    statuses = [status for _, status, _ in ours.responses()]
+    assert statuses.count(str(LitAPIStatus.ERROR)) == 4  # the batches [99, 3] and [-1, 4]
+
+
+@pytest.mark.timeout(30)  # a loop that misses the sentinel never returns
+def test_hook_signatures_are_read_once_per_loop_not_per_request(monkeypatch):
+    """LitServe calls ``inspect.signature`` on five hooks per request: ~0.2 ms at concurrency 1."""
+    import inspect
+
+    calls: list[object] = []
+    signature = inspect.signature
+
+    def counting(fn, *args, **kwargs):
+        calls.append(fn)
+        return signature(fn, *args, **kwargs)
+
+    monkeypatch.setattr(inspect, "signature", counting)
+    recorder = run_loop(EagerBatchedLoop(), list(range(10)))
+    assert len(recorder.sent) == 10 and len(calls) == 5
+
+
+@pytest.mark.timeout(30)  # a loop that misses the sentinel never returns
+def test_the_stop_sentinel_ends_the_loop_after_answering_what_it_took():
+    """LitServe's loop drops the requests it collected with the sentinel; ours answers them, then returns."""
+    recorder = run_loop(EagerBatchedLoop(), [7])
+    assert [uid for uid, _, _ in recorder.responses()] == ["r0"]

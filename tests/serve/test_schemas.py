@@ -7,9 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from nl_lightning.export.signature import ModelSignature
 from nl_lightning.serve.config import ServeLimits
 from nl_lightning.serve.schemas import REQUEST_ID, request_schema, response_schema
-from nl_lightning.export.signature import ModelSignature
 
 
 def errors(schema, body) -> list[tuple[str, str]]:
