@@ -34,13 +34,6 @@ class ModelOutputError(RuntimeError):
     """The model ran but produced NaN or Inf for an input that passed validation."""
 
 
-def batch_outputs(runner: Runner, x: np.ndarray) -> dict[str, np.ndarray]:
-    """The task's outputs of one batch through a runner (``ModelSignature.outputs``: the task modules'
-    own ``task_prediction``), as arrays."""
-    outputs = runner.signature.outputs(torch.from_numpy(runner.forward(x)))
-    return {name: value.numpy() for name, value in outputs.items()}
-
-
 def answer(runner: Runner, items: list[Item], max_rows: int | None = None) -> list[dict[str, Any] | Exception]:
     """One result dict or one exception per item, in order (a batch of requests of mixed shapes);
     ``max_rows``: most rows per forward."""
@@ -68,13 +61,17 @@ def _groups(items: list[Item], max_rows: int | None) -> list[tuple[tuple, list[i
 
 
 def _run_group(runner: Runner, items: list[Item]) -> list[dict[str, Any] | Exception]:
-    x = np.stack([item.x for item in items])
-    columns = batch_outputs(runner, x)
-    finite = np.logical_and.reduce([np.isfinite(v.reshape(len(items), -1)).all(axis=1) for v in columns.values()])
-    rows = {name: values.tolist() for name, values in columns.items()}  # one conversion per batch, not per row
+    """One forward for same-shape items; the task's outputs (``ModelSignature.outputs``: the task modules'
+    own ``task_prediction``) per item, or an error for an item whose raw outputs hold NaN / Inf."""
+    n = len(items)
+    x = items[0].x[None] if n == 1 else np.stack([item.x for item in items])
+    logits = torch.from_numpy(runner.forward(x))
+    # finite logits give finite probabilities / values: one check per batch, per row only when it fails
+    finite = None if bool(logits.isfinite().all()) else logits.reshape(n, -1).isfinite().all(1).tolist()
+    rows = {name: value.tolist() for name, value in runner.signature.outputs(logits).items()}  # once per batch
     results: list[dict[str, Any] | Exception] = []
     for i, item in enumerate(items):
-        if finite[i]:
+        if finite is None or finite[i]:
             results.append({name: values[i] for name, values in rows.items()})
         else:
             logger.error("Model %s returned NaN/Inf for request %s", runner.version, item.request_id)
