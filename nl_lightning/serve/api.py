@@ -138,9 +138,9 @@ class PredictAPI(ModelAPI):
 
     def decode_request(self, request: dict[str, Any], **kwargs: Any) -> Job:
         rid = request.get("request_id")
-        if "rows" in request:
+        if "rows" in request:  # an array already (``predict_spec``)
             return Job([Item(x, rid) for x in request["rows"]], rid, batch=True)
-        return Job([Item(request["x"], rid)], rid, batch=False)
+        return Job([Item(np.asarray(request["x"], dtype=input_dtype(self.plan.contract)), rid)], rid, batch=False)
 
     def batch(self, inputs: list[Job]) -> list[Job]:
         return list(inputs)  # rows of different lengths are grouped in predict, not stacked here
@@ -184,6 +184,6 @@ class PredictAPI(ModelAPI):
         return response
 
 
-def as_array(values: Any, dtype: np.dtype) -> np.ndarray:
-    """A validated request's input as the array the worker runs."""
-    return np.asarray(values, dtype=dtype)
+def input_dtype(signature: ModelSignature) -> type[np.generic]:
+    """The NumPy type of a model's validated input: token ids or float32 features."""
+    return np.int64 if signature.inputs == "tokens" else np.float32

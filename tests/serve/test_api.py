@@ -34,10 +34,12 @@ def test_a_batch_of_predict_and_batch_predict_requests_of_mixed_lengths(tmp_path
     api = PredictAPI(plan, max_batch_size=4)
     api.live = Live(runner)
     ids = [[1, 2, 3], [4, 5], [6, 7, 8], [9, 9, 9], [3]]
-    requests = [{"x": np.array(ids[0]), "request_id": "a"}, {"x": np.array(ids[1]), "request_id": "b"},
+    # as predict_spec sends them: a /predict input as its validated lists, /batch_predict rows as arrays
+    requests = [{"x": ids[0], "request_id": "a"}, {"x": ids[1], "request_id": "b"},
                 {"rows": [np.array(t) for t in ids[2:]], "request_id": "c"}]
     jobs = api.batch([api.decode_request(r) for r in requests])
     assert [len(j.items) for j in jobs] == [1, 1, 3] and jobs[2].batch and jobs[0].items[0].request_id == "a"
+    assert jobs[0].items[0].x.dtype == np.int64  # the lists become the model's input type in the worker
     answers = [api.encode_response(out) for out in api.unbatch(api.predict(jobs))]
     assert api.batch_info == {"version": "4", "size": 3, "errors": 0}
     assert [status for status, _ in answers] == [200, 200, 200]
