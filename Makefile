@@ -57,17 +57,18 @@ test: setup
 	$(MAKE) test-floors
 
 # The fast suite again on the lowest versions pyproject.toml declares (.ci/floors.py): the core
-# dependencies and the data extra pinned to their floors, the other extras resolved around them.
+# dependencies and the FLOORS_EXTRAS pinned to their floors, the other extras resolved around them.
 FLOORS_VENV  ?= .venv-floors
+FLOORS_EXTRAS := data serve
 FLOORS_STAMP := $(FLOORS_VENV)/.installed
 $(FLOORS_STAMP): pyproject.toml .ci/floors.py
 	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
 	$(FLOORS_VENV)/bin/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
-	$(PYTHON) .ci/floors.py data > $(FLOORS_VENV)/floors.txt
+	$(PYTHON) .ci/floors.py $(FLOORS_EXTRAS) > $(FLOORS_VENV)/floors.txt
 	$(FLOORS_VENV)/bin/python -m pip install -q -r $(FLOORS_VENV)/floors.txt 2>&1 | grep -v "^WARNING: Location" || true
 	sed 's/\[[^]]*\]//' $(FLOORS_VENV)/floors.txt > $(FLOORS_VENV)/constraints.txt
 	$(FLOORS_VENV)/bin/python -m pip install -q -e ".[all]" -c $(FLOORS_VENV)/constraints.txt 2>&1 | grep -v "^WARNING: Location" || true
-	$(FLOORS_VENV)/bin/python .ci/floors.py --check data
+	$(FLOORS_VENV)/bin/python .ci/floors.py --check $(FLOORS_EXTRAS)
 	touch $@
 
 # docs/reliability.md quotes the messages of the current versions (older jsonargparse words some differently).
