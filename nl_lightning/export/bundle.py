@@ -109,6 +109,7 @@ class ExportConfig:
                 raise ConfigError(f"ExportConfig.{name}={values!r} must be a non-empty list of positive sizes.")
         Tolerance(self.atol, self.rtol)
         self.quantized_tolerance()
+        self.int8_recipe()  # a bad smooth_alpha / token_scale fails here, not at the first INT8 format
         for name in ("calibration_batches", "check_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ExportConfig.{name}={getattr(self, name)} must be >= 1.")

@@ -6,11 +6,15 @@ every round, so a change in the machine's load falls on every runner alike rathe
 whichever ran last. Before each runner's turn the process sleeps ``settle_s``, so the runner timed
 before it has gone idle: an ONNX Runtime session's intra-op threads spin after every run (and
 OpenMP's wait the same way), and on a 2-core machine they took a core from the next runner (with
-the pause, the INT8 llama's interleaved p50 at batch 1 matched its p50 timed alone; eager's did not
-move). Every result carries the thread count and the load average it was measured
-under: latency on a CPU means little without them. Peak memory is CUDA's allocator peak on GPU,
-and on CPU the resident-set growth above the pre-run level, sampled every millisecond (so it
-includes ONNX Runtime's arena, which torch's counters cannot see).
+the pause, the INT8 llama's interleaved p50 at batch 1 came within about 10% of its p50 timed
+alone; eager's did not move). Every result carries the thread count and the load average it was
+measured under: latency on a CPU means little without them.
+
+Peak memory is CUDA's allocator peak on GPU, and on CPU the resident-set growth above the pre-run
+level, sampled every millisecond by a thread (so it includes ONNX Runtime's arena, which torch's
+counters cannot see). It is measured over the untimed warm-up calls only: the sampler thread
+beside a timed call took the GIL and a core from it, and made eager's batch-1 p50 25-35% slower
+and ORT's 10-20% on the llama preset (2 threads, 3 interleaved A/B pairs).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class ProfileResult:
     throughput: float
     """Samples (sequences) per second at the median latency."""
     peak_mem_mb: float | None
+    """Peak memory of the warm-up calls (None with ``warmup=0``): see the module docstring."""
     threads: int
     """torch's intra-op threads while timing (``nl-lightning profile`` gives ONNX Runtime the same)."""
     load_avg_1m: float | None
@@ -109,9 +114,10 @@ def profile(
 ) -> list[ProfileResult]:
     """Profile every runner at every batch size; ``make_input(batch_size)`` gives the input.
 
-    Each runner gets ``warmup`` untimed calls, then ``rounds`` x ``iters`` timed ones, interleaved
-    with the other runners (the order rotates every round), each turn after a ``settle_s`` pause
-    when there are several runners (see the module docstring)."""
+    Each runner gets ``warmup`` untimed calls, with its peak memory sampled, then ``rounds`` x ``iters``
+    timed ones with no sampler beside them, interleaved with the other runners (the order rotates
+    every round), each turn after a ``settle_s`` pause when there are several runners (see the
+    module docstring)."""
     validate_profile(batch_sizes, warmup, iters, rounds)
     if settle_s < 0:
         raise ConfigError(f"profile needs settle_s >= 0, got {settle_s}.")
@@ -121,19 +127,18 @@ def profile(
     for batch_size in batch_sizes:
         x = make_input(batch_size)
         times: dict[str, list[float]] = {name: [] for name in names}
-        peaks: dict[str, list[float]] = {name: [] for name in names}
-        for r in range(-1, rounds):  # round -1: warm-up
+        peaks: dict[str, float | None] = dict.fromkeys(names)
+        for r in range(-1 if warmup else 0, rounds):  # round -1: warm-up
             shift = max(r, 0) % len(names)
             for name in names[shift:] + names[:shift]:
                 if settle:
                     time.sleep(settle)
-                with PeakMemory(x.is_cuda) as mem:
-                    if r < 0:
+                if r >= 0:
+                    times[name] += time_calls(runners[name], x, 0, iters, clock)
+                else:
+                    with PeakMemory(x.is_cuda) as mem:
                         time_calls(runners[name], x, warmup, 0, clock)
-                    else:
-                        times[name] += time_calls(runners[name], x, 0, iters, clock)
-                if mem.peak_mb is not None:
-                    peaks[name].append(mem.peak_mb)
+                    peaks[name] = mem.peak_mb
         load = load_average()
         for name in names:
             p50 = percentile(times[name], 50)
@@ -141,7 +146,7 @@ def profile(
                 name=name, batch_size=batch_size, seq_len=x.size(1), iters=len(times[name]), rounds=rounds,
                 mean_ms=statistics.fmean(times[name]), p50_ms=p50, p95_ms=percentile(times[name], 95),
                 p99_ms=percentile(times[name], 99), throughput=batch_size / (p50 / 1e3) if p50 > 0 else float("inf"),
-                peak_mem_mb=max(peaks[name]) if peaks[name] else None, threads=torch.get_num_threads(),
+                peak_mem_mb=peaks[name], threads=torch.get_num_threads(),
                 load_avg_1m=load,
             ))
     return results

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -50,6 +51,35 @@ def test_each_runner_turn_starts_after_a_settle_pause(monkeypatch):
     profile({"a": clock.runner("a", 1e-3)}, lambda b: torch.zeros(b, 4), [1], warmup=0, iters=1, rounds=1,
             clock=clock, settle_s=0.25)
     assert clock.calls == ["a"]
+
+
+def test_peak_memory_is_sampled_on_warm_up_calls_only(monkeypatch):
+    """The sampler thread slowed the calls it ran beside: no timed call may run inside a ``PeakMemory``."""
+    clock = FakeClock()
+    profile_module = sys.modules[profile.__module__]
+
+    class Recording:
+        def __init__(self, cuda: bool = False) -> None:
+            self.peak_mb = None
+
+        def __enter__(self) -> "Recording":
+            clock.calls.append("sample")
+            self.peak_mb = float(len(clock.calls))
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            clock.calls.append("stop")
+
+    monkeypatch.setattr(profile_module, "PeakMemory", Recording)
+    runners = {name: clock.runner(name, 1e-3) for name in ("a", "b")}
+    results = profile(runners, lambda b: torch.zeros(b, 4), batch_sizes=[1], warmup=2, iters=2, rounds=2,
+                      clock=clock, settle_s=0)
+    assert clock.calls == ["sample", "a", "a", "stop", "sample", "b", "b", "stop"] + list("aabb" "bbaa")
+    assert [r.peak_mem_mb for r in results] == [1.0, 5.0]  # each runner's own warm-up sample
+    clock.calls.clear()  # no warm-up: no untimed call to sample, and no memory figure
+    results = profile(runners, lambda b: torch.zeros(b, 4), batch_sizes=[1], warmup=0, iters=1, rounds=1,
+                      clock=clock, settle_s=0)
+    assert clock.calls == ["a", "b"] and [r.peak_mem_mb for r in results] == [None, None]
 
 
 def test_latency_statistics_and_throughput_from_known_times():

@@ -84,6 +84,8 @@ def test_bad_alpha_is_a_config_error(alpha):
         Int8Recipe(smooth_alpha=alpha)
     with pytest.raises(ConfigError, match="smooth_alpha"):
         smooth_glu(outlier_lm(), batches(), alpha=alpha)
+    with pytest.raises(ConfigError, match="smooth_alpha"):
+        ExportConfig(smooth_alpha=alpha)
 
 
 def test_empty_calibration_data_is_a_data_error():

@@ -98,6 +98,8 @@ def test_export_records_token_scaling_and_leaves_no_intermediate(tmp_path):
 def test_token_scale_must_be_a_bool():
     with pytest.raises(ConfigError, match="token_scale='yes' must be true or false"):
         Int8Recipe(token_scale="yes")
+    with pytest.raises(ConfigError, match="token_scale='yes' must be true or false"):
+        ExportConfig(token_scale="yes")  # when the config is made, before any export work
 
 
 def test_an_all_zero_token_stays_finite():
