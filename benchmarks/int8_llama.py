@@ -13,8 +13,10 @@ graph fused for ONNX Runtime (GroupQueryAttention with rotary, SkipSimplifiedLay
 ``*_unfused`` rows quantize the plain graph, so the fusion's share shows apart, ``*_unsmoothed`` rows
 skip SmoothQuant (``export/smooth.py``; its scales and static INT8's ranges come from 8 training
 batches, never the held-out text agreement is measured on), and ``*_token_scaled`` rows add the
-opt-in per-token scaling (``export/token_scale.py``), whose targets are checked too. INT8 uses this
-CPU's recipe (``ort.int8_recipe``); the CPU's instruction sets are recorded with the figures.
+opt-in per-token scaling (``export/token_scale.py``), whose targets are checked too. The ``bf16`` row
+(eager PyTorch, weights cast) is a reference, not an INT8 candidate: on a CPU with AMX-BF16 its
+matmuls run on the tile unit. INT8 uses this CPU's recipe (``ort.int8_recipe``); the CPU's
+instruction sets are recorded with the figures.
 Figures go to ``benchmarks/results/int8_llama.json``.
 """
 
@@ -48,7 +50,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {"layers": 2, "steps": 10, "eval_batches": 2, "warmup": 1, "iters": 2, "rounds": 1,
               "variants": ["ort_fp32", "ort_int8_dynamic"], "unfused": [], "token_scaled": ["ort_int8_dynamic"]},
     "full": {"layers": 4, "steps": 600, "eval_batches": 16, "warmup": 3, "iters": 10, "rounds": 6,
-             "variants": ["ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static"],
+             "variants": ["ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static", "bf16"],
              "unfused": ["ort_int8_dynamic"], "unsmoothed": ["ort_int8_dynamic"], "token_scaled": ["ort_int8_dynamic"]},
 }
 
