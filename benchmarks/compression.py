@@ -109,7 +109,7 @@ def measure(name: str, model: L.LightningModule, data: L.LightningDataModule, se
     extras = {  # the same variants built another way: what the fusion / SmoothQuant / per-token scaling add
         "unfused": {"fuse": False},
         "unsmoothed": {"recipe": dataclasses.replace(recipe, smooth_alpha=None)},
-        "token_scaled": {"recipe": dataclasses.replace(recipe, token_scale=True)},
+        "unscaled": {"recipe": dataclasses.replace(recipe, token_scale=False)},
     }
     for suffix, options in extras.items():
         if not settings.get(suffix):

@@ -52,16 +52,19 @@ def test_smoothing_makes_dynamic_int8_agree_with_fp32(tmp_path):
             errors = [(run(x) - model(x)).pow(2).mean() / model(x).var() for (x,) in held_out]
         return float(torch.stack(errors).mean().sqrt())
 
-    plain = int8_error(Int8Recipe(smooth_alpha=None), "plain")
-    smoothed = int8_error(Int8Recipe(), "smoothed")
+    plain = int8_error(Int8Recipe(smooth_alpha=None, token_scale=False), "plain")  # SmoothQuant's share alone
+    smoothed = int8_error(Int8Recipe(token_scale=False), "smoothed")
     assert (tmp_path / "smoothed" / "model.smoothed.fused.onnx").is_file()
     assert not (tmp_path / "plain" / "model.smoothed.fused.onnx").exists()
     assert smoothed < 0.5 * plain, (smoothed, plain)
 
 
 def test_without_calibration_data_or_a_gated_mlp_int8_quantizes_the_plain_graph(tmp_path):
-    builder = VariantBuilder(outlier_lm(), tmp_path / "no_data")
+    unscaled = Int8Recipe(token_scale=False)
+    builder = VariantBuilder(outlier_lm(), tmp_path / "no_data", recipe=unscaled)
     assert builder.int8_source() == builder.fused_path()
+    # per-token scaling (on by default) needs no data: it is all smoothing is skipped for
+    assert VariantBuilder(outlier_lm(), tmp_path / "scaled").int8_source().name == "model.token_scaled.fused.onnx"
     gelu = CausalLM(TransformerConfig(n_layers=1, d_model=32, n_heads=4, max_seq_len=16)).eval()
     assert smooth_glu(gelu, batches()) == (gelu, 0)
     builder = VariantBuilder(gelu, tmp_path / "gelu", calibration=batches())

@@ -67,7 +67,7 @@ def test_each_token_is_rounded_on_its_own_range_in_dynamic_int8(tmp_path):
 def test_the_recipe_prepares_the_graph_int8_quantizes(tmp_path):
     onnx = pytest.importorskip("onnx")
     model, calibration = outlier_lm(), [(tokens(seed),) for seed in range(4)]
-    builder = VariantBuilder(model, tmp_path, calibration=calibration, threads=1, recipe=Int8Recipe(token_scale=True))
+    builder = VariantBuilder(model, tmp_path, calibration=calibration, threads=1)  # the default recipe scales
     source = builder.int8_source()
     assert source.name == "model.smoothed.token_scaled.fused.onnx"
     ops = [node.op_type for node in onnx.load(str(source)).graph.node]
@@ -78,21 +78,23 @@ def test_the_recipe_prepares_the_graph_int8_quantizes(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)
     builder.build("ort_int8_dynamic")
-    assert VariantBuilder(model, tmp_path / "off", calibration=calibration).int8_source().name == "model.smoothed.fused.onnx"
+    off = VariantBuilder(model, tmp_path / "off", calibration=calibration, recipe=Int8Recipe(token_scale=False))
+    assert off.int8_source().name == "model.smoothed.fused.onnx"
 
 
 def test_export_records_token_scaling_and_leaves_no_intermediate(tmp_path):
     config = ExportConfig(formats=["onnx_int8_dynamic"], parity_batch_sizes=[1], parity_seq_lens=[16],
-                          check_batches=2, token_scale=True)
+                          check_batches=2)  # token_scale is on by default
     calibration = [(tokens(s),) for s in range(4)]
     manifest = export_formats(outlier_lm(), tmp_path / "export", config, calibration=calibration)
     assert manifest["int8_token_scaled_mlps"] == 2 and manifest["int8_smoothed_mlps"] == 2
     assert manifest["int8_recipe"]["token_scale"] is True
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["manifest.json", "model.int8_dynamic.onnx",
                                                                        "model.onnx"]
-    config = ExportConfig(formats=["onnx_int8_dynamic"], parity_batch_sizes=[1], parity_seq_lens=[16], check_batches=2)
-    default = export_formats(outlier_lm(), tmp_path / "default", config, calibration=calibration)
-    assert default["int8_token_scaled_mlps"] == 0 and default["int8_recipe"]["token_scale"] is False
+    config = ExportConfig(formats=["onnx_int8_dynamic"], parity_batch_sizes=[1], parity_seq_lens=[16], check_batches=2,
+                          token_scale=False)
+    off = export_formats(outlier_lm(), tmp_path / "off", config, calibration=calibration)
+    assert off["int8_token_scaled_mlps"] == 0 and off["int8_recipe"]["token_scale"] is False
 
 
 def test_token_scale_must_be_a_bool():
