@@ -2,7 +2,9 @@
 
 Each script calls :func:`write_result` once with its figures; ``benchmarks/report.py`` renders
 README sections from these files only (through the script's own ``render(result) -> str``), so
-no figure in the README is transcribed by hand.
+no figure in the README is transcribed by hand. A script whose targets depend on the CPU's
+instruction sets (INT8) also keeps each kind of CPU's latest run, ``results/cpus/<name>/<cpu>.json``
+(``per_cpu=True``), so a run on one machine does not erase what another measured.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CPU_DIR = RESULTS_DIR / "cpus"
 ROOT = RESULTS_DIR.parent.parent
 #: The 1-minute load when the benchmark started (this module is imported first thing): the load at the
 #: end includes the benchmark's own processes, so it alone cannot say whether the machine was idle.
@@ -55,9 +59,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, figures: dict[str, Any], args: Any = None, quick: bool = False) -> Path | None:
-    """Write ``results/<name>.json`` (figures, arguments, machine, the code measured). ``--quick`` runs
-    are not kept: they are smoke tests, and README figures come from full runs only. Prints the JSON line."""
+def write_result(name: str, figures: dict[str, Any], args: Any = None, quick: bool = False,
+                 per_cpu: bool = False) -> Path | None:
+    """Write ``results/<name>.json`` (figures, arguments, machine, the code measured), and with ``per_cpu`` the
+    same record as ``results/cpus/<name>/<cpu_key>.json``. ``--quick`` runs are not kept: they are smoke tests,
+    and README figures come from full runs only. Prints the JSON line."""
     from nl_lightning._io import write_json
 
     record = {
@@ -71,7 +77,23 @@ def write_result(name: str, figures: dict[str, Any], args: Any = None, quick: bo
     print(json.dumps(record, default=str))
     if quick:
         return None
+    if per_cpu:
+        write_json(CPU_DIR / name / f"{cpu_key(record['machine'])}.json", record, default=str)
     return write_json(RESULTS_DIR / f"{name}.json", record, default=str)
+
+
+def cpu_key(machine: dict[str, Any]) -> str:
+    """The kind of CPU a record ran on, as a file stem: its model and widest INT8 unit, e.g. ``amd-epyc-vnni``."""
+    isa = set(machine.get("isa") or ())
+    unit = ("amx" if "amx_int8" in isa else "vnni" if isa & {"avx512_vnni", "avx_vnni"} else
+            "avx512" if "avx512f" in isa else "avx2" if "avx2" in isa else "base")
+    model = re.sub(r"\((r|tm)\)", "", str(machine.get("cpu") or "unknown").lower())
+    return f"{re.sub(r'[^a-z0-9]+', '-', model).strip('-')}-{unit}"
+
+
+def cpu_records(name: str) -> list[dict[str, Any]]:
+    """Each kind of CPU's latest full run of ``name`` (``per_cpu=True``), by file name."""
+    return [json.loads(p.read_text()) for p in sorted((CPU_DIR / name).glob("*.json"))]
 
 
 def code_files() -> dict[str, str]:

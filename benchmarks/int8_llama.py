@@ -32,7 +32,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from _results import write_result
+from _results import changed_code, cpu_key, cpu_records, write_result
 from compression import latency_cell, print_table, train_lm
 from compression import measure as measure_variants
 
@@ -99,7 +99,7 @@ def main() -> None:
         results["targets_opt_out"] = {"thresholds": TARGETS, "variant": OPT_OUT_VARIANT,
                                       **check_targets(task, OPT_OUT_VARIANT)}
     results["seconds"] = round(time.perf_counter() - start, 1)
-    write_result("int8_llama", results, args, quick=args.quick)
+    write_result("int8_llama", results, args, quick=args.quick, per_cpu=True)
 
 
 def render(figures: dict[str, Any]) -> str:
@@ -125,7 +125,33 @@ def render(figures: dict[str, Any]) -> str:
                                for k, v in t["thresholds"].items())
             opt_out = " (`token_scale: false`)" if key == "targets_opt_out" else ""
             lines += ["", f"Targets for `{t['variant']}`{opt_out}: {checks}."]
-    return "\n".join(lines)
+    return "\n".join(lines + render_cpus(cpu_records("int8_llama")))
+
+
+def render_cpus(records: list[dict[str, Any]]) -> list[str]:
+    """Each kind of CPU's latest run side by side: the targets hold on one CPU and not another (eager fp32 is
+    the baseline, and its speed differs more between CPUs than INT8's does)."""
+    if not records:
+        return []
+    lines = ["", "Each kind of CPU's latest full run (`benchmarks/results/cpus/int8_llama/`), per-token scaling on "
+             "and off; eager fp32 is the baseline of both speed ratios:", "",
+             "| CPU (INT8 unit) | token_scale | b1 vs eager | b32 vs eager | vs ORT fp32 | size | agreement | "
+             "targets | eager b1 / b32 | measured |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for record in records:
+        figures, m = record["figures"], record["machine"]
+        eager = next(r for r in figures["task"]["variants"] if r["variant"] == "eager")
+        state = "code changed since" if changed_code(record) else "current code"
+        measured = f"{m['time_utc'][:10]}, `{m['git_commit']}` ({state})"
+        default = figures["int8_recipe"].get("token_scale", False)
+        rows = [(figures[key], on) for key, on in (("targets", default), ("targets_opt_in", True),
+                                                   ("targets_opt_out", False)) if key in figures]
+        for t, on in sorted(rows, key=lambda row: not row[1]):
+            met = "all met" if t["all_met"] else "not met: " + ", ".join(k for k, ok in t["met"].items() if not ok)
+            lines.append(
+                f"| {m['cpu']} ({cpu_key(m).rsplit('-', 1)[1]}) | {'on' if on else 'off'} | {t['b1_vs_eager']:.2f}x | "
+                f"{t['b32_vs_eager']:.2f}x | {t['vs_ort_fp32']:.2f}x | {t['size_ratio']:.2f}x | {t['agreement']:.2f}% | "
+                f"{met} | {eager['latency_ms_b1']:.2f} / {eager['latency_ms_b32']:.1f} ms | {measured} |")
+    return lines
 
 
 

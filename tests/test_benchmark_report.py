@@ -55,3 +55,24 @@ def test_every_benchmark_script_has_a_readme_section_with_its_command():
     for name in scripts:
         runner = "bash" if name.endswith(".sh") else "python"
         assert f"Command: `{runner} benchmarks/{name}" in sections[name], name
+
+
+def test_per_cpu_results_keep_each_kind_of_cpu_apart(tmp_path, monkeypatch):
+    """A run on one CPU replaces that CPU's record only; quick runs keep nothing; the key names the INT8 unit."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import _results
+
+    monkeypatch.setattr(_results, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(_results, "CPU_DIR", tmp_path / "cpus")
+    amx = {"cpu": "Intel(R) Xeon(R) Processor", "isa": ["avx2", "avx512f", "avx512_vnni", "amx_int8"]}
+    vnni = {"cpu": "AMD EPYC", "isa": ["avx2", "avx512f", "avx512_vnni"]}
+    assert [_results.cpu_key(m) for m in (amx, vnni, {"cpu": "AMD EPYC", "isa": ["avx2"]})] == [
+        "intel-xeon-processor-amx", "amd-epyc-vnni", "amd-epyc-avx2"]
+    for machine, figure in ((amx, 1), (vnni, 2), (amx, 3)):
+        monkeypatch.setattr(_results, "machine", lambda machine=machine: {**machine, "time_utc": "now"})
+        _results.write_result("bench", {"x": figure}, per_cpu=True)
+    _results.write_result("bench", {"x": 4}, per_cpu=True, quick=True)
+    assert _results.read_result("bench")["figures"] == {"x": 3}
+    assert [(r["machine"]["cpu"], r["figures"]["x"]) for r in _results.cpu_records("bench")] == [
+        ("AMD EPYC", 2), ("Intel(R) Xeon(R) Processor", 3)]
+    assert _results.cpu_records("other") == []
