@@ -98,12 +98,21 @@ def cpu_records(name: str) -> list[dict[str, Any]]:
 
 def code_files() -> dict[str, str]:
     """The code a result measures, file -> SHA-256: every ``nl_lightning`` module this process imported,
-    the script itself, and the files under the paths in the script's ``MEASURES`` (code that runs only
-    in child processes: a server, a CLI run). ``report.py`` marks the figure stale when one changes."""
+    the script itself, the other benchmark scripts it imported (``int8_llama`` measures with
+    ``compression.measure``; this recorder is not one), and the files under the paths in the script's
+    ``MEASURES`` (code that runs only in child processes: a server, a CLI run). ``report.py`` marks the
+    figure stale when one changes."""
     from nl_lightning._io import file_sha256
 
-    files = {Path(m.__file__).resolve() for m in list(sys.modules.values())
-             if getattr(m, "__name__", "").startswith("nl_lightning") and getattr(m, "__file__", None)}
+    benchmarks = ROOT / "benchmarks"
+    files = set()
+    for m in list(sys.modules.values()):
+        path = getattr(m, "__file__", None)
+        if not path or m is sys.modules.get(__name__):
+            continue
+        path = Path(path).resolve()
+        if getattr(m, "__name__", "").startswith("nl_lightning") or path.is_relative_to(benchmarks):
+            files.add(path)
     main = sys.modules.get("__main__")
     if getattr(main, "__file__", None):
         files.add(Path(main.__file__).resolve())

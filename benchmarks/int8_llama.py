@@ -47,9 +47,9 @@ OPT_OUT_VARIANT = "ort_int8_dynamic_unscaled"
 SEQ_LEN = 128
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "quick": {"layers": 2, "steps": 10, "eval_batches": 2, "warmup": 1, "iters": 2, "rounds": 1,
+    "quick": {"layers": 2, "steps": 10, "eval_batches": 2, "warmup": 1, "timing": {1: (2, 1), 32: (2, 1)},
               "variants": ["ort_fp32", "ort_int8_dynamic"], "unfused": [], "unscaled": ["ort_int8_dynamic"]},
-    "full": {"layers": 4, "steps": 600, "eval_batches": 16, "warmup": 3, "iters": 10, "rounds": 6,
+    "full": {"layers": 4, "steps": 600, "eval_batches": 16, "warmup": 3, "timing": {1: (10, 30), 32: (10, 6)},
              "variants": ["ort_fp32", "ort_optimized", "ort_int8_dynamic", "ort_int8_static", "bf16"],
              "unfused": ["ort_int8_dynamic"], "unsmoothed": ["ort_int8_dynamic"], "unscaled": ["ort_int8_dynamic"]},
 }

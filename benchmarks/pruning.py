@@ -29,13 +29,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from _results import write_result
+from compression import time_runners, timing_record
 
 from nl_lightning.compress.structured import config_widths, prune_structured
 from nl_lightning.data import CharTextDataModule, SyntheticSequenceDataModule
 from nl_lightning.export.compare import compare_variants
 from nl_lightning.export.evaluate import evaluate
 from nl_lightning.export.inputs import batch_input, batch_target
-from nl_lightning.export.profile import profile
 from nl_lightning.export.variants import VariantBuilder, torch_threads
 from nl_lightning.models import TransformerClassifier, TransformerLM
 
@@ -51,14 +51,16 @@ SETTINGS: dict[str, dict[str, Any]] = {
                            seq_len=16, samples=1024, batch_size=64, steps=30, finetune=15, lr=3e-3),
         "char_lm": dict(config=dict(n_layers=2, d_model=64, n_heads=4, max_seq_len=64), seq_len=64, batch_size=16,
                         steps=30, finetune=15, lr=2e-3),
-        "heads": 0.5, "mlp": 0.5, "calibration_batches": 4, "eval_batches": 4, "warmup": 1, "iters": 2, "rounds": 2,
+        "heads": 0.5, "mlp": 0.5, "calibration_batches": 4, "eval_batches": 4, "warmup": 1,
+        "timing": {1: (2, 2), 32: (2, 2)},
     },
     "full": {
         "classifier": dict(config={**CLASSIFIER, "max_seq_len": 32}, seq_len=32, samples=8192, batch_size=64,
                            steps=300, finetune=100, lr=1e-3),
         "char_lm": dict(config=dict(n_layers=4, d_model=256, n_heads=8, max_seq_len=128), seq_len=128, batch_size=16,
                         steps=300, finetune=100, lr=1e-3),
-        "heads": 0.5, "mlp": 0.5, "calibration_batches": 16, "eval_batches": 40, "warmup": 2, "iters": 5, "rounds": 4,
+        "heads": 0.5, "mlp": 0.5, "calibration_batches": 16, "eval_batches": 40, "warmup": 2,
+        "timing": {1: (10, 30), 32: (5, 4)},  # (calls per turn, rounds): see compression.time_runners
     },
 }
 
@@ -138,6 +140,7 @@ def run_task(task: str, settings: dict[str, Any], threads: int, work_dir: Path) 
     result["variants"] = measure({"unpruned": unpruned, "pruned": pruned}, val, spec["seq_len"], settings, threads,
                                  work_dir / task)
     result["ratios"] = ratios(result["variants"])
+    result["timing"] = timing_record(settings)
     return result
 
 
@@ -153,8 +156,7 @@ def measure(arms: dict[str, L.LightningModule], val: list, seq_len: int, setting
             runners[f"{arm}/{row['variant']}"] = builder.build(row["variant"]).run
     spec = builder.signature
     with torch_threads(threads):
-        timings = profile(runners, lambda b: spec.example(b, spec.clamp_seq(seq_len)), BATCHES, settings["warmup"],
-                          settings["iters"], settings["rounds"])
+        timings = time_runners(runners, lambda b: spec.example(b, spec.clamp_seq(seq_len)), settings)
     p50 = {(t.name, t.batch_size): t.p50_ms for t in timings}
     for row in rows:
         for b in BATCHES:

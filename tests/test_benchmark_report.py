@@ -37,6 +37,28 @@ def test_a_result_is_stale_once_the_code_it_measured_changes(tmp_path, monkeypat
     assert _results.changed_code({}) is None  # written before code hashes: cannot be checked
 
 
+def test_a_result_also_hashes_the_benchmark_scripts_it_imported(tmp_path, monkeypatch):
+    """int8_llama measures with compression.measure: a change there must make int8_llama stale too."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import _results
+
+    script, helper = tmp_path / "benchmarks" / "int8.py", tmp_path / "benchmarks" / "measuring.py"
+    script.parent.mkdir()
+    script.write_text("from measuring import measure\n")
+    helper.write_text("def measure(): ...\n")
+    monkeypatch.setattr(_results, "ROOT", tmp_path)
+    main = type(sys)("__main__")
+    main.__file__ = str(script)
+    imported = type(sys)("measuring")
+    imported.__file__ = str(helper)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setitem(sys.modules, "measuring", imported)
+    record = {"code": _results.code_files()}
+    assert set(record["code"]) == {"benchmarks/int8.py", "benchmarks/measuring.py"}
+    helper.write_text("def measure(): return 1\n")
+    assert _results.changed_code(record) == ["benchmarks/measuring.py"]
+
+
 def _results_sha(path: Path) -> str:
     import hashlib
 
