@@ -95,12 +95,24 @@ def raw_batches(fmt: str, path: str, batch: int) -> Iterable[np.ndarray]:
 
 
 def rate(make: Callable[[], Iterable], max_batches: int | None = None) -> float:
-    """Samples/s of one pass (the first ``max_batches`` batches, or all)."""
-    start, count = time.perf_counter(), 0
+    """Steady-state samples/s of one pass (the first ``max_batches`` batches, or all): the clock starts
+    when the first batch arrives and that batch is not counted, so a pass is not charged for what
+    comes before its batches flow. That includes persistent workers finishing the batches they had
+    prefetched for the pass before, when it was cut short (``max_batches``): torch's DataLoader
+    drains them before a new pass, up to ``prefetch_factor x workers`` batches (16 for 1 MiB
+    batches). With the FFT transform the first batch of such a pass took 600-680 ms on an AMD EPYC
+    against 44-108 ms with no workers, and halved the 2-worker rate of a 20-batch pass (7.0k/s
+    once flowing, 3.7k/s counted from ``iter``)."""
+    start, count = None, 0
     for i, item in enumerate(make()):
-        count += len(item["x"] if isinstance(item, dict) else item)
+        if start is None:
+            start = time.perf_counter()
+        else:
+            count += len(item["x"] if isinstance(item, dict) else item)
         if max_batches is not None and i + 1 >= max_batches:
             break
+    if start is None or count == 0:
+        raise ValueError("a timed pass needs at least 2 batches")
     return count / (time.perf_counter() - start)
 
 
@@ -327,7 +339,8 @@ def render(figures: dict) -> str:
     lines = [
         f"Samples/s through `FileDataModule`'s DataLoader vs a raw read loop of the same bytes, "
         f"{figures['size_mb']} MiB per format, batch {figures['batch_size']} of "
-        f"{figures['sample_bytes'] // 1024} KiB samples; best of {figures['repeats']} interleaved passes. "
+        f"{figures['sample_bytes'] // 1024} KiB samples; best of {figures['repeats']} interleaved passes, each timed "
+        "from its first batch on (what comes before, e.g. workers finishing an earlier cut-short pass, is not). "
         "*fast*: `shuffle=False, validate=False`, full passes; *default*: no settings (`shuffle=True, "
         f"validate=True`), passes of {figures.get('default_batches', 'all')} batches; its NaN/Inf scan runs once in "
         "`setup`, shown apart; *vs bare*: fast / a bare torch DataLoader over the raw slices with as many workers:",
