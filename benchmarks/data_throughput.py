@@ -99,21 +99,31 @@ def rate(make: Callable[[], Iterable], max_batches: int | None = None) -> float:
     when the first batch arrives and that batch is not counted, so a pass is not charged for what
     comes before its batches flow. That includes persistent workers finishing the batches they had
     prefetched for the pass before, when it was cut short (``max_batches``): torch's DataLoader
-    drains them before a new pass, up to ``prefetch_factor x workers`` batches (16 for 1 MiB
-    batches). With the FFT transform the first batch of such a pass took 600-680 ms on an AMD EPYC
-    against 44-108 ms with no workers, and halved the 2-worker rate of a 20-batch pass (7.0k/s
-    once flowing, 3.7k/s counted from ``iter``)."""
-    start, count = None, 0
-    for i, item in enumerate(make()):
-        if start is None:
-            start = time.perf_counter()
-        else:
+    drains them before a new pass, up to ``prefetch_factor x workers`` messages. With the FFT
+    transform the first batch of such a pass took 600-680 ms on an AMD EPYC against 44-108 ms with
+    no workers, and halved the 2-worker rate of a 20-batch pass (7.0k/s once flowing, 3.7k/s
+    counted from ``iter``).
+
+    A loader whose workers send ``batches_per_message`` (k) batches at once is timed from the
+    arrival of one message to that of a later one: the clock stops at the last batch whose index is
+    a multiple of k, counting the batches before it, so the batches that come with the first
+    message are not counted as free."""
+    source = make()
+    k = getattr(source, "batches_per_message", 1) if getattr(source, "num_workers", 0) else 1
+    start = stop = None
+    count = counted = 0
+    for i, item in enumerate(source):
+        now = time.perf_counter()
+        if i:
             count += len(item["x"] if isinstance(item, dict) else item)
+        if i % k == 0:
+            start = now if start is None else start
+            stop, counted = now, count
         if max_batches is not None and i + 1 >= max_batches:
             break
-    if start is None or count == 0:
-        raise ValueError("a timed pass needs at least 2 batches")
-    return count / (time.perf_counter() - start)
+    if start is None or counted == 0:
+        raise ValueError(f"a timed pass needs at least {k + 1} batches")
+    return counted / (stop - start)
 
 
 def interleaved(makers: dict[str, Callable[[], Iterable]], repeats: int,
@@ -193,6 +203,9 @@ def measure(fmt: str, spec: dict, n: int, batch: int, workers: list[int], repeat
             row[f"workers{w}_{name}"] = round(best[name])
             row[f"workers{w}_{name}_ratio"] = round(best[name] / best["raw"], 3)
         row[f"workers{w}_default_setup_s"] = round(setup_s, 3)
+        if w:  # what the DataModule chose for these batches (both paths: the same batch bytes)
+            row[f"workers{w}_batches_per_message"] = fast.batches_per_message
+            row[f"workers{w}_prefetch_factor"] = fast.prefetch_factor
         if "bare" in best:
             row[f"workers{w}_fast_vs_bare_torch"] = round(best["fast"] / best["bare"], 3)
         del fast, default, makers  # shuts persistent workers down
@@ -312,7 +325,7 @@ def main() -> None:
             results[fmt] = measure(fmt, spec, n, args.batch_size, args.workers, args.repeats, args.default_batches)
             print(f"{fmt:8s} " + "  ".join(f"{k}={v}" for k, v in results[fmt].items()), flush=True)
         results["transform"] = transform_scaling(specs["npy"], args.batch_size, args.workers, args.repeats,
-                                                 4 if args.quick else 20)
+                                                 9 if args.quick else 20)
         print("transform " + "  ".join(f"{k}={v}" for k, v in results["transform"].items()), flush=True)
         results["parquet_shuffled"] = parquet_shuffled(folder, n, args.batch_size, args.workers, args.repeats,
                                                        args.default_batches)
@@ -340,7 +353,8 @@ def render(figures: dict) -> str:
         f"Samples/s through `FileDataModule`'s DataLoader vs a raw read loop of the same bytes, "
         f"{figures['size_mb']} MiB per format, batch {figures['batch_size']} of "
         f"{figures['sample_bytes'] // 1024} KiB samples; best of {figures['repeats']} interleaved passes, each timed "
-        "from its first batch on (what comes before, e.g. workers finishing an earlier cut-short pass, is not). "
+        "from its first batch on (what comes before, e.g. workers finishing an earlier cut-short pass, is not; "
+        "with several batches per worker message, from the first message to the last one counted). "
         "*fast*: `shuffle=False, validate=False`, full passes; *default*: no settings (`shuffle=True, "
         f"validate=True`), passes of {figures.get('default_batches', 'all')} batches; its NaN/Inf scan runs once in "
         "`setup`, shown apart; *vs bare*: fast / a bare torch DataLoader over the raw slices with as many workers:",
@@ -358,6 +372,11 @@ def render(figures: dict) -> str:
                 f"{_rate(row[f'workers{w}_default'])} | {row[f'workers{w}_default_ratio']:.2f}x | "
                 f"{row[f'workers{w}_default_setup_s']:.2f} s |"
             )
+    chosen = [(w, figures["npy"][f"workers{w}_batches_per_message"], figures["npy"][f"workers{w}_prefetch_factor"])
+              for w in figures.get("workers", []) if f"workers{w}_batches_per_message" in figures["npy"]]
+    if chosen:
+        lines += ["", "With workers, the DataModule's defaults for these batches: " + "; ".join(
+            f"{w} workers: {k} batches per worker message, {p} messages ahead per worker" for w, k, p in chosen) + "."]
     ratios = {fmt: figures[fmt]["workers0_fast_ratio"] for fmt in ("npy", "hdf5")
               if "workers0_fast_ratio" in figures[fmt]}
     met = all(r >= TARGET for r in ratios.values())

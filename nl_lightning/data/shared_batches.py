@@ -13,11 +13,12 @@ The main process returns tensors that are views of the slot, without copying; th
 *held* until the last of them is garbage-collected, and only then may the worker reuse it.
 
 A slot is free when it is not held and its batch was delivered, or was written so long ago that it
-cannot still be in flight: torch's DataLoader dispatches a batch only when it returns one, keeping
+cannot still be in flight: torch's DataLoader dispatches a message only when it returns one, keeping
 ``prefetch_factor x num_workers`` in flight round-robin, so a worker's batches older than its last
-``prefetch_factor + 1`` were either delivered or discarded with an abandoned pass. Slots per worker
-= ``prefetch_factor + 4`` (in flight, plus the batch being trained on and the one Lightning fetches
-ahead). A worker that finds no free slot (its caller keeps many batches alive, e.g.
+``prefetch_factor + 1`` messages were either delivered or discarded with an abandoned pass. A
+message holds ``batches_per_message`` (k) batches, all unpacked (held) when it arrives, so slots per
+worker = ``(prefetch_factor + 2) x k + 2`` (in flight, being written, being handed out, plus the
+batch being trained on and the one Lightning fetches ahead). A worker that finds no free slot (its caller keeps many batches alive, e.g.
 ``list(loader)``) or a batch larger than its slots takes torch's own path for that batch, or grows
 its ring. Each slot's sequence number is written after its data (-1 while writing) and checked by
 the main process, so a bug here raises instead of returning another batch's data. Batches are
@@ -31,6 +32,8 @@ two).
 
 from __future__ import annotations
 
+import copy
+import itertools
 import os
 import uuid
 import weakref
@@ -40,10 +43,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, get_worker_info
+from torch._utils import ExceptionWrapper
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from nl_lightning.data.worker_queues import direct_queue_context
+from nl_lightning.errors import ConfigError
 
 __all__ = ["PackedBatch", "SharedBatchCollate", "SharedBatchLoader", "SlotOverwrittenError", "worker_batch_array"]
 
@@ -332,18 +338,107 @@ class SharedBatchLoader(DataLoader):
     DataLoader); with ``num_workers=0`` it is torch's loader as is. Batches from workers are
     views of shared memory, released when garbage-collected; indices and packed batches travel
     through :class:`~nl_lightning.data.worker_queues.DirectQueue` (same start method).
+
+    ``batches_per_message``: consecutive batches a worker reads per request and returns in one
+    message. Every message costs the main process a fixed ~50-100 us (pickling, two pipe
+    operations, torch's bookkeeping, waking a process), which small batches cannot hide:
+    ``FileDataModule`` sets it from the batch size (:func:`~nl_lightning.data.datamodule.auto_batches_per_message`).
+    ``prefetch_factor`` then counts messages, as torch's does. Batches still arrive one at a
+    time and in order; a worker's error is raised at the batch that failed.
     """
+
+    def __init__(self, *args: Any, batches_per_message: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(batches_per_message, int) or batches_per_message < 1:
+            raise ConfigError(f"batches_per_message must be an integer >= 1; got {batches_per_message!r}.")
+        self.batches_per_message = batches_per_message
+
+    def _chunks(self) -> int:
+        """Batches per worker message: 1 unless workers read a map-style dataset in batches."""
+        map_style = not isinstance(self.dataset, IterableDataset) and self.batch_sampler is not None
+        return self.batches_per_message if self.num_workers > 0 and map_style else 1
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if self.num_workers == 0:
             yield from super().__iter__()
             return
         if not isinstance(self.collate_fn, SharedBatchCollate):
-            prefetch = self.prefetch_factor or 2
-            self.collate_fn = SharedBatchCollate(self.collate_fn, slots=prefetch + 4, in_flight=prefetch + 2)
+            prefetch, k = self.prefetch_factor or 2, self._chunks()
+            # Per worker: ``prefetch`` messages in flight, the one being written, the one being
+            # handed out, and the batch being trained on plus the one Lightning fetches ahead.
+            self.collate_fn = SharedBatchCollate(self.collate_fn, slots=(prefetch + 2) * k + 2,
+                                                 in_flight=(prefetch + 1) * k + 1)
         self.multiprocessing_context = direct_queue_context(self.multiprocessing_context)
         unpacker = self.__dict__.setdefault("_unpacker", _Unpacker(pin_memory=self.pin_memory))
         if not self.persistent_workers:
             unpacker.rings.clear()  # new worker processes, new rings
         for item in super().__iter__():
-            yield unpacker(item)
+            if not isinstance(item, _Chunk):
+                yield unpacker(item)
+                continue
+            batches = [unpacker(b) for b in reversed(item)]  # all held before the first is handed out
+            item.clear()
+            while batches:  # popped, so that none is kept alive here once handed out
+                if isinstance(batches[-1], ExceptionWrapper):
+                    batches.pop().reraise()
+                yield batches.pop()
+
+    def _get_iterator(self) -> Any:
+        k = self._chunks()
+        if k == 1:
+            return super()._get_iterator()
+        # torch's iterator over a copy that sends ``k`` batches' indices per message to a dataset
+        # that reads and collates each (the loader itself keeps its sampler, dataset and length).
+        view = copy.copy(self)
+        vars(view).update(batch_sampler=_ChunkSampler(self.batch_sampler, k), collate_fn=_chunk_collate,
+                          dataset=_ChunkFetcher(self.dataset, self.collate_fn))
+        return _MultiProcessingDataLoaderIter(view)
+
+
+class _Chunk(list):
+    """A worker's message of several batches (packed, or as torch sends them), in order."""
+
+    def pin_memory(self, device: Any = None) -> "_Chunk":
+        """Left as is by torch's pin-memory thread: :class:`_Unpacker` pins each batch it unpacks."""
+        return self
+
+
+class _ChunkSampler:
+    """Groups of ``k`` consecutive batches of ``batches`` (a batch sampler), re-iterated each pass."""
+
+    def __init__(self, batches: Any, k: int) -> None:
+        self.batches, self.k = batches, k
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        batches = iter(self.batches)
+        while chunk := list(itertools.islice(batches, self.k)):
+            yield chunk
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.k)
+
+
+class _ChunkFetcher:
+    """Worker side: reads and collates each batch of a chunk as torch's fetcher would, one after the
+    other (a dataset's slot claim is collated before the next batch claims one)."""
+
+    def __init__(self, dataset: Any, collate_fn: Callable[[Any], Any]) -> None:
+        self.dataset, self.collate_fn = dataset, collate_fn
+
+    def __getitems__(self, chunk: list[Any]) -> _Chunk:
+        out, getitems = _Chunk(), getattr(self.dataset, "__getitems__", None)
+        for indices in chunk:
+            try:
+                out.append(self.collate_fn(getitems(indices) if getitems else [self.dataset[i] for i in indices]))
+            except Exception:
+                info = get_worker_info()
+                out.append(ExceptionWrapper(where=f"in DataLoader worker process {info.id if info else 0}"))
+                break
+        return out
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def _chunk_collate(chunk: _Chunk) -> _Chunk:
+    return chunk

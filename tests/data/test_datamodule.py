@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nl_lightning.data import ArrayDataModule, FileDataModule, Normalize, datamodule
 from nl_lightning.data.readers import MemoryReader
+from nl_lightning.errors import ConfigError
 
 
 def _collect(loader) -> tuple[np.ndarray, np.ndarray]:
@@ -124,21 +125,32 @@ def test_loader_settings_reach_the_dataloader(arrays):
     assert ArrayDataModule(x_train=x).val_dataloader() == []  # no val data: validation is skipped
 
 
-def test_default_prefetch_fits_the_prefetch_budget(arrays, monkeypatch):
-    """``prefetch_factor=None``: as many batches per worker as fit in PREFETCH_BYTES, 2 to 8."""
+def test_default_batches_per_message_and_prefetch_fit_their_budgets(arrays, monkeypatch):
+    """Unset, ``batches_per_message`` is MESSAGE_BYTES of batches, rounded (1 to 16), and
+    ``prefetch_factor`` as many such messages as fit in PREFETCH_BYTES (2 to 8)."""
     x, y = arrays  # a batch of 5: 5 x (48 feature + 8 target + 8 row_id bytes) = 320 bytes
 
     def loader(**kwargs):
         return ArrayDataModule(x_train=x, y_train=y, batch_size=5, num_workers=2, **kwargs).train_dataloader()
 
-    assert loader().prefetch_factor == 8 and loader(prefetch_factor=3).prefetch_factor == 3
-    monkeypatch.setattr(datamodule, "PREFETCH_BYTES", 320 * 5)
-    assert loader().prefetch_factor == 5
-    monkeypatch.setattr(datamodule, "PREFETCH_BYTES", 320 * 5 - 1)
-    assert loader().prefetch_factor == 4
+    got = loader()  # tiny batches: 16 per message, 16 x 320 bytes = 5 KiB: 8 messages ahead
+    assert (got.batches_per_message, got.prefetch_factor) == (16, 8)
+    got = loader(prefetch_factor=3, batches_per_message=2)
+    assert (got.batches_per_message, got.prefetch_factor) == (2, 3)
+    monkeypatch.setattr(datamodule, "MESSAGE_BYTES", 320 * 3)
+    monkeypatch.setattr(datamodule, "PREFETCH_BYTES", 320 * 3 * 5)
+    assert (loader().batches_per_message, loader().prefetch_factor) == (3, 5)
+    monkeypatch.setattr(datamodule, "MESSAGE_BYTES", 320 * 3 - 161)  # 2.497 batches
+    assert (loader().batches_per_message, loader().prefetch_factor) == (2, 7)  # 4,800 // 640
+    monkeypatch.setattr(datamodule, "MESSAGE_BYTES", 320 * 3 - 159)  # 2.503 batches
+    assert loader().batches_per_message == 3
+    monkeypatch.setattr(datamodule, "MESSAGE_BYTES", 100)
     monkeypatch.setattr(datamodule, "PREFETCH_BYTES", 100)
-    assert loader().prefetch_factor == 2
-    assert ArrayDataModule(x_train=x, batch_size=5).train_dataloader().prefetch_factor is None  # no workers
+    assert (loader().batches_per_message, loader().prefetch_factor) == (1, 2)
+    no_workers = ArrayDataModule(x_train=x, batch_size=5).train_dataloader()
+    assert no_workers.prefetch_factor is None and no_workers.batches_per_message == 1
+    with pytest.raises(ConfigError, match="batches_per_message=2 needs num_workers > 0"):
+        ArrayDataModule(x_train=x, batch_size=5, batches_per_message=2)
 
 
 @pytest.mark.parametrize("transform_on", ["sample", "batch"])

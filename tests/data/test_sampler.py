@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -28,3 +30,15 @@ def test_random_sampler_is_a_permutation_and_seeded():
 
     assert sorted(epoch(0).tolist()) == list(range(23))
     assert epoch(0).tolist() == epoch(0).tolist() != epoch(1).tolist()
+
+
+def test_a_sequential_batch_pickles_as_its_two_ends_and_arrives_as_a_plain_array():
+    batch = next(iter(ArrayBatchSampler(SequentialSampler(range(5000)), 1024, False)))
+    sent = pickle.dumps(batch)
+    assert len(sent) < 100  # not 8 KiB of indices: a worker's request stays one small pipe write
+    got = pickle.loads(sent)
+    assert type(got) is np.ndarray and got.dtype == np.int64 and got.tolist() == list(range(1024))
+    with pytest.raises(ValueError, match="read-only"):
+        batch[0] = 7  # it could not pickle as a range any more
+    for view in (batch[::3], batch[5:9], batch + 1):  # views and results carry their own values
+        assert pickle.loads(pickle.dumps(view)).tolist() == view.tolist()

@@ -19,6 +19,7 @@ from nl_lightning.data.readers import MemoryReader, NpyReader
 from nl_lightning.data.shared_batches import (
     PackedBatch, SharedBatchCollate, SharedBatchLoader, SlotOverwrittenError, worker_batch_array,
 )
+from nl_lightning.errors import ConfigError
 
 Pair = namedtuple("Pair", ["a", "b"])
 
@@ -27,13 +28,15 @@ class Batches(Dataset):
     """Whole batches from ``__getitems__``, of several dtypes and nested containers; batch ``i``'s
     values depend on its indices only. ``grow``: later batches are wider (the ring must grow)."""
 
-    def __init__(self, n: int = 200, grow: bool = False) -> None:
-        self.n, self.grow = n, grow
+    def __init__(self, n: int = 200, grow: bool = False, fail_at: int | None = None) -> None:
+        self.n, self.grow, self.fail_at = n, grow, fail_at
 
     def __len__(self) -> int:
         return self.n
 
     def __getitems__(self, indices: list[int]) -> dict:
+        if self.fail_at in indices:
+            raise ValueError(f"bad row {self.fail_at}")
         idx = torch.tensor(indices)
         width = 4 + (indices[0] // 10 if self.grow else 0)
         x = idx[:, None].float() * 1000 + torch.arange(width)
@@ -259,3 +262,51 @@ def test_a_slot_being_unpacked_is_never_free(monkeypatch):
     ring = collate._ring
     monkeypatch.setattr(ring, "header", _UnpackedWhileRead(ring.header, packed[0].slot, packed[0].seq))
     assert ring.free_slot() is None and ring.header.fired
+
+
+@pytest.mark.parametrize("per_message", [3, 25, 40])  # 25 batches: 9 messages (last short), 1, 1 (short)
+@pytest.mark.parametrize("persistent", [True, False])
+def test_several_batches_per_message_equal_torch_and_keep_the_loader_s_length(per_message, persistent):
+    expected = list(_loader(DataLoader, workers=0))
+    loader = _loader(persistent_workers=persistent, batches_per_message=per_message, prefetch_factor=2)
+    assert len(loader) == 25
+    for _ in range(2):
+        shared = 0
+        for batch, ref in zip(loader, expected, strict=True):  # each dropped before the next: slots recycled
+            _same(batch, ref)
+            segments = [seg for seg, _, _ in loader._unpacker.rings.values()]
+            shared += any(s.data_ptr() <= batch["x"].data_ptr() < s.data_ptr() + s.numel() for s in segments)
+        assert shared == 25  # the rings hold whole messages in flight: no batch fell back to torch's path
+        got = list(loader)  # all kept alive: slots run out, torch's path takes over, data intact
+        for a, b in zip(got, expected, strict=True):
+            _same(a, b)
+        del got, a, b, batch  # the next pass starts with every slot free
+
+
+def test_passes_abandoned_mid_message_leave_the_next_pass_whole():
+    expected = list(_loader(DataLoader, workers=0))
+    loader = _loader(persistent_workers=True, batches_per_message=4, prefetch_factor=2)
+    for stop in (1, 6, 9, 0):
+        for a, b in zip(itertools.islice(loader, stop or None), expected[: stop or None], strict=True):
+            _same(a, b)
+
+
+def test_out_of_order_messages_keep_every_batch_once():
+    got = list(_loader(persistent_workers=True, in_order=False, batches_per_message=4))
+    assert sorted(int(b["meta"]["ids"][0][0]) for b in got) == list(range(0, 200, 8))
+
+
+def test_an_error_mid_message_is_raised_at_its_batch_after_the_batches_before_it():
+    """Batch 6 (rows 48-55) fails in the worker: batches 0-5 are handed out first, as without chunks."""
+    loader = _loader(data={"fail_at": 50}, batches_per_message=4, persistent_workers=True)
+    seen = []
+    with pytest.raises(ValueError, match="bad row 50") as raised:
+        for batch in loader:
+            seen.append(int(batch["meta"]["ids"][0][0]))
+    assert seen == [0, 8, 16, 24, 32, 40]
+    assert "in DataLoader worker process" in str(raised.value)  # torch's wrapping: the worker's traceback
+
+
+def test_batches_per_message_must_be_a_positive_integer():
+    with pytest.raises(ConfigError, match="batches_per_message must be an integer >= 1; got 0"):
+        _loader(batches_per_message=0)
