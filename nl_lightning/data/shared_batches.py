@@ -49,7 +49,7 @@ from torch.utils.data._utils.collate import default_collate
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from nl_lightning.data.worker_queues import direct_queue_context
-from nl_lightning.errors import ConfigError
+from nl_lightning.errors import ConfigError, SetupError
 
 __all__ = ["PackedBatch", "SharedBatchCollate", "SharedBatchLoader", "SlotOverwrittenError", "worker_batch_array"]
 
@@ -134,7 +134,15 @@ class _Ring:
     def __init__(self, slots: int, slot_bytes: int, in_flight: int) -> None:
         self.slots, self.slot_bytes, self.in_flight = slots, slot_bytes, in_flight
         self.base = _header_bytes(slots)
-        self.segment = torch.zeros(self.base + slots * slot_bytes, dtype=torch.uint8).share_memory_()
+        nbytes = self.base + slots * slot_bytes
+        try:
+            self.segment = torch.zeros(nbytes, dtype=torch.uint8).share_memory_()
+        except RuntimeError as e:  # /dev/shm full: Docker gives containers 64 MiB unless told otherwise
+            raise SetupError(
+                f"A DataLoader worker could not allocate {nbytes / 2**20:.1f} MiB of shared memory for its {slots} batch "
+                f"slots ({e}). Give the machine or container more shared memory (docker run --shm-size=2g), or "
+                "lower num_workers, prefetch_factor or batches_per_message."
+            ) from e
         self.segment.numpy()[8:16].view(np.int64)[0] = slots
         self.data, self.header = _views(self.segment)
         self.header[2] = slot_bytes

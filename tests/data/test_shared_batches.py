@@ -19,7 +19,7 @@ from nl_lightning.data.readers import MemoryReader, NpyReader
 from nl_lightning.data.shared_batches import (
     PackedBatch, SharedBatchCollate, SharedBatchLoader, SlotOverwrittenError, worker_batch_array,
 )
-from nl_lightning.errors import ConfigError
+from nl_lightning.errors import ConfigError, SetupError
 
 Pair = namedtuple("Pair", ["a", "b"])
 
@@ -310,3 +310,16 @@ def test_an_error_mid_message_is_raised_at_its_batch_after_the_batches_before_it
 def test_batches_per_message_must_be_a_positive_integer():
     with pytest.raises(ConfigError, match="batches_per_message must be an integer >= 1; got 0"):
         _loader(batches_per_message=0)
+
+
+def test_shared_memory_that_runs_out_names_the_fix(monkeypatch):
+    """A full /dev/shm (Docker's 64 MiB default) fails the worker's ring with what to change."""
+    _as_worker(monkeypatch)
+
+    def full(tensor):
+        raise RuntimeError("unable to write to file </torch_1_2_3>: No space left on device (28)")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full)
+    with pytest.raises(SetupError, match=r"could not allocate .* MiB of shared memory for its 3 batch slots "
+                                         r"\(unable to write .*No space left.*--shm-size.*batches_per_message"):
+        SharedBatchCollate(_collate, slots=3, in_flight=2)(Batches().__getitems__([0, 1]))
