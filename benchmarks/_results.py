@@ -4,7 +4,8 @@ Each script calls :func:`write_result` once with its figures; ``benchmarks/repor
 README sections from these files only (through the script's own ``render(result) -> str``), so
 no figure in the README is transcribed by hand. A script whose targets depend on the CPU's
 instruction sets (INT8) also keeps each kind of CPU's latest run, ``results/cpus/<name>/<cpu>.json``
-(``per_cpu=True``), so a run on one machine does not erase what another measured.
+(``per_cpu=True``), so a run on one machine does not erase what another measured. A run under
+``isa_mask.py`` (AVX-512 and VNNI hidden from CPUID) is one more kind of CPU, and keeps only that record.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ ROOT = RESULTS_DIR.parent.parent
 #: The 1-minute load when the benchmark started (this module is imported first thing): the load at the
 #: end includes the benchmark's own processes, so it alone cannot say whether the machine was idle.
 LOAD_AT_START = round(os.getloadavg()[0], 2)
+if os.environ.get("NL_BENCH_ISA_MASK"):  # before the script imports anything that reads the ISA
+    from isa_mask import enter
+
+    ISA_MASK = enter()
+else:
+    ISA_MASK = None
 PACKAGES = ("torch", "lightning", "nl-lightning", "onnxruntime", "litserve", "optuna", "mlflow", "tensorboard")
 
 
@@ -56,6 +63,7 @@ def machine() -> dict[str, Any]:
         "versions": versions,
         "git_commit": _git_commit(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"isa_mask": {**ISA_MASK, "cpuid_answered": _cpuid_answered()}} if ISA_MASK else {}),
     }
 
 
@@ -78,17 +86,39 @@ def write_result(name: str, figures: dict[str, Any], args: Any = None, quick: bo
     if quick:
         return None
     if per_cpu:
-        write_json(CPU_DIR / name / f"{cpu_key(record['machine'])}.json", record, default=str)
+        path = write_json(CPU_DIR / name / f"{cpu_key(record['machine'])}.json", record, default=str)
+    if record["machine"].get("isa_mask"):  # this CPU's own figures stay results/<name>.json
+        if not per_cpu:
+            print(f"{name} keeps no per-CPU records: a run under isa_mask.py is not kept", file=sys.stderr)
+        return path if per_cpu else None
     return write_json(RESULTS_DIR / f"{name}.json", record, default=str)
 
 
 def cpu_key(machine: dict[str, Any]) -> str:
-    """The kind of CPU a record ran on, as a file stem: its model and widest INT8 unit, e.g. ``amd-epyc-vnni``."""
-    isa = set(machine.get("isa") or ())
-    unit = ("amx" if "amx_int8" in isa else "vnni" if isa & {"avx512_vnni", "avx_vnni"} else
-            "avx512" if "avx512f" in isa else "avx2" if "avx2" in isa else "base")
+    """The kind of CPU a record ran on, as a file stem: its model and widest INT8 unit, e.g. ``amd-epyc-vnni``;
+    ``-masked`` when ``isa_mask.py`` hid the wider units."""
     model = re.sub(r"\((r|tm)\)", "", str(machine.get("cpu") or "unknown").lower())
-    return f"{re.sub(r'[^a-z0-9]+', '-', model).strip('-')}-{unit}"
+    masked = "-masked" if machine.get("isa_mask") else ""
+    return f"{re.sub(r'[^a-z0-9]+', '-', model).strip('-')}-{int8_unit(machine)}{masked}"
+
+
+def int8_unit(machine: dict[str, Any]) -> str:
+    """The widest INT8 unit of the ISA a record ran with: amx, vnni, avx512, avx2 or base."""
+    isa = set(machine.get("isa") or ())
+    return ("amx" if "amx_int8" in isa else "vnni" if isa & {"avx512_vnni", "avx_vnni"} else
+            "avx512" if "avx512f" in isa else "avx2" if "avx2" in isa else "base")
+
+
+def cpu_label(machine: dict[str, Any]) -> str:
+    """A record's CPU for a table: ``AMD EPYC (vnni)``, or ``AMD EPYC (avx2: AVX-512 and VNNI hidden by
+    isa_mask.py)``."""
+    unit = int8_unit(machine)
+    if machine.get("isa_mask"):
+        hidden = machine["isa_mask"]["hidden"]
+        names = [n for n, f in (("AVX-512", "avx512f"), ("VNNI", "avx512_vnni"), ("AVX-VNNI", "avx_vnni"),
+                                ("AMX", "amx_int8")) if f in hidden]
+        unit += f": {' and '.join(names) or 'nothing'} hidden by `isa_mask.py`"
+    return f"{machine.get('cpu') or 'unknown CPU'} ({unit})"
 
 
 def cpu_records(name: str) -> list[dict[str, Any]]:
@@ -150,6 +180,12 @@ def _load(m: dict[str, Any]) -> str:
     if "load_avg_1m_start" not in m:
         return f"load average {m['load_avg_1m']}"
     return f"load average {m['load_avg_1m_start']} at start, {m['load_avg_1m']} at end"
+
+
+def _cpuid_answered() -> int | None:
+    from isa_mask import cpuid_answered
+
+    return cpuid_answered()
 
 
 def _cpu_model() -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from _results import changed_code, cpu_key, cpu_records, write_result
+from _results import changed_code, cpu_label, cpu_records, write_result
 from compression import latency_cell, print_table, train_lm
 from compression import measure as measure_variants
 
@@ -145,7 +145,7 @@ def render_cpus(records: list[dict[str, Any]]) -> list[str]:
         for t, on in recipe_rows(figures):
             met = "all met" if t["all_met"] else "not met: " + ", ".join(k for k, ok in t["met"].items() if not ok)
             lines.append(
-                f"| {m['cpu']} ({cpu_key(m).rsplit('-', 1)[1]}) | {'on' if on else 'off'} | {t['b1_vs_eager']:.2f}x | "
+                f"| {cpu_label(m)} | {'on' if on else 'off'} | {t['b1_vs_eager']:.2f}x | "
                 f"{t['b32_vs_eager']:.2f}x | {t['vs_ort_fp32']:.2f}x | {t['size_ratio']:.2f}x | {t['agreement']:.2f}% | "
                 f"{met} | {eager['latency_ms_b1']:.2f} / {eager['latency_ms_b32']:.1f} ms | {measured} |")
     return lines
@@ -176,7 +176,7 @@ def headline(figures: dict[str, Any]) -> tuple[str, str]:
             continue
         m, (other, _) = record["machine"], recipe_rows(record["figures"])[0]
         changed = ", code changed since" if changed_code(record) else ""
-        figure += (f"; on {m['cpu']} ({cpu_key(m).rsplit('-', 1)[1]}, `{m['git_commit']}`{changed}): "
+        figure += (f"; on {cpu_label(m)} (`{m['git_commit']}`{changed}): "
                    f"b1 {other['b1_vs_eager']:.2f}, b32 {other['b32_vs_eager']:.2f}, agreement "
                    f"{other['agreement']:.2f} ({'met' if other['all_met'] else '**not met**'})")
     return f"llama-preset LM, `{t['variant']}` vs eager fp32 ({vnni} VNNI)", figure
