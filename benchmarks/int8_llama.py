@@ -16,7 +16,9 @@ batches, never the held-out text agreement is measured on), and ``*_unscaled`` r
 per-token scaling (``export/token_scale.py``, on by default); their targets are checked too. The ``bf16`` row
 (eager PyTorch, weights cast) is a reference, not an INT8 candidate: on a CPU with AMX-BF16 its
 matmuls run on the tile unit. INT8 uses this CPU's recipe (``ort.int8_recipe``); the CPU's
-instruction sets are recorded with the figures.
+instruction sets are recorded with the figures, and each kind of CPU keeps its latest run
+(``results/cpus/int8_llama/``); ``python benchmarks/isa_mask.py avx2 benchmarks/int8_llama.py`` adds
+the AVX2 figure on a CPU with VNNI (AVX-512 and VNNI hidden from CPUID: ``isa_mask.py``).
 Figures go to ``benchmarks/results/int8_llama.json``.
 """
 

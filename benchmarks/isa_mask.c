@@ -69,3 +69,8 @@ __attribute__((constructor)) static void isa_mask_init(void) {
 
 /* How many CPUID instructions this process had answered through the mask. */
 long isa_mask_answered(void) { return answered; }
+
+/* CPUID as the process sees it (through the mask), for the tests. */
+void isa_mask_cpuid(unsigned leaf, unsigned sub, unsigned out[4]) {
+    __cpuid_count(leaf, sub, out[0], out[1], out[2], out[3]);
+}

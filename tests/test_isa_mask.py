@@ -50,6 +50,28 @@ def test_under_the_mask_torch_and_onnx_runtime_run_avx2_kernels_and_the_recipe_f
     assert int(answered) > 0  # torch, oneDNN and MLAS asked CPUID, and the mask answered
 
 
+CPUID_7 = """
+import ctypes
+lib = ctypes.CDLL({library!r})
+out = (ctypes.c_uint * 4)()
+lib.isa_mask_cpuid(7, 0, out)
+print(out[1], out[2], out[3])
+lib.isa_mask_cpuid(7, 1, out)
+print(out[0])
+"""
+
+
+def test_the_mask_hides_avx512_vnni_and_amx_bits_and_keeps_avx2(library):
+    done = _run(CPUID_7.format(library=str(library)), library)
+    assert done.returncode == 0, done.stderr
+    (ebx, ecx, edx), (eax_1,) = (map(int, line.split()) for line in done.stdout.splitlines())
+    assert ebx & (1 << 5)  # AVX2 stays
+    for reg, bit, name in ((ebx, 16, "AVX512F"), (ebx, 30, "AVX512BW"), (ebx, 31, "AVX512VL"),
+                           (ecx, 11, "AVX512_VNNI"), (edx, 24, "AMX_TILE"), (edx, 25, "AMX_INT8"),
+                           (eax_1, 4, "AVX_VNNI"), (eax_1, 5, "AVX512_BF16")):
+        assert not reg & (1 << bit), f"{name} is visible under the mask"
+
+
 def test_without_the_mask_this_cpu_runs_its_own_kernels(library):
     """The control: the probe tells the two apart on a CPU with VNNI (on an AVX2 CPU there is nothing to hide)."""
     if not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(isa_mask._cpu_flags()):
